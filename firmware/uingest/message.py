@@ -1,0 +1,211 @@
+# Data acquisition messages (see shared ingestion-protocol.md): a window,
+# encoded as CBOR or JSON, signed with HMAC-SHA256 over the bytes with a
+# 64-zero signature placeholder that is then patched in place.
+#
+# The encoding is deterministic, so a signed message can be streamed with
+# bounded memory: pass 1 feeds the HMAC (and learns the length), pass 2 writes
+# the same bytes, now carrying the signature, to the sink in fixed chunks.
+from binascii import hexlify
+
+from micropython import const
+
+from . import cbor, jsonw
+from .hmac import HMAC
+from .window import check_interval, check_sensors
+
+try:
+    from . import _kernels
+except ImportError:  # CPython, big-endian, or a plain bytecode build
+    _kernels = None
+
+DEFAULT_DEVICE_TYPE = "UINGEST"
+FORMATS = ("cbor", "json")
+CONTENT_TYPES = {"cbor": "application/cbor", "json": "application/json"}
+_SIG_LEN = const(64)
+_CHUNK = const(512)
+
+_fast = _kernels is not None
+_scratch = None
+
+
+def use_kernels(on=True):
+    """Switch the viper kernels on or off (tests run both paths); returns
+    whether they are in use."""
+    global _fast
+    _fast = bool(on) and _kernels is not None
+    return _fast
+
+
+def _scratch_buf(size):
+    global _scratch
+    if _scratch is None or len(_scratch) < size:
+        _scratch = bytearray(max(size, _CHUNK))
+    return _scratch
+
+
+def _filler(fmt, typecode, width):
+    if fmt == "cbor":
+        if _fast and width < 24:
+            return _kernels.cbor_f32 if typecode == "f" else _kernels.cbor_i16
+        return cbor.fill_f if typecode == "f" else cbor.fill_h
+    if _fast and typecode == "h":
+        return _kernels.json_i16
+    return jsonw.fill_f if typecode == "f" else jsonw.fill_h
+
+
+class Message:
+    """One window as a data acquisition message.
+
+    length and signature are known before any byte is written, so a
+    transport can send Content-Length first and then stream write(sink).
+    """
+
+    def __init__(self, window, fmt="cbor", hmac_key=None, device_type=DEFAULT_DEVICE_TYPE, device_name=None, iat=None):
+        if fmt not in FORMATS:
+            raise ValueError("fmt: expected 'cbor' or 'json', got %r" % (fmt,))
+        sensors = check_sensors(getattr(window, "sensors", None))
+        interval_ms = check_interval(getattr(window, "interval_ms", None))
+        if not isinstance(device_type, str) or not device_type:
+            raise ValueError("device_type: expected a non-empty string such as 'ESP32_DEVKITC'")
+        if device_name is not None and (not isinstance(device_name, str) or not device_name):
+            raise ValueError("device_name: expected a non-empty string or None")
+        if iat is not None and (isinstance(iat, bool) or not isinstance(iat, int) or iat < 0):
+            raise ValueError("iat: expected Unix time in whole seconds (int >= 0) or None")
+        if hmac_key is not None:
+            if not isinstance(hmac_key, (str, bytes, bytearray)):
+                raise ValueError("hmac_key: expected str, bytes or None")
+            if not hmac_key:
+                raise ValueError("hmac_key: empty; pass None to send alg 'none'")
+        if window.rows < 1:
+            raise ValueError("window: no rows to send")
+        self.window = window
+        self.fmt = fmt
+        self.content_type = CONTENT_TYPES[fmt]
+        self._key = hmac_key
+        width = window.width
+        self._width = width
+        alg = "none" if hmac_key is None else "HS256"
+        if fmt == "cbor":
+            self._head, self._sig_at = cbor.message_head(
+                alg, iat, device_name, device_type, interval_ms, sensors, width, window.rows
+            )
+            self._tail = cbor.TAIL
+        else:
+            self._head, self._sig_at = jsonw.head(alg, iat, device_name, device_type, interval_ms, sensors, width)
+            self._tail = jsonw.TAIL
+        self._max_row = (cbor if fmt == "cbor" else jsonw).max_row_bytes(width, window.typecode)
+        self._fill = _filler(fmt, window.typecode, width)
+        self._values_len = None
+        if fmt == "cbor" and window.typecode == "f":
+            self._values_len = cbor.values_len_f(window.rows, width)
+        self.signature = None  # hex str once signed
+
+    def _values(self, buf, pos, cap):
+        """Encode rows from self._row on into buf[pos:cap]; returns the end
+        offset and advances self._row (no tuple: nothing allocated per chunk)."""
+        w = self.window
+        row = self._row
+        n = (cap - pos) // self._max_row
+        left = w.rows - row
+        if n > left:
+            n = left
+        end = self._fill(w.samples, row, n, self._width, buf, pos)
+        if end < 0:
+            raise ValueError("values: NaN or infinite sample in rows %d..%d" % (row, row + n - 1))
+        self._row = row + n
+        return end
+
+    def _chunks(self, emit):
+        """Feed every byte after the head to emit(memoryview), chunk by chunk."""
+        buf = _scratch_buf(self._max_row)
+        rows_per_chunk = len(buf) // self._max_row
+        cap = rows_per_chunk * self._max_row
+        full = memoryview(buf)[:cap]  # fixed-size rows fill it exactly: reused, not re-sliced
+        total = 0
+        rows = self.window.rows
+        self._row = 0
+        while self._row < rows:
+            n = self._values(buf, 0, cap)
+            emit(full if n == cap else full[:n])
+            total += n
+        if self._tail:
+            emit(self._tail)
+        return total + len(self._tail)
+
+    def _prepare(self):
+        """Pass 1: sign and/or measure, without keeping the message."""
+        if self.signature is not None or (self._key is None and self._values_len is not None):
+            return
+        mac = HMAC(self._key) if self._key is not None else None
+        if mac is not None:
+            mac.update(self._head)
+        n = self._chunks(mac.update if mac is not None else _discard)
+        self._values_len = n - len(self._tail)
+        if mac is not None:
+            self._set_signature(mac)
+
+    def _set_signature(self, mac):
+        hexsig = hexlify(mac.digest())
+        self._head[self._sig_at : self._sig_at + _SIG_LEN] = hexsig
+        self.signature = hexsig.decode()
+
+    @property
+    def length(self):
+        """Exact size in bytes of the message (the Content-Length)."""
+        self._prepare()
+        return len(self._head) + self._values_len + len(self._tail)
+
+    def write(self, sink):
+        """Pass 2: stream the signed message to sink.write(); returns bytes written."""
+        self._prepare()
+        sink.write(self._head)
+        return len(self._head) + self._chunks(sink.write)
+
+    def encode(self):
+        """The whole message as bytes."""
+        if self._values_len is None or self.signature is not None:
+            # Variable-size rows: measure (and sign) first, then fill an
+            # exact-size buffer, so peak memory is the message twice, no more.
+            buf = bytearray(self.length)
+            self.write(_BufferSink(buf))
+            return bytes(buf)
+        # Fixed-size rows: one encoding pass, then sign the buffer in place.
+        head = self._head
+        h = len(head)
+        t = len(self._tail)
+        buf = bytearray(h + self._values_len + t)
+        buf[:h] = head
+        self._row = 0
+        pos = self._values(buf, h, len(buf) - t)
+        buf[pos : pos + t] = self._tail
+        if self._key is not None:
+            self._set_signature(HMAC(self._key, buf))
+            buf[self._sig_at : self._sig_at + _SIG_LEN] = self._head[self._sig_at : self._sig_at + _SIG_LEN]
+        return bytes(buf)
+
+
+class _BufferSink:
+    def __init__(self, buf):
+        self.buf = buf
+        self.pos = 0
+
+    def write(self, b):
+        n = len(b)
+        self.buf[self.pos : self.pos + n] = b
+        self.pos += n
+        return n
+
+
+def _discard(b):
+    pass
+
+
+def encode(window, fmt="cbor", hmac_key=None, device_type=DEFAULT_DEVICE_TYPE, device_name=None, iat=None):
+    """The signed (or alg 'none') message for window, as bytes."""
+    return Message(window, fmt, hmac_key, device_type, device_name, iat).encode()
+
+
+def write(window, sink, fmt="cbor", hmac_key=None, device_type=DEFAULT_DEVICE_TYPE, device_name=None, iat=None):
+    """Stream the same bytes as encode() to sink.write() with memory that does
+    not grow with the window; returns the number of bytes written."""
+    return Message(window, fmt, hmac_key, device_type, device_name, iat).write(sink)

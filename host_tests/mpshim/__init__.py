@@ -1,0 +1,44 @@
+"""The CPython shim: just what the firmware imports that CPython lacks.
+
+install() puts `micropython` on sys.path and adds time.ticks_* to `time`.
+"""
+
+import os
+import sys
+import time
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_TICKS_PERIOD = 1 << 30  # MicroPython's ticks wrap at 2**30 on every port
+_TICKS_HALF = _TICKS_PERIOD // 2
+
+
+def ticks_ms():
+    return time.monotonic_ns() // 1_000_000 % _TICKS_PERIOD
+
+
+def ticks_us():
+    return time.monotonic_ns() // 1_000 % _TICKS_PERIOD
+
+
+def ticks_add(ticks, delta):
+    return (ticks + delta) % _TICKS_PERIOD
+
+
+def ticks_diff(a, b):
+    return (a - b + _TICKS_HALF) % _TICKS_PERIOD - _TICKS_HALF
+
+
+def sleep_ms(ms):
+    time.sleep(ms / 1000)
+
+
+def sleep_us(us):
+    time.sleep(us / 1_000_000)
+
+
+def install():
+    if _HERE not in sys.path:
+        sys.path.insert(0, _HERE)
+    for f in (ticks_ms, ticks_us, ticks_add, ticks_diff, sleep_ms, sleep_us):
+        if not hasattr(time, f.__name__):
+            setattr(time, f.__name__, f)

@@ -1,0 +1,272 @@
+"""The firmware inside the real MicroPython unix port (-X heapsize=64K):
+it writes bytes, the host judges them with cbor2, json and hmac."""
+
+import hashlib
+import hmac as std_hmac
+import random
+import struct
+
+import cbor2
+import pytest
+
+from conftest import FIRMWARE, HERE
+from rfc8949_vectors import OUT_OF_RANGE, VECTORS
+from sample_windows import CASES
+from uingest import message
+from uingest_tools.acquisition import check_structure, decode, verify_signature
+
+KEY = "mp-hmac-key"
+PATH = FIRMWARE + ":" + HERE
+
+
+def lines(proc):
+    return proc.stdout.decode().split("\n")[:-1]
+
+
+def test_rfc8949_vectors_on_micropython(mpy):
+    script = """
+import sys
+from collections import OrderedDict
+from uingest import cbor
+from binascii import hexlify
+for line in sys.stdin:
+    expr = line.rstrip("\\n")
+    try:
+        print(hexlify(cbor.dumps(eval(expr, {"OrderedDict": OrderedDict}))).decode())
+    except ValueError as e:
+        print("ValueError", e)
+"""
+    exprs = [e for e, _ in VECTORS] + OUT_OF_RANGE
+    out = lines(mpy.run(script, stdin="\n".join(exprs).encode() + b"\n"))
+    assert out[: len(VECTORS)] == [h for _, h in VECTORS]
+    assert all(o.startswith("ValueError") and "CBOR" in o for o in out[len(VECTORS) :])
+
+
+def random_value(rnd, depth=0):
+    kind = rnd.randrange(9 if depth < 4 else 6)
+    if kind == 0:
+        return rnd.choice([None, True, False])
+    if kind == 1:
+        return rnd.randrange(-(2**64), 2**64) >> rnd.randrange(0, 64)
+    if kind == 2:
+        return struct.unpack("<d", struct.pack("<Q", rnd.getrandbits(64)))[0]
+    if kind == 3:
+        return rnd.choice([0.5, -2.0, 1e-7, 3.0e38, 65504.0, 1.1, float("inf"), 5.960464477539063e-8])
+    if kind == 4:
+        return "".join(
+            chr(rnd.choice([rnd.randrange(32, 127), rnd.randrange(160, 0x2FFF)])) for _ in range(rnd.randrange(8))
+        )
+    if kind == 5:
+        return bytes(rnd.randrange(256) for _ in range(rnd.randrange(10)))
+    if kind in (6, 7):
+        return [random_value(rnd, depth + 1) for _ in range(rnd.randrange(5))]
+    return {"k%d" % i: random_value(rnd, depth + 1) for i in range(rnd.randrange(5))}
+
+
+def py_literal(v):
+    if isinstance(v, float):
+        if v != v:
+            return "float('nan')"
+        if v in (float("inf"), float("-inf")):
+            return "float('%s')" % v
+        return repr(v)
+    if isinstance(v, list):
+        return "[" + ",".join(py_literal(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ",".join("%r:%s" % (k, py_literal(x)) for k, x in v.items()) + "}"
+    return repr(v)
+
+
+def same(a, b):
+    if isinstance(a, float):
+        return isinstance(b, float) and struct.pack(">d", a) == struct.pack(">d", b)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):  # MicroPython's dict order is not insertion order
+        return isinstance(b, dict) and set(a) == set(b) and all(same(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
+def test_random_values_round_trip_through_cbor2(mpy):
+    rnd = random.Random(8949)
+    values = [random_value(rnd) for _ in range(400)]
+    script = """
+import sys
+from uingest import cbor
+from binascii import hexlify
+for line in sys.stdin:
+    print(hexlify(cbor.dumps(eval(line))).decode())
+"""
+    out = lines(mpy.run(script, stdin="\n".join(py_literal(v) for v in values).encode() + b"\n"))
+    assert len(out) == len(values)
+    for v, h in zip(values, out):
+        assert same(cbor2.loads(bytes.fromhex(h)), v), (v, h)
+
+
+def test_hmac_on_micropython_equals_cpython(mpy):
+    rnd = random.Random(2104)
+    cases = []
+    for key_len in range(0, 201):
+        key = bytes(rnd.randrange(256) for _ in range(key_len))
+        msg = bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 600)))
+        cuts = sorted(rnd.randrange(len(msg) + 1) for _ in range(rnd.randrange(4)))
+        cases.append((key, msg, cuts))
+    script = """
+import sys
+from binascii import unhexlify
+from uingest import hmac
+for line in sys.stdin:
+    k, m, cuts = line.rstrip("\\n").split(" ")
+    m = unhexlify(m)
+    h = hmac.new(unhexlify(k))
+    last = 0
+    for c in [int(x) for x in cuts.split(",") if x] + [len(m)]:
+        h.update(m[last:c])
+        last = c
+    print(h.hexdigest())
+"""
+    # fields split on single spaces, so an empty key or message stays a field
+    text = "".join("%s %s %s\n" % (k.hex(), m.hex(), "," + ",".join(map(str, c))) for k, m, c in cases)
+    out = lines(mpy.run(script, stdin=text.encode()))
+    assert out == [std_hmac.new(k, m, hashlib.sha256).hexdigest() for k, m, _ in cases]
+
+
+MESSAGE_SCRIPT = """
+import gc
+import hashlib
+import sys
+from uingest import message
+import sample_windows
+
+class HashSink:
+    # compares the streamed bytes with encode() without holding both
+    def __init__(self):
+        self.h = hashlib.sha256()
+    def write(self, b):
+        self.h.update(b)
+        return len(b)
+
+print("kernels", message.use_kernels(%(kernels)s))
+w = sample_windows.CASES[%(case)r]()
+for fmt in ("cbor", "json"):
+    for key in (None, %(key)r):
+        body = message.encode(w, fmt, hmac_key=key, device_name="mp-1", iat=1700000000)
+        want = hashlib.sha256(body).digest()
+        m = message.Message(w, fmt, hmac_key=key, device_name="mp-1", iat=1700000000)
+        s = HashSink()
+        n = m.write(s)
+        print(%(case)r, fmt, key is not None, n == len(body), s.h.digest() == want, len(body))
+        sys.stdout.buffer.write(body)
+        body = m = s = None
+        gc.collect()
+"""
+
+
+def records(stdout):
+    """Header lines, each followed by the raw body it announces."""
+    pos = 0
+    while pos < len(stdout):
+        nl = stdout.index(b"\n", pos)
+        fields = stdout[pos:nl].decode().split(" ")
+        size = int(fields[-1])
+        yield fields[:-1], stdout[nl + 1 : nl + 1 + size]
+        pos = nl + 1 + size
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("kernels", [True, False], ids=["viper", "portable"])
+def test_messages_written_on_micropython(mpy, bundle, kernels, case):
+    script = MESSAGE_SCRIPT % dict(kernels=kernels, case=case, key=KEY)
+    stdout = mpy.run(script, path=bundle).stdout
+    first, _, stdout = stdout.partition(b"\n")
+    assert first.decode() == "kernels %s" % kernels
+    rows = list(records(stdout))
+    assert len(rows) == 4
+    for (name, fmt, signed, length_ok, stream_ok), body in rows:
+        assert length_ok == stream_ok == "True", (name, fmt, signed)
+        msg = decode(body, fmt)
+        check_structure(msg)
+        assert msg["payload"]["device_name"] == "mp-1"
+        if signed == "True":
+            assert verify_signature(body, fmt, KEY)
+        else:
+            assert msg["protected"]["alg"] == "none"
+        # the same firmware under CPython writes the very same bytes
+        w = CASES[name]()
+        want = message.encode(w, fmt, hmac_key=KEY if signed == "True" else None, device_name="mp-1", iat=1700000000)
+        assert body == want, (name, fmt, signed)
+        values = msg["payload"]["values"]
+        flat = [v for r in values for v in r] if w.width > 1 else values
+        if fmt == "cbor" or w.typecode == "h":
+            assert flat == list(w.samples)
+
+
+MEMORY_SCRIPT = """
+import gc
+from uingest import message
+from uingest.hmac import HMAC
+from uingest.window import Window
+import sample_windows
+
+class HashSink:
+    # the socket stand-in: hashes what it is sent, keeps nothing
+    def __init__(self):
+        self.h = HMAC("sink")
+        self.n = 0
+    def write(self, b):
+        self.h.update(b)
+        self.n += len(b)
+        return len(b)
+
+# windows first, largest first: a fresh heap has room for them in one piece
+windows = {n: sample_windows.imu(n) for n in (800, 400, 200)}
+
+def cost(rows):
+    # bytes allocated during one write (GC off, so nothing is hidden by a
+    # collection); the portable path boxes a float per sample and cannot run
+    # with GC off, so for it report the growth of live heap instead
+    w = windows[rows]
+    sink = HashSink()
+    message.write(w, sink, "cbor", hmac_key="k", device_name="d", iat=1)  # warm-up: scratch buffer
+    gc.collect()
+    before = gc.mem_alloc()
+    if message.use_kernels(%(kernels)s):
+        gc.disable()
+    message.write(w, sink, "cbor", hmac_key="k", device_name="d", iat=1)
+    if not message.use_kernels(%(kernels)s):
+        gc.collect()
+    used = gc.mem_alloc() - before
+    gc.enable()
+    return used
+
+print(message.use_kernels(%(kernels)s), cost(200), cost(400), cost(800))
+"""
+
+
+@pytest.mark.parametrize("kernels", [True, False], ids=["viper", "portable"])
+def test_signed_streaming_heap_does_not_grow_with_rows(mpy, bundle, kernels):
+    out = lines(mpy.run(MEMORY_SCRIPT % dict(kernels=kernels), path=bundle, heap="64K"))
+    fast, c200, c400, c800 = out[0].split()
+    assert fast == str(kernels)
+    c200, c400, c800 = int(c200), int(c400), int(c800)
+    print("heap used by one signed streaming write: 200 rows %d B, 400 rows %d B, 800 rows %d B" % (c200, c400, c800))
+    if kernels:
+        assert c200 < 16384  # head, HMAC state and chunk views: a fixed cost per message
+        assert c800 <= c400 <= c200  # not one byte more for 4x the rows
+    else:
+        # the portable path boxes each float it reads: garbage, but no live growth
+        assert c200 == c400 == c800 == 0
+
+
+def test_encode_fits_64k_heap(mpy):
+    script = """
+from uingest import message
+import sample_windows, gc
+w = sample_windows.imu(200)
+gc.collect()
+free = gc.mem_free()
+b = message.encode(w, "cbor", hmac_key="k")
+print(len(b), free)
+"""
+    n, free = map(int, lines(mpy.run(script, path=PATH, heap="64K"))[0].split())
+    assert n == len(message.encode(CASES["imu"](), "cbor", hmac_key="k"))

@@ -1,0 +1,121 @@
+"""Host-side reading and checking of data acquisition messages.
+
+Independent of the firmware's encoder: decoding is cbor2's or json's, the
+signature check is Python's hmac. Used by the tests, and by the tools that
+receive or inspect samples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import re
+
+import cbor2
+
+PLACEHOLDER = b"0" * 64
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class InvalidMessage(ValueError):
+    """The body is not a valid data acquisition message; str() is the reason."""
+
+
+def decode(body: bytes, fmt: str):
+    """Decode body as 'cbor' or 'json' into Python objects."""
+    try:
+        if fmt == "cbor":
+            return cbor2.loads(body)
+        if fmt == "json":
+            return json.loads(body)
+    except Exception as e:  # the decoders raise many kinds; all mean "not this format"
+        raise InvalidMessage("body is not valid %s: %s" % (fmt.upper(), e)) from None
+    raise InvalidMessage("unknown format %r" % fmt)
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def check_structure(msg) -> dict:
+    """Raise InvalidMessage unless msg has the protocol's structure; return payload."""
+    if not isinstance(msg, dict):
+        raise InvalidMessage("message must be a map")
+    for key in ("protected", "signature", "payload"):
+        if key not in msg:
+            raise InvalidMessage("missing field: %s" % key)
+    prot = msg["protected"]
+    if not isinstance(prot, dict) or prot.get("ver") != "v1":
+        raise InvalidMessage("protected.ver must be 'v1'")
+    if prot.get("alg") not in ("HS256", "none"):
+        raise InvalidMessage("protected.alg must be 'HS256' or 'none'")
+    if "iat" in prot and (not isinstance(prot["iat"], int) or isinstance(prot["iat"], bool) or prot["iat"] < 0):
+        raise InvalidMessage("protected.iat must be a non-negative integer")
+    if not isinstance(msg["signature"], str):
+        raise InvalidMessage("signature must be a string")
+    if prot["alg"] == "HS256" and not _HEX64.match(msg["signature"]):
+        raise InvalidMessage("signature must be 64 lowercase hex characters")
+    p = msg["payload"]
+    if not isinstance(p, dict):
+        raise InvalidMessage("payload must be a map")
+    if not isinstance(p.get("device_type"), str) or not p["device_type"]:
+        raise InvalidMessage("payload.device_type must be a non-empty string")
+    if "device_name" in p and not isinstance(p["device_name"], str):
+        raise InvalidMessage("payload.device_name must be a string")
+    iv = p.get("interval_ms")
+    if not _number(iv) or not math.isfinite(iv) or iv <= 0:
+        raise InvalidMessage("payload.interval_ms must be a positive number")
+    sensors = p.get("sensors")
+    if not isinstance(sensors, list) or not sensors:
+        raise InvalidMessage("payload.sensors must be a non-empty list")
+    for i, s in enumerate(sensors):
+        if not isinstance(s, dict) or not isinstance(s.get("name"), str) or not isinstance(s.get("units"), str):
+            raise InvalidMessage("payload.sensors[%d] needs string name and units" % i)
+    values = p.get("values")
+    if not isinstance(values, list) or not values:
+        raise InvalidMessage("payload.values must be a non-empty list")
+    width = len(sensors)
+    for r, row in enumerate(values):
+        if isinstance(row, list):
+            if len(row) != width:
+                raise InvalidMessage("payload.values[%d] has %d values, expected %d" % (r, len(row), width))
+            cells = row
+        elif width == 1:
+            cells = (row,)
+        else:
+            raise InvalidMessage("payload.values[%d] must be a list of %d numbers" % (r, width))
+        for v in cells:
+            if not _number(v) or not math.isfinite(v):
+                raise InvalidMessage("payload.values[%d] holds a value that is not a finite number" % r)
+    return p
+
+
+def signature_span(body: bytes, fmt: str, signature: str) -> tuple[int, int]:
+    """Byte range of the signature value inside body."""
+    sig = signature.encode()
+    if fmt == "cbor":
+        marker = b"\x69signature\x78\x40" + sig
+    else:
+        marker = b'"signature":"' + sig + b'"'
+    at = body.find(marker)
+    if at < 0 or body.find(marker, at + 1) >= 0:
+        raise InvalidMessage("signature value not found exactly once in the body")
+    start = at + marker.index(sig)
+    return start, start + len(sig)
+
+
+def verify_signature(body: bytes, fmt: str, key: str | bytes, msg=None) -> bool:
+    """True when the HS256 signature in body is right for key."""
+    if msg is None:
+        msg = decode(body, fmt)
+    sig = msg["signature"]
+    if msg["protected"].get("alg") != "HS256" or not _HEX64.match(sig):
+        return False
+    start, end = signature_span(body, fmt, sig)
+    zeroed = body[:start] + PLACEHOLDER + body[end:]
+    if isinstance(key, str):
+        key = key.encode()
+    want = hmac.new(key, zeroed, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(want, sig)
