@@ -119,81 +119,54 @@ def dumps(obj):
 # the window's values a definite-length array of rows.
 
 
-def _text(s, w):
+def text(s):
+    """A CBOR text string item."""
     b = s.encode()
-    w(head(_MT_TEXT, len(b)))
-    w(b)
+    return head(_MT_TEXT, len(b)) + b
 
 
-def _message_head(w, alg, iat, device_name, device_type, interval_ms, sensors, width, rows):
-    w(head(_MT_MAP, 3))
-    _text("protected", w)
-    w(head(_MT_MAP, 2 if iat is None else 3))
-    _text("ver", w)
-    _text("v1", w)
-    _text("alg", w)
-    _text(alg, w)
-    if iat is not None:
-        _text("iat", w)
-        _int(iat, w)
-    _text("signature", w)
-    w(head(_MT_TEXT, 64))
-    sig_at = w(None)
-    w(b"0" * 64)
-    _text("payload", w)
-    w(head(_MT_MAP, 4 if device_name is None else 5))
-    if device_name is not None:
-        _text("device_name", w)
-        _text(device_name, w)
-    _text("device_type", w)
-    _text(device_type, w)
-    _text("interval_ms", w)
-    if isinstance(interval_ms, float) and interval_ms == int(interval_ms) and interval_ms < 2**63:
-        interval_ms = int(interval_ms)
-    _item(interval_ms, w, 0)
-    _text("sensors", w)
-    w(head(_MT_ARRAY, len(sensors)))
-    for name, units in sensors:
-        w(head(_MT_MAP, 2))
-        _text("name", w)
-        _text(name, w)
-        _text("units", w)
-        _text(units, w)
-    _text("values", w)
-    w(head(_MT_ARRAY, rows if width > 1 else rows * width))
-    return sig_at
+def number(x):
+    """An int or float item; integral floats go out as ints (16.0 -> 16)."""
+    if isinstance(x, float) and x == int(x) and -(2**63) < x < 2**63:
+        x = int(x)
+    if isinstance(x, float):
+        return encode_float(x)
+    parts = []
+    _int(x, parts.append)
+    return parts[0]
 
 
-class Builder:
-    """Builds a small byte string in two passes (measure, then fill) so that
-    no list of parts or growing buffer fragments the heap."""
+_cache = [None, b""]  # (sensors tuple, its encoding): a device sends the same sensors every window
 
-    def __init__(self):
-        self.buf = None
-        self.pos = 0
 
-    def __call__(self, b):
-        if b is None:
-            return self.pos
-        n = len(b)
-        if self.buf is not None:
-            self.buf[self.pos : self.pos + n] = b
-        self.pos += n
-
-    def build(self, fn, *args):
-        mark = fn(self, *args)
-        self.buf = bytearray(self.pos)
-        self.pos = 0
-        fn(self, *args)
-        return self.buf, mark
+def sensors_block(sensors):
+    if _cache[0] is not sensors:
+        parts = [head(_MT_ARRAY, len(sensors))]
+        for name, units in sensors:
+            parts.append(b"\xa2\x64name" + text(name) + b"\x65units" + text(units))
+        _cache[1] = b"".join(parts)
+        _cache[0] = sensors
+    return _cache[1]
 
 
 def message_head(alg, iat, device_name, device_type, interval_ms, sensors, width, rows):
-    """Message bytes up to the first value (a bytearray), and the offset of
-    the 64-character signature placeholder in them."""
-    return Builder().build(_message_head, alg, iat, device_name, device_type, interval_ms, sensors, width, rows)
+    """Message bytes up to the first value, and the offset of the
+    64-character signature placeholder in them."""
+    # Keys and fixed parts as literals: {"protected": {"ver": "v1", "alg": ...
+    p = b"\xa3\x69protected" + (b"\xa2" if iat is None else b"\xa3") + b"\x63ver\x62v1\x63alg" + text(alg)
+    if iat is not None:
+        p += b"\x63iat" + number(iat)
+    p += b"\x69signature\x78\x40"
+    sig_at = len(p)
+    q = b"\x67payload" + (b"\xa4" if device_name is None else b"\xa5")
+    if device_name is not None:
+        q += b"\x6bdevice_name" + text(device_name)
+    q += b"\x6bdevice_type" + text(device_type) + b"\x6binterval_ms" + number(interval_ms)
+    q += b"\x67sensors" + sensors_block(sensors) + b"\x66values" + head(_MT_ARRAY, rows if width > 1 else rows * width)
+    return b"".join((p, _ZEROS, q)), sig_at
 
 
+_ZEROS = b"0" * 64
 TAIL = b""
 
 

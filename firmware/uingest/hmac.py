@@ -9,7 +9,13 @@ from micropython import const
 _BLOCK = const(64)
 
 
+_last = [None, None, None]  # key, ipad, opad: a device signs every window with one key
+
+
 def _pads(key):
+    if key is _last[0]:
+        return _last[1], _last[2]
+    original = key
     if isinstance(key, str):
         key = key.encode()
     elif not isinstance(key, (bytes, bytearray, memoryview)):
@@ -22,6 +28,8 @@ def _pads(key):
         k = key[i] if i < len(key) else 0
         ipad[i] = k ^ 0x36
         opad[i] = k ^ 0x5C
+    if isinstance(original, (str, bytes)):  # immutable: safe to reuse
+        _last[0], _last[1], _last[2] = original, ipad, opad
     return ipad, opad
 
 

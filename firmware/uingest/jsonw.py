@@ -5,8 +5,6 @@ import struct
 
 from micropython import const
 
-from .cbor import Builder
-
 _COMMA = const(0x2C)
 _INF = float("inf")
 _ESCAPES = {8: "\\b", 9: "\\t", 10: "\\n", 12: "\\f", 13: "\\r", 34: '\\"', 92: "\\\\"}
@@ -58,41 +56,27 @@ def float32_text(v):
     return repr(v)
 
 
-def _head(w, alg, iat, device_name, device_type, interval_ms, sensors):
-    w(b'{"protected":{"ver":"v1","alg":"')
-    w(alg.encode())
-    if iat is not None:
-        w(b'","iat":')
-        w(b"%d" % iat)
-        w(b'},"signature":"')
-    else:
-        w(b'"},"signature":"')
-    sig_at = w(None)
-    w(b"0" * 64)
-    w(b'","payload":{')
-    if device_name is not None:
-        w(b'"device_name":')
-        w(string(device_name).encode())
-        w(b",")
-    w(b'"device_type":')
-    w(string(device_type).encode())
-    w(b',"interval_ms":')
-    w(number(interval_ms).encode())
-    w(b',"sensors":[')
-    for i, (name, units) in enumerate(sensors):
-        w(b',{"name":' if i else b'{"name":')
-        w(string(name).encode())
-        w(b',"units":')
-        w(string(units).encode())
-        w(b"}")
-    w(b'],"values":[')
-    return sig_at
+_cache = [None, b""]  # (sensors tuple, its text)
+
+
+def _sensors(sensors):
+    if _cache[0] is not sensors:
+        _cache[1] = ",".join(['{"name":%s,"units":%s}' % (string(n), string(u)) for n, u in sensors]).encode()
+        _cache[0] = sensors
+    return _cache[1]
 
 
 def head(alg, iat, device_name, device_type, interval_ms, sensors, width):
-    """Message bytes up to the first value (a bytearray), and the offset of
-    the 64-character signature placeholder in them."""
-    return Builder().build(_head, alg, iat, device_name, device_type, interval_ms, sensors)
+    """Message bytes up to the first value, and the offset of the
+    64-character signature placeholder in them."""
+    if iat is None:
+        p = '{"protected":{"ver":"v1","alg":"%s"},"signature":"' % alg
+    else:
+        p = '{"protected":{"ver":"v1","alg":"%s","iat":%d},"signature":"' % (alg, iat)
+    dev = "" if device_name is None else '"device_name":%s,' % string(device_name)
+    q = '","payload":{%s"device_type":%s,"interval_ms":%s,"sensors":[' % (dev, string(device_type), number(interval_ms))
+    p = p.encode()
+    return b"".join((p, b"0" * 64, q.encode(), _sensors(sensors), b'],"values":[')), len(p)
 
 
 TAIL = b"]}}"

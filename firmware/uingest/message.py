@@ -93,6 +93,7 @@ class Message:
         else:
             self._head, self._sig_at = jsonw.head(alg, iat, device_name, device_type, interval_ms, sensors, width)
             self._tail = jsonw.TAIL
+        self._head = bytearray(self._head)  # the signature is patched into it
         self._max_row = (cbor if fmt == "cbor" else jsonw).max_row_bytes(width, window.typecode)
         self._fill = _filler(fmt, window.typecode, width)
         self._values_len = None
@@ -163,24 +164,30 @@ class Message:
 
     def encode(self):
         """The whole message as bytes."""
-        if self._values_len is None or self.signature is not None:
-            # Variable-size rows: measure (and sign) first, then fill an
-            # exact-size buffer, so peak memory is the message twice, no more.
-            buf = bytearray(self.length)
-            self.write(_BufferSink(buf))
-            return bytes(buf)
-        # Fixed-size rows: one encoding pass, then sign the buffer in place.
-        head = self._head
-        h = len(head)
-        t = len(self._tail)
-        buf = bytearray(h + self._values_len + t)
-        buf[:h] = head
-        self._row = 0
-        pos = self._values(buf, h, len(buf) - t)
-        buf[pos : pos + t] = self._tail
-        if self._key is not None:
-            self._set_signature(HMAC(self._key, buf))
-            buf[self._sig_at : self._sig_at + _SIG_LEN] = self._head[self._sig_at : self._sig_at + _SIG_LEN]
+        w = self.window
+        if self.signature is None and (self._values_len is not None or self.fmt == "cbor" or w.typecode == "h"):
+            # Rows of bounded size (CBOR, int16 text): one pass into a buffer
+            # sized for the longest rows, then sign it in place.
+            head = self._head
+            h = len(head)
+            t = len(self._tail)
+            n = self._values_len if self._values_len is not None else w.rows * self._max_row
+            buf = bytearray(h + n + t)
+            buf[:h] = head
+            self._row = 0
+            pos = self._values(buf, h, h + n)
+            buf[pos : pos + t] = self._tail
+            end = pos + t
+            self._values_len = pos - h
+            mv = memoryview(buf)[:end]
+            if self._key is not None:
+                self._set_signature(HMAC(self._key, mv))
+                buf[self._sig_at : self._sig_at + _SIG_LEN] = self._head[self._sig_at : self._sig_at + _SIG_LEN]
+            return bytes(mv)
+        # Float text: rows vary from 2 to 17 bytes a value, so measure (and
+        # sign) first, then fill an exact-size buffer.
+        buf = bytearray(self.length)
+        self.write(_BufferSink(buf))
         return bytes(buf)
 
 

@@ -88,8 +88,9 @@ def main():
     report("imu_jsondumps_signed", median_us(json_dumps_signed), len(json_dumps_signed()))
 
     try:
-        import cbor2 as mplib_cbor2
         import hmac as mplib_hmac
+
+        import cbor2 as mplib_cbor2
     except ImportError:
         mplib_cbor2 = None
     if mplib_cbor2 is not None and hasattr(mplib_hmac, "HMAC"):
