@@ -1,0 +1,275 @@
+# A small HTTP/1.1 client for posting windows: one kept-alive connection,
+# reopened when the server closed it; the body streamed from the encoder with
+# its Content-Length known first; typed outcomes instead of exceptions for
+# anything the network does.
+import socket
+
+from micropython import const
+
+ACCEPTED = "ACCEPTED"  # stored; .detail is the stored file name
+RETRY = "RETRY"  # network trouble, timeout or 5xx: keep the message, try later
+REJECTED = "REJECTED"  # 4xx: these bytes will never be accepted; .detail is the reason
+
+_BUF = const(512)
+_MAX_BODY = const(1024)  # we only need the reply's first line
+
+
+class Outcome:
+    __slots__ = ("kind", "status", "detail")
+
+    def __init__(self, kind, status, detail):
+        self.kind = kind
+        self.status = status  # HTTP status, or 0 when there was no response
+        self.detail = detail
+
+    def __repr__(self):
+        return "Outcome(%s, %d, %r)" % (self.kind, self.status, self.detail)
+
+
+def parse_url(url):
+    """(scheme, host, port, path) of an http:// or https:// URL."""
+    if url.startswith("http://"):
+        scheme, rest, port = "http", url[7:], 80
+    elif url.startswith("https://"):
+        scheme, rest, port = "https", url[8:], 443
+    else:
+        raise ValueError("url: expected http://... or https://..., got %r" % (url,))
+    slash = rest.find("/")
+    hostport, path = (rest, "/") if slash < 0 else (rest[:slash], rest[slash:])
+    if hostport.startswith("["):  # [::1]:4810
+        end = hostport.find("]")
+        host, tail = hostport[1:end], hostport[end + 1 :]
+        if tail.startswith(":"):
+            port = int(tail[1:])
+    elif ":" in hostport:
+        host, p = hostport.rsplit(":", 1)
+        port = int(p)
+    else:
+        host = hostport
+    if not host:
+        raise ValueError("url: no host in %r" % (url,))
+    return scheme, host, port, path
+
+
+class _Closed(OSError):
+    pass
+
+
+class Client:
+    """Keep-alive connection to one server (scheme://host:port)."""
+
+    def __init__(self, base_url, timeout_ms=10000, ca_file=None, insecure=False):
+        self.scheme, self.host, self.port, self.base_path = parse_url(base_url)
+        self.base_path = self.base_path.rstrip("/")
+        self.timeout_ms = timeout_ms
+        self.ca_file = ca_file
+        self.insecure = insecure
+        self.connections = 0  # opened so far: proves keep-alive in tests
+        self._sock = None
+        self._rfile = None
+        self._addr = None
+        self._answered = False
+
+    # -- connection ---------------------------------------------------------
+    def _connect(self):
+        if self._addr is None:  # DNS once, reused for every reconnect
+            self._addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0][-1]
+        s = socket.socket()
+        try:
+            s.settimeout(self.timeout_ms / 1000)
+            s.connect(self._addr)
+            if self.scheme == "https":
+                s = self._wrap_tls(s)
+        except BaseException:
+            s.close()
+            raise
+        self._sock = s
+        self._rfile = s if hasattr(s, "readline") else s.makefile("rb")
+        self.connections += 1
+
+    def _wrap_tls(self, s):
+        import ssl  # only when a URL needs it: it costs RAM on a board
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if self.insecure:
+            if hasattr(ctx, "check_hostname"):
+                ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        else:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            if self.ca_file:
+                ctx.load_verify_locations(cafile=self.ca_file)
+            elif hasattr(ctx, "load_default_certs"):
+                ctx.load_default_certs()
+        return ctx.wrap_socket(s, server_hostname=self.host)
+
+    def close(self):
+        if self._rfile is not None and self._rfile is not self._sock:
+            self._rfile.close()
+        self._rfile = None
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+            self._sock = None
+
+    # -- I/O that works on MicroPython sockets and CPython sockets alike ----
+    def write(self, b):
+        s = self._sock
+        if hasattr(s, "write"):
+            n = len(b)
+            mv = memoryview(b)
+            done = 0
+            while done < n:
+                k = s.write(mv[done:] if done else mv)
+                if k is None:
+                    raise OSError(110)  # timed out (non-blocking write gave nothing)
+                done += k
+        else:
+            s.sendall(b)
+        return len(b)
+
+    # Reading: MicroPython sockets (plain and TLS) have readline() and read(n)
+    # with no short reads; on CPython a buffered file over the socket does.
+    def _readline(self):
+        line = self._rfile.readline()
+        if not line:
+            raise _Closed("connection closed by the server")
+        return line
+
+    def _read(self, n, keep):
+        """Read n body bytes; keep at most `keep` of them."""
+        out = b""
+        while n > 0:
+            part = self._rfile.read(min(n, _BUF))
+            if not part:
+                raise _Closed("connection closed by the server")
+            if len(out) < keep:
+                out += part[: keep - len(out)]
+            n -= len(part)
+        return out
+
+    def _read_to_close(self, keep):
+        out = b""
+        while True:
+            part = self._rfile.read(_BUF)
+            if not part:
+                return out
+            if len(out) < keep:
+                out += part[: keep - len(out)]
+
+    # -- one request ----------------------------------------------------------
+    def _exchange(self, method, path, headers, length, write_body):
+        req = "%s %s%s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\nConnection: keep-alive\r\n" % (
+            method,
+            self.base_path,
+            path,
+            self.host if self.port in (80, 443) else "%s:%d" % (self.host, self.port),
+            length,
+        )
+        for k in headers:
+            req += "%s: %s\r\n" % (k, headers[k])
+        self._answered = False
+        self.write((req + "\r\n").encode())
+        if write_body is not None:
+            write_body(self)
+        status_line = self._readline()
+        self._answered = True
+        parts = status_line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
+            raise ValueError("not an HTTP response")
+        status = int(parts[1])
+        length = -1
+        chunked = False
+        close = parts[0] == b"HTTP/1.0"
+        while True:
+            line = self._readline()
+            if line in (b"\r\n", b"\n"):
+                break
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            value = value.strip()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding" and b"chunked" in value.lower():
+                chunked = True
+            elif name == b"connection":
+                close = value.lower() == b"close"
+        if chunked:
+            body = b""
+            while True:
+                size = int(self._readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self._readline() not in (b"\r\n", b"\n"):  # trailers
+                        pass
+                    break
+                body += self._read(size, _MAX_BODY - len(body))
+                self._readline()
+        elif length >= 0:
+            body = self._read(length, _MAX_BODY)
+        else:
+            body = self._read_to_close(_MAX_BODY)
+            close = True
+        if close:
+            self.close()
+        return status, body
+
+    def request(self, method, path, headers, length=0, write_body=None):
+        """Send one request; returns (status, body bytes, at most 1 KB).
+        Raises OSError (or ValueError for a garbled response) on failure,
+        after closing the connection. A kept-alive connection that the
+        server had closed is reopened once, transparently."""
+        reused = self._sock is not None
+        self._answered = False
+        while True:
+            try:
+                if self._sock is None:
+                    self._connect()
+                return self._exchange(method, path, headers, length, write_body)
+            except (OSError, ValueError):
+                self.close()
+                # Only a kept-alive connection that died before any reply is
+                # stale: try once more on a fresh one. A reply cut short is not
+                # retried here; the caller keeps the message (RETRY).
+                if not reused or self._answered:
+                    raise
+                reused = False
+
+
+def _reason(body):
+    text = body.decode("utf-8", "replace") if body else ""
+    line = text.strip().split("\n")[0].strip()
+    return line[:200]
+
+
+def post_message(client, path, headers, msg):
+    """POST a message.Message; returns an Outcome, never raises for the network."""
+    h = dict(headers)
+    h["Content-Type"] = msg.content_type
+    try:
+        length = msg.length  # signs in a first pass: Content-Length before the body
+        status, body = client.request("POST", path, h, length, msg.write)
+    except (OSError, ValueError) as e:
+        return Outcome(RETRY, 0, _describe(e))
+    if 200 <= status < 300:
+        return Outcome(ACCEPTED, status, _reason(body))
+    if 400 <= status < 500:
+        return Outcome(REJECTED, status, _reason(body) or "HTTP %d" % status)
+    return Outcome(RETRY, status, _reason(body) or "HTTP %d" % status)
+
+
+def _describe(e):
+    # One line that says what happened, without echoing request data.
+    if isinstance(e, _Closed):
+        return "connection closed by the server"
+    if isinstance(e, OSError):
+        code = e.args[0] if e.args and isinstance(e.args[0], int) else None
+        names = {110: "timed out", 111: "connection refused", 104: "connection reset", 113: "no route to host"}
+        text = str(e) if code is None else names.get(code, "network error %d" % code)
+        if "timed out" in text or "ETIMEDOUT" in text:
+            return "timed out"
+        if "CERTIFICATE" in text.upper() or "verif" in text:
+            return "TLS certificate verification failed"
+        return text.split("\n")[0][:120] or e.__class__.__name__
+    return "bad response: %s" % e

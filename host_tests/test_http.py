@@ -1,0 +1,192 @@
+"""uingest.http: keep-alive, reconnects and typed outcomes, on CPython and on
+the MicroPython unix port, against a scripted server."""
+
+import json
+import socket
+
+import pytest
+
+from conftest import FIRMWARE, HERE
+from fake_http import FakeServer, close_after, reply, stall
+from sample_windows import imu
+from uingest import http
+from uingest.upload import post_window
+from uingest_tools.acquisition import decode, verify_signature
+
+KEY = "ei_test_api_key_123"
+HKEY = "hmac_key_456"
+
+
+@pytest.fixture
+def server(request):
+    s = FakeServer(getattr(request, "param", []))
+    yield s
+    s.close()
+
+
+def post(url, n=1, **kw):
+    client = http.Client(url, timeout_ms=kw.pop("timeout_ms", 2000))
+    outs = [post_window(client, imu(20), KEY, label="wave", hmac_key=HKEY, device_name="t", **kw) for _ in range(n)]
+    client.close()
+    return client, outs
+
+
+def test_keep_alive_many_windows_one_connection(server):
+    client, outs = post(server.url, n=10)
+    assert [o.kind for o in outs] == [http.ACCEPTED] * 10
+    assert server.connections == client.connections == 1
+    head, body = server.requests[0]
+    assert head.startswith(b"POST /api/training/data HTTP/1.1\r\n")
+    assert b"\r\nx-api-key: " + KEY.encode() + b"\r\n" in head
+    assert b"\r\nx-label: wave\r\n" in head and b"\r\nContent-Type: application/cbor\r\n" in head
+    assert b"\r\nContent-Length: %d\r\n" % len(body) in head
+    assert verify_signature(body, "cbor", HKEY)
+    assert decode(body, "cbor")["payload"]["device_name"] == "t"
+
+
+@pytest.mark.parametrize(
+    "server",
+    [[close_after(reply(body=b"first")), reply(body=b"second")]],
+    indirect=True,
+)
+def test_reconnects_when_the_server_closed_the_connection(server):
+    client, outs = post(server.url, n=2)
+    assert [(o.kind, o.detail) for o in outs] == [(http.ACCEPTED, "first"), (http.ACCEPTED, "second")]
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize(
+    "server",
+    [[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nidle.\r\n4\r\n1234\r\n0\r\n\r\n", reply()]],
+    indirect=True,
+)
+def test_chunked_response(server):
+    _, outs = post(server.url, n=2)
+    assert outs[0].kind == http.ACCEPTED and outs[0].detail == "idle.1234"
+    assert outs[1].kind == http.ACCEPTED and server.connections == 1
+
+
+@pytest.mark.parametrize("server", [[close_after(b"HTTP/1.0 200 OK\r\n\r\nstored-until-close")]], indirect=True)
+def test_body_until_close(server):
+    _, outs = post(server.url)
+    assert outs[0].kind == http.ACCEPTED and outs[0].detail == "stored-until-close"
+
+
+@pytest.mark.parametrize(
+    "server,kind,status,detail",
+    [
+        (
+            [reply(400, b"invalid message: values[3] has 2 values\nmore", reason="Bad Request")],
+            "REJECTED",
+            400,
+            "invalid message: values[3] has 2 values",
+        ),
+        ([reply(401, b"")], "REJECTED", 401, "HTTP 401"),
+        ([reply(503, b"busy", {"Retry-After": "3"})], "RETRY", 503, "busy"),
+        ([reply(500, b"boom")], "RETRY", 500, "boom"),
+        (
+            [close_after(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhalf")],
+            "RETRY",
+            0,
+            "connection closed by the server",
+        ),
+        ([close_after(b"garbage\r\n\r\n")], "RETRY", 0, "bad response"),
+    ],
+    indirect=["server"],
+)
+def test_outcomes(server, kind, status, detail):
+    _, outs = post(server.url)
+    assert (outs[0].kind, outs[0].status) == (kind, status)
+    assert outs[0].detail.startswith(detail)
+    assert KEY not in repr(outs[0]) and HKEY not in repr(outs[0])
+
+
+@pytest.mark.parametrize("server", [[stall(3)]], indirect=True)
+def test_timeout_is_retry(server):
+    _, outs = post(server.url, timeout_ms=300)
+    assert outs[0].kind == http.RETRY and outs[0].detail == "timed out"
+
+
+def test_connection_refused_is_retry():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    url = "http://127.0.0.1:%d" % s.getsockname()[1]
+    _, outs = post(url)
+    s.close()
+    assert outs[0].kind == http.RETRY and outs[0].status == 0
+
+
+def test_bad_arguments_still_raise():
+    client = http.Client("http://127.0.0.1:9")
+    with pytest.raises(ValueError, match="category"):
+        post_window(client, imu(2), KEY, category="nope")
+    with pytest.raises(ValueError, match="api_key"):
+        post_window(client, imu(2), "")
+    with pytest.raises(ValueError, match="url"):
+        http.Client("ftp://x")
+
+
+@pytest.mark.parametrize(
+    "url,parts",
+    [
+        ("http://h", ("http", "h", 80, "/")),
+        ("https://ingestion.edgeimpulse.com", ("https", "ingestion.edgeimpulse.com", 443, "/")),
+        ("http://127.0.0.1:4810/base", ("http", "127.0.0.1", 4810, "/base")),
+        ("http://[::1]:4810", ("http", "::1", 4810, "/")),
+    ],
+)
+def test_parse_url(url, parts):
+    assert http.parse_url(url) == parts
+
+
+MP_SCRIPT = """
+import json, sys
+from uingest import http
+from uingest.upload import post_window
+import sample_windows
+url, n, timeout_ms = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+client = http.Client(url, timeout_ms=timeout_ms)
+out = []
+for i in range(n):
+    o = post_window(client, sample_windows.imu(20), %r, label="wave", hmac_key=%r, device_name="mp")
+    out.append([o.kind, o.status, o.detail])
+print(json.dumps({"outcomes": out, "connections": client.connections}))
+""" % (KEY, HKEY)
+
+
+def run_mp(mpy, url, n=1, timeout_ms=2000):
+    script = MP_SCRIPT.replace("sys.argv[1], int(sys.argv[2]), int(sys.argv[3])", "%r, %d, %d" % (url, n, timeout_ms))
+    return json.loads(mpy.run(script, path=FIRMWARE + ":" + HERE, heap="128K").stdout)
+
+
+def test_on_micropython_keep_alive(mpy, server):
+    r = run_mp(mpy, server.url, n=10)
+    assert [o[0] for o in r["outcomes"]] == ["ACCEPTED"] * 10
+    assert r["connections"] == server.connections == 1
+    assert all(verify_signature(body, "cbor", HKEY) for _, body in server.requests)
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        [
+            close_after(reply(body=b"a")),
+            reply(400, b"bad label"),
+            reply(503, b"later"),
+            close_after(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nab"),
+            stall(2),
+            reply(body=b"z"),
+        ]
+    ],
+    indirect=True,
+)
+def test_on_micropython_outcomes(mpy, server):
+    r = run_mp(mpy, server.url, n=6, timeout_ms=500)
+    assert r["outcomes"] == [
+        ["ACCEPTED", 200, "a"],
+        ["REJECTED", 400, "bad label"],
+        ["RETRY", 503, "later"],
+        ["RETRY", 0, "connection closed by the server"],
+        ["RETRY", 0, "timed out"],
+        ["ACCEPTED", 200, "z"],
+    ]

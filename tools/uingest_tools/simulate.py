@@ -1,0 +1,109 @@
+"""`uingest simulate`: the firmware itself, on the real MicroPython unix port
+with the unix-sim board, posting synthetic windows to an ingestion server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from .bundle import ROOT, build
+
+BOARD_DIR = os.path.join(ROOT, "boards", "unix-sim")
+
+
+def micropython() -> str:
+    exe = os.path.join(os.path.dirname(sys.executable), "micropython")
+    return exe if os.path.exists(exe) else "micropython"
+
+
+def run(
+    settings: dict, heap: str = "64K", firmware_dir: str | None = None, timeout: float = 600, echo=None
+) -> tuple[int, dict | None, list[str]]:
+    """Run the simulator; returns (exit status, summary dict or None, output lines).
+    firmware_dir: a folder holding the uingest package (.py or .mpy); default: a
+    fresh .mpy build for this CPU, i.e. what deploy ships."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if firmware_dir is None:
+            build(tmp, march="host")
+            firmware_dir = tmp
+        env = dict(os.environ, MICROPYPATH=os.pathsep.join([firmware_dir, BOARD_DIR, ".frozen"]))
+        proc = subprocess.Popen(
+            [micropython(), "-X", "heapsize=" + heap, os.path.join(BOARD_DIR, "simulate.py")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            text=True,
+        )
+        proc.stdin.write(json.dumps(settings) + "\n")
+        proc.stdin.close()
+        lines = []
+        summary = None
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            lines.append(line)
+            if line.startswith("summary "):
+                summary = json.loads(line[8:])
+            elif echo:
+                echo(line)
+        rc = proc.wait(timeout=timeout)
+    return rc, summary, lines
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="uingest simulate",
+        description="Run the firmware on the MicroPython unix port (board unix-sim) and post windows.",
+        epilog="example: uingest simulate --url http://127.0.0.1:4810 --api-key ei_demo --label wave --windows 5",
+    )
+    ap.add_argument("--url", default="http://127.0.0.1:4810", help="ingestion server base URL")
+    ap.add_argument("--api-key", default=os.environ.get("UINGEST_API_KEY"), help="API key (or UINGEST_API_KEY)")
+    ap.add_argument("--hmac-key", default=os.environ.get("UINGEST_HMAC_KEY"), help="HMAC key (or UINGEST_HMAC_KEY)")
+    ap.add_argument("--label", required=True)
+    ap.add_argument("--category", default="training", choices=["training", "testing", "anomaly"])
+    ap.add_argument("--format", default="cbor", choices=["cbor", "json"])
+    ap.add_argument("--windows", type=int, default=5)
+    ap.add_argument("--rows", type=int, default=200, help="rows per window (default 200: 2 s at 100 Hz)")
+    ap.add_argument("--heap", default="64K", help="MicroPython heap size (default 64K)")
+    ap.add_argument("--device-name", default="unix-sim")
+    ap.add_argument("--ca-file", help="CA certificate file for https URLs")
+    ap.add_argument("--insecure", action="store_true", help="skip TLS certificate verification")
+    ap.add_argument("--quiet", action="store_true", help="only the summary line")
+    args = ap.parse_args(argv)
+    if not args.api_key:
+        print("uingest simulate: an API key is required (--api-key or UINGEST_API_KEY)", file=sys.stderr)
+        return 2
+    settings = {
+        "url": args.url,
+        "api_key": args.api_key,
+        "hmac_key": args.hmac_key,
+        "label": args.label,
+        "category": args.category,
+        "format": args.format,
+        "windows": args.windows,
+        "rows": args.rows,
+        "device_name": args.device_name,
+        "ca_file": args.ca_file,
+        "insecure": args.insecure,
+    }
+    rc, summary, lines = run(settings, heap=args.heap, echo=None if args.quiet else print)
+    if summary is None:
+        tail = lines[-1] if lines else "no output"
+        print("uingest simulate: the firmware stopped: %s" % tail, file=sys.stderr)
+        return 1
+    print(
+        "%s: %d/%d windows accepted, %d rejected, %d failed, %d connection(s)"
+        % (
+            args.label,
+            summary["accepted"],
+            args.windows,
+            summary["rejected"],
+            summary["failed"],
+            summary["connections"],
+        )
+    )
+    return 0 if rc == 0 and summary["accepted"] == args.windows else 1
