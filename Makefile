@@ -14,12 +14,15 @@ $(STAMP): requirements-dev.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
+demo: $(STAMP)
+	$(BIN)/python -m uingest_tools.demo dataset
+
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python -m uingest_tools.cli bench
+	$(BIN)/uingest bench
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -18,7 +18,9 @@ def label_seed(label):
 
 class SyntheticIMU:
     """accX/accY sine waves with a frequency and amplitude set by the label;
-    accZ is gravity. Sample i of window w is fully determined."""
+    accZ is gravity plus 1 mm/s2 per window index, so every window differs
+    and a receiver can tell which one it got. Sample i of window w is fully
+    determined."""
 
     def __init__(self, label, rate_hz):
         self.set_label(label)
@@ -26,13 +28,14 @@ class SyntheticIMU:
 
     def set_label(self, label):
         s = label_seed(label)
-        self.freq_hz = 1 + s % 7
+        self.freq_hz = 1 + s % 7 + 0.37  # not whole Hz: windows differ in phase
         self.amp = 1 + (s >> 3) % 5
 
     def fill(self, window, window_index):
         window.clear()
         n = window.capacity
         w = 2 * math.pi * self.freq_hz / self.rate_hz
+        z = 9.80665 + (window_index % 1000) * 0.001
         for i in range(n):
             t = window_index * n + i
-            window.append(self.amp * math.sin(w * t), self.amp * math.cos(w * t), 9.80665)
+            window.append(self.amp * math.sin(w * t), self.amp * math.cos(w * t), z)

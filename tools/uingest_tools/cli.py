@@ -1,19 +1,31 @@
-"""The `uingest` command."""
+"""The `uingest` command: one entry point, a subcommand per tool."""
 
-import argparse
 import sys
 
+COMMANDS = {
+    "serve": ("uingest_tools.serve", "run the local Edge Impulse-compatible ingestion server"),
+    "simulate": ("uingest_tools.simulate", "run the firmware on the MicroPython unix port and post windows"),
+    "bench": ("uingest_tools.bench", "benchmarks on the MicroPython unix port"),
+}
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="uingest", description="uingest host tools")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("bench", help="run the benchmarks on the MicroPython unix port")
-    args = parser.parse_args(argv)
-    if args.command == "bench":
-        from . import bench
+USAGE = "usage: uingest COMMAND [options]   (uingest COMMAND --help for details)\n\ncommands:\n" + "".join(
+    "  %-10s %s\n" % (name, help_) for name, (_, help_) in COMMANDS.items()
+)
 
-        return bench.main()
-    return 2
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE, end="")
+        return 0 if argv else 2
+    name = argv[0]
+    if name not in COMMANDS:
+        print("uingest: unknown command %r\n%s" % (name, USAGE), file=sys.stderr, end="")
+        return 2
+    import importlib
+
+    module = importlib.import_module(COMMANDS[name][0])
+    return module.main(argv[1:])
 
 
 if __name__ == "__main__":

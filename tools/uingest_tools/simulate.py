@@ -63,10 +63,10 @@ def main(argv=None) -> int:
     ap.add_argument("--url", default="http://127.0.0.1:4810", help="ingestion server base URL")
     ap.add_argument("--api-key", default=os.environ.get("UINGEST_API_KEY"), help="API key (or UINGEST_API_KEY)")
     ap.add_argument("--hmac-key", default=os.environ.get("UINGEST_HMAC_KEY"), help="HMAC key (or UINGEST_HMAC_KEY)")
-    ap.add_argument("--label", required=True)
+    ap.add_argument("--label", required=True, action="append", help="label of the windows; repeat for several")
     ap.add_argument("--category", default="training", choices=["training", "testing", "anomaly"])
     ap.add_argument("--format", default="cbor", choices=["cbor", "json"])
-    ap.add_argument("--windows", type=int, default=5)
+    ap.add_argument("--windows", type=int, default=5, help="windows per label (default 5)")
     ap.add_argument("--rows", type=int, default=200, help="rows per window (default 200: 2 s at 100 Hz)")
     ap.add_argument("--heap", default="64K", help="MicroPython heap size (default 64K)")
     ap.add_argument("--device-name", default="unix-sim")
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
         "url": args.url,
         "api_key": args.api_key,
         "hmac_key": args.hmac_key,
-        "label": args.label,
+        "labels": args.label,
         "category": args.category,
         "format": args.format,
         "windows": args.windows,
@@ -95,15 +95,16 @@ def main(argv=None) -> int:
         tail = lines[-1] if lines else "no output"
         print("uingest simulate: the firmware stopped: %s" % tail, file=sys.stderr)
         return 1
+    total = args.windows * len(args.label)
     print(
-        "%s: %d/%d windows accepted, %d rejected, %d failed, %d connection(s)"
+        "simulate %s: %d/%d windows accepted, %d rejected, %d failed, over %d connection(s)"
         % (
-            args.label,
+            ",".join(args.label),
             summary["accepted"],
-            args.windows,
+            total,
             summary["rejected"],
             summary["failed"],
             summary["connections"],
         )
     )
-    return 0 if rc == 0 and summary["accepted"] == args.windows else 1
+    return 0 if rc == 0 and summary["accepted"] == total else 1

@@ -1,0 +1,157 @@
+"""End to end: the firmware, compiled to .mpy as shipped, on the real
+MicroPython unix port (board unix-sim), posting to `uingest serve`. The stored
+files are judged with cbor2/json and Python's hmac."""
+
+import json
+import math
+import os
+import struct
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import ROOT
+from uingest_tools import simulate
+from uingest_tools.acquisition import decode, verify_signature
+from uingest_tools.serve import ServerThread, create_app
+
+sys.path.insert(0, os.path.join(ROOT, "boards", "unix-sim"))
+import board  # noqa: E402  (the unix-sim board, also importable on CPython)
+
+API_KEY = "ei_e2e_api_key_0123"
+HMAC_KEY = "e2e-hmac-key"
+
+
+class CountConnections:
+    """ASGI wrapper: the distinct client (address, port) pairs are the TCP
+    connections the server saw."""
+
+    def __init__(self, app):
+        self.app = app
+        self.peers = set()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope.get("client"):
+            self.peers.add(tuple(scope["client"]))
+        await self.app(scope, receive, send)
+
+
+def index(data_dir):
+    path = os.path.join(data_dir, "index.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def f32(x):
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def expected_rows(label, window_index, rows=200, rate_hz=100):
+    s = board.SyntheticIMU(label, rate_hz)
+    w = 2 * math.pi * s.freq_hz / rate_hz
+    out = []
+    for i in range(rows):
+        t = window_index * rows + i
+        out.append([f32(s.amp * math.sin(w * t)), f32(s.amp * math.cos(w * t)), f32(9.80665 + window_index * 0.001)])
+    return out
+
+
+def window_index_of(label, values):
+    for i in range(50):
+        want = expected_rows(label, i)
+        if all(abs(a - b) <= 1e-5 for r, q in zip(values, want) for a, b in zip(r, q)):
+            return i
+    raise AssertionError("values match no window of label %s" % label)
+
+
+@pytest.fixture(scope="module")
+def firmware(tmp_path_factory):
+    from uingest_tools import bundle
+
+    out = str(tmp_path_factory.mktemp("fw"))
+    bundle.build(out, march="host")
+    return out
+
+
+def settings(url, labels, fmt="cbor", windows=10, **kw):
+    s = {
+        "url": url,
+        "api_key": API_KEY,
+        "hmac_key": HMAC_KEY,
+        "labels": labels,
+        "format": fmt,
+        "windows": windows,
+        "device_name": "e2e-sim",
+    }
+    s.update(kw)
+    return s
+
+
+@pytest.mark.parametrize("fmt", ["cbor", "json"])
+def test_three_labels_ten_windows_one_connection(tmp_path, firmware, fmt):
+    data = str(tmp_path / "data")
+    app = CountConnections(create_app(data, api_key=API_KEY, hmac_key=HMAC_KEY))
+    labels = ["idle", "wave", "circle"]
+    srv = ServerThread(app).start()
+    try:
+        rc, summary, lines = simulate.run(settings(srv.url, labels, fmt), heap="64K", firmware_dir=firmware)
+    finally:
+        srv.stop()
+    assert rc == 0, lines[-5:]
+    assert summary == {"accepted": 30, "rejected": 0, "failed": 0, "connections": 1}
+    assert len(app.peers) == 1  # the server saw one TCP connection for 30 windows
+    entries = index(data)
+    assert len(entries) == 30
+    seen = set()
+    for e in entries:
+        assert e["category"] == "training" and e["device_type"] == board.DEVICE_TYPE
+        assert e["device_name"] == "e2e-sim" and e["signature"] == "valid" and e["rows"] == 200
+        assert e["sensors"] == ["accX", "accY", "accZ"] and e["interval_ms"] == 10
+        path = os.path.join(data, e["file"])
+        assert os.path.basename(path).startswith(e["label"] + ".") and path.endswith("." + fmt)
+        with open(path, "rb") as f:
+            body = f.read()
+        msg = decode(body, fmt)
+        assert verify_signature(body, fmt, HMAC_KEY)
+        p = msg["payload"]
+        assert p["sensors"] == [{"name": n, "units": u} for n, u in board.SENSORS]
+        seen.add((e["label"], window_index_of(e["label"], p["values"])))
+    assert seen == {(label, i) for label in labels for i in range(10)}
+
+
+def test_server_restarted_mid_run_every_window_once(tmp_path, firmware):
+    data = str(tmp_path / "data")
+    srv = ServerThread(create_app(data, api_key=API_KEY, hmac_key=HMAC_KEY)).start()
+    port = srv.port
+    result = {}
+
+    def run():
+        result["out"] = simulate.run(
+            settings(srv.url, ["wave"], windows=20, retry_delay_ms=100, retries=100), firmware_dir=firmware
+        )
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.monotonic() + 30
+    while len(index(data)) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    srv.stop()  # in-flight requests finish; new connections are refused
+    time.sleep(0.5)
+    srv = ServerThread(create_app(data, api_key=API_KEY, hmac_key=HMAC_KEY), port=port).start()
+    t.join(60)
+    srv.stop()
+    rc, summary, lines = result["out"]
+    assert rc == 0, lines[-5:]
+    assert summary["accepted"] == 20 and summary["connections"] >= 2
+    assert any("RETRY" in line for line in lines)  # it did see the server gone
+    entries = index(data)
+    assert len(entries) == 20
+    got = sorted(
+        window_index_of("wave", decode(open(os.path.join(data, e["file"]), "rb").read(), "cbor")["payload"]["values"])
+        for e in entries
+    )
+    assert got == list(range(20))

@@ -1,0 +1,542 @@
+"""uingest serve: the local ingestion server, over real HTTP on loopback."""
+
+import http.client
+import json
+import logging
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import cbor2
+import pytest
+
+from uingest import message
+from uingest.window import Window
+from uingest_tools import serve
+from uingest_tools.acquisition import decode
+
+API_KEY = "ei_test_key"
+HMAC_KEY = "hmac-test-key"
+IMU = [("accX", "m/s2"), ("accY", "m/s2"), ("accZ", "m/s2")]
+
+
+def imu_window(rows=20):
+    w = Window(IMU, 10, rows)
+    for i in range(rows):
+        w.append(math.sin(i / 7) * 9.81, i * 0.01 - 1, 9.81)
+    return w
+
+
+def msg_bytes(fmt="cbor", key=HMAC_KEY, rows=20, device_name="ac:87:a3:0a:2d:1b"):
+    return message.encode(imu_window(rows), fmt, hmac_key=key, device_type="ESP32_DEVKITC", device_name=device_name)
+
+
+def hand_cbor(values, sensors=IMU):
+    """A message built with cbor2 (for what the firmware refuses to encode); alg none."""
+    return cbor2.dumps(
+        {
+            "protected": {"ver": "v1", "alg": "none"},
+            "signature": "0" * 64,
+            "payload": {
+                "device_type": "TEST",
+                "interval_ms": 10,
+                "sensors": [{"name": n, "units": u} for n, u in sensors],
+                "values": values,
+            },
+        }
+    )
+
+
+CTYPE = {"cbor": "application/cbor", "json": "application/json"}
+
+
+class Client:
+    def __init__(self, srv, data_dir, port=None):
+        self.srv = srv
+        self.port = port or srv.port
+        self.data_dir = data_dir
+
+    def request(self, method, path, body=None, headers=None, **kw):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request(method, path, body=body, headers=headers or {}, **kw)
+            r = conn.getresponse()
+            return r.status, r.getheader("content-type", ""), r.read()
+        finally:
+            conn.close()
+
+    def post_data(self, body, fmt="cbor", category="training", file_name="idle.01.cbor", key=API_KEY, **extra):
+        h = {"Content-Type": CTYPE.get(fmt, fmt)}
+        if key is not None:
+            h["x-api-key"] = key
+        if file_name is not None:
+            h["x-file-name"] = file_name
+        h.update(extra)
+        return self.request("POST", "/api/%s/data" % category, body, h)
+
+    def post_files(self, parts, category="training", key=API_KEY, chunked=False, **extra):
+        boundary = "uingestboundary1234"
+        out = b""
+        for field, name, data in parts:
+            out += b"--" + boundary.encode() + b"\r\n"
+            disp = 'form-data; name="%s"' % field
+            if name is not None:
+                disp += '; filename="%s"' % name
+            out += b"Content-Disposition: " + disp.encode() + b"\r\n"
+            out += b"Content-Type: multipart/form-data\r\n\r\n" + data + b"\r\n"
+        out += b"--" + boundary.encode() + b"--\r\n"
+        h = {"Content-Type": "multipart/form-data; boundary=" + boundary, "x-api-key": key}
+        h.update(extra)
+        if chunked:
+            status, ctype, body = self.request(
+                "POST", "/api/%s/files" % category, iter([out[:300], out[300:]]), h, encode_chunked=True
+            )
+        else:
+            status, ctype, body = self.request("POST", "/api/%s/files" % category, out, h)
+        return status, json.loads(body)
+
+    def healthy(self):
+        return self.request("GET", "/api/health")[::2] == (200, b"ok")
+
+    def index(self):
+        try:
+            with open(os.path.join(self.data_dir, "index.jsonl")) as f:
+                return [json.loads(line) for line in f]
+        except FileNotFoundError:
+            return []
+
+    def snapshot(self):
+        """Every file under the data dir (path -> bytes), plus an index/temps check."""
+        files = {}
+        for root, _dirs, names in os.walk(self.data_dir):
+            for n in names:
+                p = os.path.join(root, n)
+                with open(p, "rb") as f:
+                    files[os.path.relpath(p, self.data_dir)] = f.read()
+        return files
+
+
+def assert_consistent(c):
+    """No temp files; every sample file is indexed and every index line has its file."""
+    snap = c.snapshot()
+    assert not [p for p in snap if p.endswith(".tmp") or os.path.basename(p).startswith(".")], snap.keys()
+    indexed = {rec["file"] for rec in c.index()}
+    on_disk = {p.replace(os.sep, "/") for p in snap if p != "index.jsonl"}
+    assert indexed == on_disk
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    started = []
+
+    def make(data_dir=None, **kw):
+        kw.setdefault("api_key", API_KEY)
+        data_dir = str(data_dir or tmp_path / "data")
+        srv = serve.ServerThread(serve.create_app(data_dir, **kw)).start()
+        started.append(srv)
+        return Client(srv, data_dir)
+
+    yield make
+    for srv in started:
+        srv.stop()
+
+
+@pytest.fixture
+def client(make_server):
+    return make_server(hmac_key=HMAC_KEY)
+
+
+# --- accepted messages
+
+
+@pytest.mark.parametrize("fmt", ["cbor", "json"])
+def test_accepts_a_signed_message(client, fmt):
+    body = msg_bytes(fmt)
+    status, ctype, reply = client.post_data(body, fmt, file_name="idle.01." + fmt)
+    assert status == 200 and ctype.startswith("text/plain")
+    name = reply.decode()
+    assert name.startswith("idle.") and name.endswith("." + fmt) and len(name.split(".")) == 3
+    path = os.path.join(client.data_dir, "training", name)
+    with open(path, "rb") as f:
+        stored = f.read()
+    assert stored == body
+    if fmt == "cbor":
+        assert cbor2.loads(stored) == decode(body, "cbor")
+    [rec] = client.index()
+    assert rec["file"] == "training/" + name
+    assert rec["category"] == "training" and rec["label"] == "idle"
+    assert rec["device_name"] == "ac:87:a3:0a:2d:1b" and rec["device_type"] == "ESP32_DEVKITC"
+    assert rec["sensors"] == ["accX", "accY", "accZ"] and rec["rows"] == 20 and rec["interval_ms"] == 10
+    assert rec["signature"] == "valid" and rec["sample_id"] == 1 and rec["file_name"] == "idle.01." + fmt
+    assert len(rec["sha256"]) == 64 and rec["received_at"].endswith("+00:00")
+    assert_consistent(client)
+
+
+def test_x_label_wins_and_categories(client):
+    for cat in ("training", "testing", "anomaly"):
+        status, _, reply = client.post_data(msg_bytes(rows=5 + len(cat)), category=cat, **{"x-label": "wave"})
+        assert status == 200 and reply.startswith(b"wave.")
+        assert os.path.exists(os.path.join(client.data_dir, cat, reply.decode()))
+    assert [r["category"] for r in client.index()] == ["training", "testing", "anomaly"]
+
+
+def test_label_inference_and_no_label(client):
+    assert client.post_data(msg_bytes(rows=3), file_name="wave.1.cbor")[2].startswith(b"wave.")
+    assert client.post_data(msg_bytes(rows=4), file_name="left-turn_2 .x.cbor")[2].startswith(b"left-turn_2.")
+    status, _, reply = client.post_data(msg_bytes(rows=5), file_name="idle.1.cbor", **{"x-no-label": "1"})
+    assert status == 200 and reply.startswith(b"unlabeled.")
+    # percent-encoded (the Node client's encodeURIComponent)
+    assert client.post_data(msg_bytes(rows=6), **{"x-label": "up%20down"})[2].startswith(b"up down.")
+    assert [r["label"] for r in client.index()] == ["wave", "left-turn_2", None, "up down"]
+    before = client.snapshot()
+    status, _, reply = client.post_data(msg_bytes(rows=7), file_name="#1.cbor")
+    assert status == 400 and b"label" in reply
+    assert client.snapshot() == before
+    assert_consistent(client)
+
+
+def test_unsigned_and_unchecked_without_hmac_key(make_server):
+    c = make_server()
+    assert c.post_data(msg_bytes(key=None))[0] == 200
+    assert c.post_data(msg_bytes(key="whatever"))[0] == 200
+    assert [r["signature"] for r in c.index()] == ["none", "unchecked"]
+
+
+def test_split_on_data(client):
+    names = [client.post_data(msg_bytes(rows=n), category="split")[2] for n in range(2, 12)]
+    cats = [r["category"] for r in client.index()]
+    assert set(cats) <= {"training", "testing"} and len(names) == 10
+    assert_consistent(client)
+
+
+# --- rejected requests: nothing written, server still serves
+
+
+def expect_rejected(c, status, reason, call):
+    before = c.snapshot()
+    got_status, _, reply = call()
+    assert got_status == status, reply
+    assert reason in reply.decode().lower()
+    assert b"\n" not in reply.strip()
+    assert c.snapshot() == before
+    assert_consistent(c)
+    assert c.healthy()
+
+
+def test_signature_checked_with_hmac_key(client):
+    expect_rejected(client, 400, "signature", lambda: client.post_data(msg_bytes(key="wrong-key")))
+    expect_rejected(client, 400, "signature", lambda: client.post_data(msg_bytes(key=None)))
+    expect_rejected(client, 400, "signature", lambda: client.post_data(msg_bytes("json", key="x"), "json"))
+    # a valid HS256 signature over a tampered body
+    body = bytearray(msg_bytes("json"))
+    at = body.index(b"ESP32")
+    body[at] = ord("X")
+    expect_rejected(client, 400, "signature", lambda: client.post_data(bytes(body), "json"))
+    assert client.post_data(msg_bytes())[0] == 200
+
+
+def test_api_key(client):
+    expect_rejected(client, 401, "x-api-key", lambda: client.post_data(msg_bytes(), key=None))
+    expect_rejected(client, 401, "api key", lambda: client.post_data(msg_bytes(), key="ei_wrong"))
+
+
+@pytest.mark.parametrize(
+    "name, fmt, body",
+    [
+        ("bad cbor", "cbor", b"\xff\x00\x13not cbor"),
+        ("bad json", "json", b'{"protected": {'),
+        ("truncated", "cbor", msg_bytes()[:-7]),
+        ("truncated json", "json", msg_bytes("json")[:-3]),
+        ("json sent as cbor", "cbor", msg_bytes("json")),
+        ("wrong width", "cbor", hand_cbor([[1.0, 2.0, 3.0], [1.0, 2.0]])),
+        ("nan", "cbor", hand_cbor([[1.0, float("nan"), 3.0]])),
+        ("infinity", "cbor", hand_cbor([[1.0, float("inf"), 3.0]])),
+        ("not a map", "cbor", cbor2.dumps([1, 2, 3])),
+        ("empty", "cbor", b""),
+    ],
+)
+def test_invalid_bodies(make_server, name, fmt, body):
+    c = make_server()  # no hmac key: only the structure is at stake
+    expect_rejected(c, 400, "", lambda: c.post_data(body, fmt))
+
+
+def test_nan_in_json(make_server):
+    c = make_server()
+    msg = decode(msg_bytes("json", key=None), "json")
+    msg["payload"]["values"][0][1] = float("nan")  # json.dumps writes the NaN token
+    expect_rejected(c, 400, "finite", lambda: c.post_data(json.dumps(msg).encode(), "json"))
+
+
+def test_content_type(client):
+    expect_rejected(client, 415, "content-type", lambda: client.post_data(msg_bytes(), "text/plain"))
+    expect_rejected(client, 415, "content-type", lambda: client.post_data(msg_bytes(), "application/octet-stream"))
+    assert client.post_data(msg_bytes(), "application/cbor; charset=binary")[0] == 200
+
+
+def test_missing_file_name(client):
+    expect_rejected(client, 421, "missing x-file-name header", lambda: client.post_data(msg_bytes(), file_name=None))
+
+
+@pytest.mark.parametrize("name", ["../../x", "../../x.cbor", "..", "a/b.cbor", "a\\b.cbor", "%2E%2E%2Fx.cbor", "a%00b"])
+def test_file_names_cannot_escape(client, tmp_path, name):
+    expect_rejected(client, 400, "file name", lambda: client.post_data(msg_bytes(), file_name=name))
+    assert sorted(os.listdir(tmp_path)) == ["data"]
+
+
+@pytest.mark.parametrize("label", ["idle%0D%0Aevil", "a%0Ab", "a/b", "a%2Fb", "a\\b", ".hidden", "%20"])
+def test_bad_labels(client, label):
+    expect_rejected(client, 400, "label", lambda: client.post_data(msg_bytes(), **{"x-label": label}))
+
+
+def raw_post(port, extra_header, body):
+    head = (
+        b"POST /api/training/data HTTP/1.1\r\nHost: x\r\nx-api-key: " + API_KEY.encode() + b"\r\n"
+        b"x-file-name: idle.1.cbor\r\nContent-Type: application/cbor\r\n" + extra_header + b"Content-Length: %d\r\n"
+        b"Connection: close\r\n\r\n" % len(body)
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head + body)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return int(data.split(b" ", 2)[1]), "", data.split(b"\r\n\r\n", 1)[1]
+
+
+@pytest.mark.parametrize(
+    "header", [b"x-label: idle\r\nevil\r\n", b"x-label: idle\rX-Evil: 1\r\n", b"x-label: a\x00b\r\n"]
+)
+def test_raw_crlf_in_label(client, header):
+    """http.client refuses to send these; a raw socket can."""
+    expect_rejected(client, 400, "", lambda: raw_post(client.port, header, msg_bytes()))
+
+
+def test_obsolete_line_folding_reaches_the_label_as_a_space(client):
+    status, _, reply = raw_post(client.port, b"x-label: idle\r\n folded\r\n", msg_bytes())
+    assert status == 200 and client.index()[0]["label"] == "idle folded"
+
+
+def test_metadata(client):
+    status, _, _ = client.post_data(msg_bytes(), **{"x-metadata": '{"site": "lab", "run": "3"}'})
+    assert status == 200 and client.index()[0]["metadata"] == {"site": "lab", "run": "3"}
+    for bad in ('{"run": 3}', "[1]", "not json"):
+        expect_rejected(
+            client, 400, "x-metadata", lambda b=bad: client.post_data(msg_bytes(rows=3), **{"x-metadata": b})
+        )
+
+
+def test_duplicates(client, make_server, tmp_path):
+    body = msg_bytes()
+    assert client.post_data(body)[0] == 200
+    expect_rejected(client, 409, "duplicate", lambda: client.post_data(body, **{"x-disallow-duplicates": "1"}))
+    assert client.post_data(body)[0] == 200  # allowed without the header
+    client.srv.stop()
+    # the hashes come back from index.jsonl after a restart
+    again = make_server(tmp_path / "data", hmac_key=HMAC_KEY)
+    expect_rejected(again, 409, "duplicate", lambda: again.post_data(body, **{"x-disallow-duplicates": "true"}))
+    assert again.post_data(msg_bytes(rows=3), **{"x-disallow-duplicates": "1"})[0] == 200
+    assert [r["sample_id"] for r in again.index()] == [1, 2, 3]
+
+
+def test_body_size_limit(make_server):
+    c = make_server(max_body=1000)
+    small = msg_bytes(rows=5)
+    assert len(small) < 1000 and c.post_data(small)[0] == 200
+    big = msg_bytes(rows=200)
+
+    def claimed():  # rejected on Content-Length alone, before any body byte
+        conn = http.client.HTTPConnection("127.0.0.1", c.port, timeout=10)
+        conn.putrequest("POST", "/api/training/data")
+        for k, v in {"x-api-key": API_KEY, "x-file-name": "a.cbor", "Content-Type": "application/cbor"}.items():
+            conn.putheader(k, v)
+        conn.putheader("Content-Length", str(10**9))
+        conn.endheaders()
+        r = conn.getresponse()
+        out = r.status, "", r.read()
+        conn.close()
+        return out
+
+    expect_rejected(c, 413, "limit", claimed)
+    expect_rejected(c, 413, "limit", lambda: c.post_data(big))
+    chunks = [big[i : i + 400] for i in range(0, 1200, 400)]
+    expect_rejected(c, 413, "limit", lambda: c.post_data(iter(chunks), encode_chunked=True))
+    status, reply = c.post_files([("data", "idle.1.cbor", big)])
+    assert status == 413 and reply["success"] is False
+    status, reply = c.post_files([("data", "idle.1.cbor", big)], chunked=True)  # no Content-Length
+    assert status == 413 and reply["success"] is False
+    assert_consistent(c)
+
+
+def test_large_body_goes_through_a_temp_file(make_server):
+    c = make_server(memory_limit=512)
+    body = msg_bytes(rows=300)
+    assert len(body) > 2000
+    status, _, reply = c.post_data(body, **{"x-label": "big"})
+    assert status == 200
+    with open(os.path.join(c.data_dir, "training", reply.decode()), "rb") as f:
+        assert f.read() == body
+    expect_rejected(c, 400, "cbor", lambda: c.post_data(body[:-5]))
+    assert_consistent(c)
+
+
+def test_unknown_category_and_method(client):
+    expect_rejected(client, 404, "category", lambda: client.post_data(msg_bytes(), category="validation"))
+    assert client.request("GET", "/api/training/data")[0] == 405
+
+
+def test_concurrent_uploads(client):
+    results = []
+
+    def post(i):
+        results.append(client.post_data(msg_bytes(rows=2 + i), file_name="c%d.1.cbor" % i)[0])
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [200] * 12
+    index = client.index()
+    assert sorted(r["sample_id"] for r in index) == list(range(1, 13)) and len({r["file"] for r in index}) == 12
+    assert_consistent(client)
+
+
+# --- /files
+
+WAV = b"RIFF" + (36).to_bytes(4, "little") + b"WAVEfmt " + bytes(24) + b"data" + bytes(4)
+
+
+def test_files_upload(client):
+    status, reply = client.post_files([("data", "idle.01.cbor", msg_bytes()), ("data", "knock.7.wav", WAV)])
+    assert status == 200 and reply["success"] is True
+    assert [f["fileName"] for f in reply["files"]] == ["idle.01.cbor", "knock.7.wav"]
+    assert all(f["success"] and f["projectId"] == 1 for f in reply["files"])
+    assert [f["sampleId"] for f in reply["files"]] == [1, 2]
+    msg, wav = client.index()
+    assert msg["label"] == "idle" and msg["file"].startswith("training/idle.") and msg["file"].endswith(".cbor")
+    assert msg["signature"] == "valid" and msg["rows"] == 20
+    assert wav["label"] == "knock" and wav["file"].endswith(".wav") and wav["file_name"] == "knock.7.wav"
+    assert all(wav[k] is None for k in ("device_name", "device_type", "sensors", "rows", "interval_ms", "signature"))
+    with open(os.path.join(client.data_dir, wav["file"]), "rb") as f:
+        assert f.read() == WAV
+    assert_consistent(client)
+
+
+def test_split_files(client):
+    parts = [("data", "idle.%d.cbor" % i, msg_bytes(rows=2 + i)) for i in range(10)] + [("data", "k.wav", WAV)]
+    status, reply = client.post_files(parts, category="split", **{"x-label": "mixed"})
+    assert status == 200 and reply["success"] is True and len(reply["files"]) == 11
+    index = client.index()
+    assert {r["category"] for r in index} <= {"training", "testing"}
+    assert {r["label"] for r in index} == {"mixed"}
+    for r in index:
+        assert r["category"] == serve.split_category(r["sha256"])
+        assert r["file"].startswith(r["category"] + "/")
+    assert_consistent(client)
+
+
+def test_files_partial_failures(client):
+    png = b"\x89PNG\r\n\x1a\n" + bytes(16)
+    parts = [
+        ("data", "ok.1.png", png),
+        ("data", "bad.1.wav", b"not a wav file at all"),
+        ("data", "x.txt", b"hello"),
+        ("data", "../../evil.cbor", msg_bytes()),
+        ("data", "sig.1.cbor", msg_bytes(key="wrong")),
+        ("data", "nan.1.cbor", hand_cbor([[1.0, float("nan"), 3.0]])),
+        ("data", "t.1.csv", b"\xff\xfe"),
+        ("data", "ok.2.csv", b"t,x\n0,1\n"),
+        ("data", "ok.3.jpg", b"\xff\xd8\xff\xe0rest"),
+    ]
+    status, reply = client.post_files(parts, **{"x-disallow-duplicates": "1"})
+    assert status == 200 and reply["success"] is False
+    ok = [f["success"] for f in reply["files"]]
+    assert ok == [True, False, False, False, False, False, False, True, True]
+    for f in reply["files"]:
+        assert f["success"] or f["error"]
+    assert [r["file_name"] for r in client.index()] == ["ok.1.png", "ok.2.csv", "ok.3.jpg"]
+    # a duplicate part
+    status, reply = client.post_files([("data", "again.png", png)], **{"x-disallow-duplicates": "1"})
+    assert reply["files"][0]["success"] is False and "duplicate" in reply["files"][0]["error"]
+    assert_consistent(client)
+    assert client.healthy()
+
+
+def test_files_request_errors(client):
+    before = client.snapshot()
+    status, reply = client.post_files([("data", "idle.1.cbor", msg_bytes())], key="wrong")
+    assert status == 401 and reply == {"success": False, "error": "invalid API key"}
+    status, reply = client.post_files([("other", "idle.1.cbor", msg_bytes())])
+    assert status == 400 and "data" in reply["error"]
+    status, reply = client.post_files([("data", "idle.1.cbor", msg_bytes())], **{"x-label": "a%0Ab"})
+    assert status == 400 and "label" in reply["error"]
+    status, _, body = client.request("POST", "/api/training/files", msg_bytes(), {"x-api-key": API_KEY})
+    assert status == 415 and json.loads(body)["success"] is False
+    assert client.snapshot() == before
+
+
+def test_one_log_line_per_request_without_secrets(client, caplog):
+    caplog.set_level(logging.INFO, logger="uingest.serve")
+    assert client.post_data(msg_bytes(), file_name="wave.3.cbor")[0] == 200
+    assert client.post_data(msg_bytes(), key="ei_wrong_" + API_KEY)[0] == 401
+    assert client.post_files([("data", "knock.1.wav", WAV)])[0] == 200
+    lines = [r.getMessage() for r in caplog.records if r.name == "uingest.serve"]
+    assert len(lines) == 3
+    assert lines[0].startswith("POST /api/training/data 200 label='wave' bytes=%d remote=127.0.0.1:" % len(msg_bytes()))
+    assert lines[1].startswith("POST /api/training/data 401 ")
+    assert lines[2].startswith("POST /api/training/files 200 label='knock' ")
+    text = "\n".join(lines)
+    assert API_KEY not in text and HMAC_KEY not in text
+
+
+# --- command line
+
+
+def test_main_refuses_to_start_without_a_key(monkeypatch, capsys):
+    monkeypatch.delenv("UINGEST_API_KEY", raising=False)
+    assert serve.main([]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "api" in err.lower()
+
+
+def test_main_serves_and_stops_on_sigterm(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = tmp_path / "data"
+    env = dict(os.environ, UINGEST_API_KEY=API_KEY, UINGEST_HMAC_KEY=HMAC_KEY)
+    cmd = [sys.executable, "-m", "uingest_tools.serve", "--port", str(port), "--data-dir", str(data)]
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        c = Client(None, str(data), port)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                if c.healthy():
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+        assert c.post_data(msg_bytes())[0] == 200
+        assert c.post_data(msg_bytes(key="wrong"))[0] == 400
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = proc.stderr.read()
+    assert API_KEY not in err and HMAC_KEY not in err
+    [rec] = c.index()
+    assert rec["signature"] == "valid"
+    assert_consistent(c)
+
+
+def test_create_app_needs_a_key(tmp_path):
+    with pytest.raises(ValueError):
+        serve.create_app(str(tmp_path))

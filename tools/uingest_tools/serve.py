@@ -1,0 +1,826 @@
+"""`uingest serve`: a local, Edge Impulse-compatible ingestion server.
+
+Speaks the ingestion API of shared/docs/ingestion-protocol.md on Starlette + uvicorn and stores what it
+accepts under a data folder:
+
+    <data-dir>/<category>/<label>.<id>.<ext>     one file per sample, written atomically
+    <data-dir>/index.jsonl                       one JSON line per stored sample
+
+Endpoints: ``POST /api/{training,testing,anomaly,split}/data`` (one message, application/cbor or
+application/json; Edge Impulse's DataForwarder also posts to ``split``), ``POST
+/api/{training,testing,anomaly,split}/files`` (multipart/form-data, parts named ``data``) and ``GET
+/api/health`` (no key needed, answers ``ok``).
+
+Choices where the real service is unknown or where we are stricter:
+
+- Status codes: 401 missing/wrong x-api-key; 404 unknown category; 413 body over ``max_body`` (Content-Length
+  or streamed count); 415 unsupported Content-Type; 421 missing x-file-name on /data; 409 duplicate under
+  x-disallow-duplicates (the status the service uses is not documented: 409 is our choice); 400 everything
+  else that is wrong with the request or message (bad label, file name, x-metadata, body, signature).
+- With an HMAC key the server *rejects* unsigned (alg none) and badly signed messages (400 "signature ...");
+  the real service stores them marked. Without one, signatures are recorded as "unchecked" ("none" for alg
+  none). "invalid" is part of the index vocabulary but never stored by this server.
+- x-label and x-file-name are percent-decoded (Edge Impulse's Node client sends them encodeURIComponent'ed).
+  A label with control characters, '/', '\\', a leading '.', or empty after stripping spaces, is refused.
+- No label (x-no-label): the index says ``"label": null`` and the file is named ``unlabeled.<id>.<ext>``;
+  the index, not the file name, is the truth about labels.
+- Every stored name carries a unique id, so x-add-date-id is accepted and has no further effect.
+- ``max_body`` limits the whole request body, for /files too (all parts together).
+- Duplicates are found by the sha256 of the stored bytes; every stored sample's hash is kept in memory
+  (loaded from index.jsonl at start) whether or not x-disallow-duplicates was sent.
+- ``split`` sends a sample to training or testing by the sha256 of its bytes (about 80/20, deterministic).
+- /files answers 200 with a per-part result; the top-level ``success`` is true only when every part was
+  stored. Its ``sampleId`` is the index line's ``sample_id``.
+
+A sample is acknowledged only after its file is fsynced and renamed into place and its index line is
+written and fsynced, so stopping the server (Ctrl-C, SIGTERM: uvicorn lets running requests finish) loses
+no acknowledged sample. Temp files left by a crash (``.upload-*.tmp``, ``.store-*.tmp``) are removed at start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+import anyio.to_thread
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from .acquisition import InvalidMessage, check_structure, decode, verify_signature
+
+log = logging.getLogger("uingest.serve")
+
+DEFAULT_MAX_BODY = 100 * 1024 * 1024
+MEMORY_LIMIT = 1024 * 1024  # /data bodies above this are streamed to a temp file in the data dir
+CATEGORIES = ("training", "testing", "anomaly", "split")
+CONTENT_TYPES = {"application/cbor": "cbor", "application/json": "json"}
+# extension -> kind; kinds cbor/json are validated as messages, the others are sanity-checked and kept as-is
+FILE_TYPES = {
+    ".cbor": "cbor",
+    ".json": "json",
+    ".wav": "wav",
+    ".csv": "csv",
+    ".jpg": "jpg",
+    ".jpeg": "jpg",
+    ".png": "png",
+}
+INDEX = "index.jsonl"
+NO_LABEL_NAME = "unlabeled"
+MAX_LABEL_BYTES = 128
+MAX_NAME_BYTES = 255
+_LABEL_PREFIX = re.compile(r"[a-zA-Z0-9\s\-_]+", re.ASCII)
+_TRUE = ("1", "true", "yes", "on")
+
+
+class Rejected(Exception):
+    """The request cannot be accepted: status and a one-line reason."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).splitlines()) or "error"
+
+
+def _has_control(s: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in s)
+
+
+def _header_text(value: str) -> str:
+    """A header as text: raw UTF-8 bytes accepted, then percent-decoded (encodeURIComponent)."""
+    raw = value.encode("latin-1")
+    try:
+        value = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return urllib.parse.unquote(value, errors="strict")
+    except UnicodeDecodeError:
+        raise Rejected(400, "header is not valid percent-encoded UTF-8: %r" % value)
+
+
+def check_label(label: str) -> str:
+    """Return the label, stripped of surrounding spaces, or raise Rejected(400)."""
+    if _has_control(label):
+        raise Rejected(400, "label must not contain control characters: %r" % label)
+    label = label.strip()
+    if not label:
+        raise Rejected(400, "label is empty")
+    if "/" in label or "\\" in label:
+        raise Rejected(400, "label must not contain '/' or '\\': %r" % label)
+    if label.startswith("."):
+        raise Rejected(400, "label must not start with '.': %r" % label)
+    if len(label.encode()) > MAX_LABEL_BYTES:
+        raise Rejected(400, "label is longer than %d bytes" % MAX_LABEL_BYTES)
+    return label
+
+
+def check_file_name(name: str) -> str:
+    """Return name if it is a plain file name (no path), else raise Rejected(400)."""
+    if not name:
+        raise Rejected(400, "file name is empty")
+    if "/" in name or "\\" in name or "\0" in name or name in (".", "..") or _has_control(name):
+        raise Rejected(400, "invalid file name %r: must be a plain name without '/', '\\', '..' or controls" % name)
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise Rejected(400, "file name is longer than %d bytes" % MAX_NAME_BYTES)
+    return name
+
+
+def infer_label(file_name: str) -> str:
+    """Longest prefix of file_name made of ASCII letters, digits, whitespace, '-' and '_'."""
+    m = _LABEL_PREFIX.match(file_name)
+    label = m.group(0) if m else ""
+    if not label.strip():
+        raise Rejected(400, "cannot infer a label from file name %r: send x-label or x-no-label" % file_name)
+    return check_label(label)
+
+
+def _flag(request: Request, name: str) -> bool:
+    return request.headers.get(name, "").strip().lower() in _TRUE
+
+
+def _parse_metadata(request: Request):
+    raw = request.headers.get("x-metadata")
+    if raw is None:
+        return None
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise Rejected(400, "x-metadata must be a JSON object of string values")
+    return meta
+
+
+def split_category(sha256_hex: str) -> str:
+    """'training' for about 80% of hashes, 'testing' for the rest."""
+    return "training" if int(sha256_hex[:8], 16) % 10 < 8 else "testing"
+
+
+def validate_message(body: bytes, fmt: str, hmac_key=None) -> dict:
+    """Check one data acquisition message; return its index fields or raise Rejected(400)."""
+    try:
+        msg = decode(body, fmt)
+        payload = check_structure(msg)
+    except InvalidMessage as e:
+        raise Rejected(400, str(e))
+    alg = msg["protected"]["alg"]
+    if hmac_key:
+        if alg != "HS256":
+            raise Rejected(400, "signature missing: alg is %r but this server requires HS256" % alg)
+        try:
+            ok = verify_signature(body, fmt, hmac_key, msg)
+        except InvalidMessage as e:
+            raise Rejected(400, "signature cannot be checked: %s" % e)
+        if not ok:
+            raise Rejected(400, "signature does not match the server's HMAC key")
+        signature = "valid"
+    else:
+        signature = "none" if alg == "none" else "unchecked"
+    return {
+        "device_name": payload.get("device_name"),
+        "device_type": payload["device_type"],
+        "sensors": [s["name"] for s in payload["sensors"]],
+        "rows": len(payload["values"]),
+        "interval_ms": payload["interval_ms"],
+        "signature": signature,
+    }
+
+
+def check_file(data: bytes, kind: str) -> None:
+    """Light sanity check of a file kept as-is; raise Rejected(400)."""
+    if not data:
+        raise Rejected(400, "file is empty")
+    if kind == "wav" and not (data[:4] == b"RIFF" and data[8:12] == b"WAVE"):
+        raise Rejected(400, "not a WAV file (no RIFF....WAVE header)")
+    if kind == "png" and not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise Rejected(400, "not a PNG file")
+    if kind == "jpg" and not data.startswith(b"\xff\xd8\xff"):
+        raise Rejected(400, "not a JPEG file")
+    if kind == "csv":
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Rejected(400, "CSV file is not UTF-8 text")
+
+
+_NO_MESSAGE = dict.fromkeys(("device_name", "device_type", "sensors", "rows", "interval_ms", "signature"))
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Store:
+    """The data folder: atomic sample files plus index.jsonl. Thread-safe; commits are serialized."""
+
+    def __init__(self, data_dir: str):
+        self.data_dir = os.path.abspath(data_dir)
+        os.makedirs(self.data_dir, exist_ok=True)
+        self.index_path = os.path.join(self.data_dir, INDEX)
+        self._lock = threading.Lock()
+        self._hashes: set[str] = set()
+        self._next_sample = 1
+        self._last_us = 0
+        self._index_ends_clean = True
+        self._load_index()
+        self._remove_stale_temps()
+
+    def _load_index(self) -> None:
+        try:
+            with open(self.index_path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return
+        self._index_ends_clean = not data or data.endswith(b"\n")
+        n = 0
+        for line in data.splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a line cut by a crash: ignored
+            if not isinstance(rec, dict):
+                continue
+            n += 1
+            if isinstance(rec.get("sha256"), str):
+                self._hashes.add(rec["sha256"])
+            if isinstance(rec.get("sample_id"), int):
+                n = max(n, rec["sample_id"])
+        self._next_sample = n + 1
+
+    def _remove_stale_temps(self) -> None:
+        dirs = [self.data_dir] + [os.path.join(self.data_dir, c) for c in CATEGORIES]
+        for d in dirs:
+            try:
+                names = os.listdir(d)
+            except OSError:
+                continue
+            for name in names:
+                if name.endswith(".tmp") and name.startswith((".upload-", ".store-")):
+                    try:
+                        os.unlink(os.path.join(d, name))
+                    except OSError:
+                        pass
+
+    def spool_file(self):
+        """A temp file in the data dir for a body being received: (file object, path)."""
+        fd, path = tempfile.mkstemp(dir=self.data_dir, prefix=".upload-", suffix=".tmp")
+        return os.fdopen(fd, "wb"), path
+
+    def _unique_id(self) -> str:
+        us = time.time_ns() // 1000
+        if us <= self._last_us:
+            us = self._last_us + 1
+        self._last_us = us
+        return "%x" % us
+
+    def is_duplicate(self, sha: str) -> bool:
+        return sha in self._hashes
+
+    def commit(
+        self,
+        *,
+        category: str,
+        label,
+        ext: str,
+        data: bytes,
+        fields: dict,
+        file_name: str,
+        metadata=None,
+        disallow_duplicates: bool = False,
+        src_path: str | None = None,
+    ) -> dict:
+        """Store data (already in src_path when given) and append its index line; return the record.
+
+        Raises Rejected(409) for a duplicate when disallow_duplicates. Returns only once the file and the
+        index line are on disk.
+        """
+        sha = hashlib.sha256(data).hexdigest()
+        if category == "split":
+            category = split_category(sha)
+        with self._lock:
+            if disallow_duplicates and sha in self._hashes:
+                raise Rejected(409, "duplicate: this sample is already stored (x-disallow-duplicates)")
+            folder = os.path.join(self.data_dir, category)
+            os.makedirs(folder, exist_ok=True)
+            prefix = label if label is not None else NO_LABEL_NAME
+            while True:
+                name = "%s.%s.%s" % (prefix, self._unique_id(), ext)
+                final = os.path.join(folder, name)
+                if not os.path.exists(final):
+                    break
+            tmp = None
+            try:
+                if src_path is not None:
+                    fd = os.open(src_path, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                    tmp = src_path
+                else:
+                    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".store-", suffix=".tmp")
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(data)
+                        f.flush()
+                        os.fsync(f.fileno())
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, final)
+                tmp = None
+                _fsync_dir(folder)
+            finally:
+                if tmp is not None and tmp != src_path:
+                    try:
+                        os.unlink(tmp)
+                    except OSError:
+                        pass
+            record = {
+                "sample_id": self._next_sample,
+                "file": os.path.relpath(final, self.data_dir).replace(os.sep, "/"),
+                "category": category,
+                "label": label,
+                **fields,
+                "sha256": sha,
+                "file_name": file_name,
+                "metadata": metadata,
+                "received_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
+            }
+            try:
+                line = json.dumps(record, separators=(",", ":")) + "\n"
+                if not self._index_ends_clean:
+                    line = "\n" + line
+                with open(self.index_path, "ab") as f:
+                    f.write(line.encode())
+                    f.flush()
+                    os.fsync(f.fileno())
+                self._index_ends_clean = True
+            except BaseException:
+                # not indexed, so not acknowledged: don't leave an orphan behind
+                self._index_ends_clean = False
+                try:
+                    os.unlink(final)
+                except OSError:
+                    pass
+                raise
+            self._hashes.add(sha)
+            self._next_sample += 1
+            return record
+
+
+class _LogRequests:
+    """Pure ASGI middleware: one log line per HTTP request (no header values other than the label)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = [500]
+
+        async def send_status(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            state = scope.get("state") or {}
+            client = scope.get("client")
+            log.info(
+                "%s %s %d label=%r bytes=%d remote=%s",
+                scope.get("method"),
+                scope.get("path"),
+                status[0],
+                state.get("uingest_label"),
+                state.get("uingest_bytes", 0),
+                "%s:%s" % tuple(client) if client else "-",
+            )
+
+
+class _App:
+    """The request handlers, bound to one configuration and one Store."""
+
+    def __init__(self, store: Store, api_key, hmac_key, no_auth: bool, max_body: int, memory_limit: int):
+        self.store = store
+        self.api_key = api_key.encode() if isinstance(api_key, str) else api_key
+        self.hmac_key = hmac_key
+        self.no_auth = no_auth
+        self.max_body = max_body
+        self.memory_limit = memory_limit
+
+    # --- checks shared by both endpoints
+
+    def _auth(self, request: Request) -> None:
+        if self.no_auth:
+            return
+        given = request.headers.get("x-api-key")
+        if not given:
+            raise Rejected(401, "missing x-api-key header")
+        if not hmac.compare_digest(given.encode("latin-1"), self.api_key):
+            raise Rejected(401, "invalid API key")
+
+    def _check_length(self, request: Request) -> None:
+        cl = request.headers.get("content-length")
+        if cl is not None and cl.strip().isdigit() and int(cl) > self.max_body:
+            raise Rejected(413, "body of %s bytes is over the limit of %d bytes" % (cl.strip(), self.max_body))
+
+    def _too_big(self) -> Rejected:
+        return Rejected(413, "body is over the limit of %d bytes" % self.max_body)
+
+    def _header_label(self, request: Request):
+        """(no_label, label from x-label or None)."""
+        no_label = _flag(request, "x-no-label")
+        raw = request.headers.get("x-label")
+        if raw is not None and raw.strip():
+            return no_label, check_label(_header_text(raw))
+        return no_label, None
+
+    def _label_for(self, no_label: bool, header_label, file_name: str):
+        if header_label is not None:
+            return header_label
+        if no_label:
+            return None
+        return infer_label(file_name)
+
+    @staticmethod
+    def _state(request: Request, label=None, nbytes=None) -> None:
+        st = request.scope.setdefault("state", {})
+        if label is not None:
+            st["uingest_label"] = label
+        if nbytes is not None:
+            st["uingest_bytes"] = nbytes
+
+    # --- /api/health
+
+    async def health(self, request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    # --- /api/{category}/data
+
+    async def _receive_body(self, request: Request):
+        """The whole body: (bytes, spool path or None). Over memory_limit, it goes through a temp file."""
+        chunks: list[bytes] = []
+        count = 0
+        spool = path = None
+        try:
+            async for chunk in request.stream():
+                count += len(chunk)
+                self._state(request, nbytes=count)
+                if count > self.max_body:
+                    raise self._too_big()
+                if spool is None and count > self.memory_limit:
+                    spool, path = self.store.spool_file()
+                    spool.writelines(chunks)
+                    chunks = []
+                if spool is not None:
+                    spool.write(chunk)
+                else:
+                    chunks.append(chunk)
+            if spool is None:
+                return b"".join(chunks), None
+            spool.close()
+            spool = None
+            with open(path, "rb") as f:
+                return f.read(), path
+        except BaseException:
+            if spool is not None:
+                spool.close()
+            if path is not None:
+                os.unlink(path)
+            raise
+
+    async def data(self, request: Request) -> Response:
+        path = None
+        try:
+            category = request.path_params["category"]
+            if category not in CATEGORIES:
+                raise Rejected(404, "unknown category %r" % category)
+            self._auth(request)
+            self._check_length(request)
+            media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            fmt = CONTENT_TYPES.get(media)
+            if fmt is None:
+                raise Rejected(415, "unsupported Content-Type %r: send application/cbor or application/json" % media)
+            raw_name = request.headers.get("x-file-name")
+            if raw_name is None or not raw_name.strip():
+                raise Rejected(421, "missing x-file-name header")
+            file_name = check_file_name(_header_text(raw_name).strip())
+            no_label, header_label = self._header_label(request)
+            label = self._label_for(no_label, header_label, file_name)
+            self._state(request, label=label)
+            metadata = _parse_metadata(request)
+            body, path = await self._receive_body(request)
+            fields = await anyio.to_thread.run_sync(validate_message, body, fmt, self.hmac_key)
+            record = await anyio.to_thread.run_sync(
+                lambda: self.store.commit(
+                    category=category,
+                    label=label,
+                    ext=fmt,
+                    data=body,
+                    fields=fields,
+                    file_name=file_name,
+                    metadata=metadata,
+                    disallow_duplicates=_flag(request, "x-disallow-duplicates"),
+                    src_path=path,
+                )
+            )
+            path = None  # renamed into place
+            return PlainTextResponse(os.path.basename(record["file"]))
+        except Rejected as e:
+            return PlainTextResponse(_one_line(e.reason), status_code=e.status)
+        except ClientDisconnect:
+            return PlainTextResponse("client disconnected", status_code=400)
+        except Exception:
+            log.exception("error while storing a sample")
+            return PlainTextResponse("internal server error", status_code=500)
+        finally:
+            if path is not None:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+
+    # --- /api/{category}/files
+
+    def _limited_request(self, request: Request) -> Request:
+        count = 0
+
+        async def receive():
+            nonlocal count
+            message = await request.receive()
+            if message["type"] == "http.request":
+                count += len(message.get("body", b""))
+                self._state(request, nbytes=count)
+                if count > self.max_body:
+                    raise self._too_big()
+            return message
+
+        return Request(request.scope, receive)
+
+    def _store_part(self, category, header_label, no_label, metadata, disallow, name, data) -> dict:
+        """Validate and store one uploaded file; runs in a worker thread."""
+        check_file_name(name)
+        ext = os.path.splitext(name)[1].lower()
+        kind = FILE_TYPES.get(ext)
+        if kind is None:
+            raise Rejected(400, "unsupported file type %r: send .cbor, .json, .wav, .csv, .jpg or .png" % ext)
+        label = self._label_for(no_label, header_label, name)
+        if kind in ("cbor", "json"):
+            fields = validate_message(data, kind, self.hmac_key)
+        else:
+            check_file(data, kind)
+            fields = dict(_NO_MESSAGE)
+        return self.store.commit(
+            category=category,
+            label=label,
+            ext=ext[1:],
+            data=data,
+            fields=fields,
+            file_name=name,
+            metadata=metadata,
+            disallow_duplicates=disallow,
+        )
+
+    async def files(self, request: Request) -> Response:
+        form = None
+        try:
+            category = request.path_params["category"]
+            if category not in CATEGORIES:
+                raise Rejected(404, "unknown category %r" % category)
+            self._auth(request)
+            self._check_length(request)
+            media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if media != "multipart/form-data":
+                raise Rejected(415, "unsupported Content-Type %r: send multipart/form-data" % media)
+            no_label, header_label = self._header_label(request)
+            if header_label is not None:
+                self._state(request, label=header_label)
+            metadata = _parse_metadata(request)
+            disallow = _flag(request, "x-disallow-duplicates")
+            try:
+                form = await self._limited_request(request).form(max_files=1000, max_fields=1000)
+            except HTTPException as e:
+                raise Rejected(400, "invalid multipart body: %s" % e.detail)
+            parts = [v for k, v in form.multi_items() if k == "data"]
+            if not parts:
+                raise Rejected(400, "no part named 'data' in the multipart body")
+            results = []
+            labels = []
+            for part in parts:
+                name = getattr(part, "filename", None)
+                if name is None:
+                    results.append({"success": False, "fileName": None, "error": "part 'data' has no filename"})
+                    continue
+                data = await part.read()
+                try:
+                    record = await anyio.to_thread.run_sync(
+                        self._store_part, category, header_label, no_label, metadata, disallow, name, data
+                    )
+                except Rejected as e:
+                    results.append({"success": False, "fileName": name, "error": _one_line(e.reason)})
+                    continue
+                labels.append(record["label"])
+                results.append({"success": True, "fileName": name, "sampleId": record["sample_id"], "projectId": 1})
+            if header_label is None and labels:
+                self._state(request, label=",".join(sorted({str(x) for x in labels})))
+            return JSONResponse({"success": all(r["success"] for r in results), "files": results})
+        except Rejected as e:
+            return JSONResponse({"success": False, "error": _one_line(e.reason)}, status_code=e.status)
+        except ClientDisconnect:
+            return JSONResponse({"success": False, "error": "client disconnected"}, status_code=400)
+        except Exception:
+            log.exception("error while storing files")
+            return JSONResponse({"success": False, "error": "internal server error"}, status_code=500)
+        finally:
+            if form is not None:
+                await form.close()
+
+
+def create_app(
+    data_dir,
+    api_key=None,
+    hmac_key=None,
+    no_auth=False,
+    max_body=DEFAULT_MAX_BODY,
+    *,
+    memory_limit=MEMORY_LIMIT,
+) -> Starlette:
+    """The ingestion server as an ASGI app storing into data_dir.
+
+    api_key is required unless no_auth. With hmac_key, messages must carry a valid HS256 signature.
+    memory_limit: /data bodies larger than this are received into a temp file in data_dir.
+    """
+    if not no_auth and not api_key:
+        raise ValueError("api_key is required unless no_auth=True")
+    if max_body < 1:
+        raise ValueError("max_body must be positive")
+    handlers = _App(Store(data_dir), api_key, hmac_key or None, no_auth, int(max_body), int(memory_limit))
+    app = Starlette(
+        routes=[
+            Route("/api/health", handlers.health, methods=["GET"]),
+            Route("/api/{category}/data", handlers.data, methods=["POST"]),
+            Route("/api/{category}/files", handlers.files, methods=["POST"]),
+        ],
+        middleware=[Middleware(_LogRequests)],
+    )
+    app.state.store = handlers.store
+    return app
+
+
+class ServerThread:
+    """Run an app with uvicorn in a background thread (for tests and demos).
+
+    port=0 picks a free port; .port and .url are known once start() returns.
+    """
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
+        self.app = app
+        self.host = host
+        self.port = port
+        self.server = None
+        self._thread = None
+        self._sock = None
+
+    @property
+    def url(self) -> str:
+        return "http://%s:%d" % (self.host, self.port)
+
+    def start(self, timeout: float = 10.0) -> ServerThread:
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        self._sock = sock
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="off", log_level="warning")
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("uingest serve: server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def _size(text: str) -> int:
+    """Bytes, with an optional K, M or G suffix (powers of 1024)."""
+    t = text.strip().upper().removesuffix("B")
+    mult = 1
+    if t[-1:] in ("K", "M", "G"):
+        mult = 1024 ** ("KMG".index(t[-1]) + 1)
+        t = t[:-1]
+    try:
+        n = int(t) * mult
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a size in bytes such as 1048576 or 100M, got %r" % text)
+    if n < 1:
+        raise argparse.ArgumentTypeError("size must be positive")
+    return n
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="uingest serve", description="Local Edge Impulse-compatible ingestion server (stores samples on disk)."
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=4810, help="port (default 4810)")
+    parser.add_argument("--data-dir", default="./dataset", help="where samples are stored (default ./dataset)")
+    parser.add_argument("--api-key", help="required x-api-key value; prefer the UINGEST_API_KEY environment variable")
+    parser.add_argument("--no-auth", action="store_true", help="accept requests without an API key")
+    parser.add_argument(
+        "--hmac-key", help="require valid HS256 signatures with this key; prefer the UINGEST_HMAC_KEY variable"
+    )
+    parser.add_argument(
+        "--max-body", type=_size, default=DEFAULT_MAX_BODY, help="largest request body, e.g. 100M (default)"
+    )
+    args = parser.parse_args(argv)
+    api_key = args.api_key or os.environ.get("UINGEST_API_KEY") or None
+    hmac_key = args.hmac_key or os.environ.get("UINGEST_HMAC_KEY") or None
+    if not api_key and not args.no_auth:
+        print(
+            "uingest serve: no API key: pass --api-key, set UINGEST_API_KEY, or run an open server with --no-auth",
+            file=sys.stderr,
+        )
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(args.data_dir, api_key=api_key, hmac_key=hmac_key, no_auth=args.no_auth, max_body=args.max_body)
+    log.info(
+        "storing into %s; %s; signatures %s; max body %d bytes",
+        os.path.abspath(args.data_dir),
+        "no authentication" if args.no_auth else "x-api-key required",
+        "must verify" if hmac_key else "not checked",
+        args.max_body,
+    )
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port, log_config=None, access_log=False, lifespan="off", log_level="info"
+    )
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: uvicorn handles no signals there either
+        previous = None
+    try:
+        uvicorn.Server(config).run()
+    except (KeyboardInterrupt, _Terminated):
+        pass  # uvicorn has already shut down gracefully: every acknowledged sample is on disk
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
