@@ -65,6 +65,8 @@ def main():
                     continue
                 break
             counts[out.kind] += 1
+            if cfg.get("pause_ms"):
+                time.sleep_ms(cfg["pause_ms"])  # a real board spends the window's length sampling
     client.close()
     summary = {
         "accepted": counts[http.ACCEPTED],

@@ -9,7 +9,7 @@ from binascii import hexlify
 
 from micropython import const
 
-from . import cbor, jsonw
+from . import cbor
 from .hmac import HMAC
 from .window import check_interval, check_sensors
 
@@ -50,6 +50,8 @@ def _filler(fmt, typecode, width):
         return cbor.fill_f if typecode == "f" else cbor.fill_h
     if _fast and typecode == "h":
         return _kernels.json_i16
+    from . import jsonw
+
     return jsonw.fill_f if typecode == "f" else jsonw.fill_h
 
 
@@ -85,16 +87,20 @@ class Message:
         width = window.width
         self._width = width
         alg = "none" if hmac_key is None else "HS256"
+        codec = cbor
         if fmt == "cbor":
             self._head, self._sig_at = cbor.message_head(
                 alg, iat, device_name, device_type, interval_ms, sensors, width, window.rows
             )
             self._tail = cbor.TAIL
         else:
+            from . import jsonw  # only boards that send JSON pay for it in RAM
+
+            codec = jsonw
             self._head, self._sig_at = jsonw.head(alg, iat, device_name, device_type, interval_ms, sensors, width)
             self._tail = jsonw.TAIL
         self._head = bytearray(self._head)  # the signature is patched into it
-        self._max_row = (cbor if fmt == "cbor" else jsonw).max_row_bytes(width, window.typecode)
+        self._max_row = codec.max_row_bytes(width, window.typecode)
         self._fill = _filler(fmt, window.typecode, width)
         self._values_len = None
         if fmt == "cbor" and window.typecode == "f":

@@ -14,6 +14,79 @@ from .bundle import ROOT, build
 
 BASELINES = os.path.join(os.path.dirname(ROOT), "shared", "baselines", "micropython-lib")
 BENCH = os.path.join(ROOT, "host_tests", "bench", "bench_message.py")
+BENCH_UPLOAD = os.path.join(ROOT, "host_tests", "bench", "bench_upload.py")
+BENCH_API_KEY = "ei_bench_key"
+
+
+class Responder:
+    """A minimal HTTP/1.1 server: reads each request and answers 200 at once,
+    so upload timings show the client's own costs (connect, send, parse)."""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        import socket
+
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        f = conn.makefile("rb")
+        try:
+            while True:
+                length = -1
+                while True:
+                    line = f.readline()
+                    if not line:
+                        return
+                    if line in (b"\r\n", b"\n"):
+                        break
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                f.read(max(length, 0))
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nstored.cbor\n")
+        except OSError:
+            pass
+        finally:
+            f.close()
+            conn.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def run_upload_bench(n: int, url: str, bundle_dir: str) -> dict[str, tuple[int, int, int]]:
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([bundle_dir, ".frozen"]))
+    proc = subprocess.run(
+        [micropython(), "-X", "heapsize=1M", BENCH_UPLOAD, url, str(n)],
+        input=BENCH_API_KEY + "\n",
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    if proc.returncode != 0:
+        raise SystemExit("upload benchmark failed on MicroPython:\n" + proc.stdout + proc.stderr)
+    out = {}
+    for line in proc.stdout.splitlines():
+        name, us, ok, conns = line.split()
+        out[name] = (int(us), int(ok), int(conns))
+    return out
 
 
 def micropython() -> str:
@@ -98,15 +171,66 @@ def table(r: dict[str, tuple[int, int]]) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="uingest bench", description="Benchmarks on the MicroPython unix port.")
     ap.add_argument("--repeats", type=int, default=25, help="runs per case; the median is reported (default 25)")
+    ap.add_argument("--uploads", type=int, default=200, help="windows posted per upload case (default 200)")
     args = ap.parse_args(argv)
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         build(tmp, march="host")  # what we ship: .mpy with the viper kernels
         r = run_message_bench(args.repeats, tmp)
+        uploads = upload_table(args.uploads, tmp)
     print(
         "uingest bench, %s, %d repeats per case, kernels %s"
         % (datetime.date.today().isoformat(), args.repeats, "on" if r["kernels"][0] else "off")
     )
     print(table(r))
+    print()
+    print(uploads)
     return 0
+
+
+def upload_table(n: int, bundle_dir: str) -> str:
+    import tempfile
+
+    from .serve import ServerThread, create_app
+
+    rows = []
+    responder = Responder()
+    try:
+        rows.append(("minimal responder (client costs only)", run_upload_bench(n, responder.url, bundle_dir)))
+    finally:
+        responder.close()
+    # tmpfs when there is one: the disk's fsync time is not what this measures
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(dir=base) as data:
+        srv = ServerThread(create_app(data, api_key=BENCH_API_KEY)).start()
+        try:
+            rows.append(("uingest serve (validates, stores)", run_upload_bench(n, srv.url, bundle_dir)))
+        finally:
+            srv.stop()
+    fmt = "| %-40s | %-28s | %-28s | %-8s |"
+    out = [
+        fmt
+        % (
+            "%d signed 200x3 windows on loopback to" % n,
+            "uingest.http, kept alive",
+            "requests, a connection each",
+            "ratio",
+        ),
+        "|" + "-" * 42 + "|" + "-" * 30 + "|" + "-" * 30 + "|" + "-" * 10 + "|",
+    ]
+    for name, r in rows:
+        ka_us, ka_ok, ka_conns = r["keepalive"]
+        rq_us, rq_ok, rq_conns = r["requests"]
+        ka_rate = ka_ok / (ka_us / 1e6)
+        rq_rate = rq_ok / (rq_us / 1e6)
+        out.append(
+            fmt
+            % (
+                name,
+                "%.0f windows/s, %d conn" % (ka_rate, ka_conns),
+                "%.0f windows/s, %d conn" % (rq_rate, rq_conns),
+                "%.2fx" % (ka_rate / rq_rate),
+            )
+        )
+    return "\n".join(out)

@@ -699,27 +699,41 @@ class ServerThread:
     """Run an app with uvicorn in a background thread (for tests and demos).
 
     port=0 picks a free port; .port and .url are known once start() returns.
+    With ssl_certfile (PEM: certificate chain, and the key unless ssl_keyfile names it) it serves https.
     """
 
-    def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, ssl_certfile=None, ssl_keyfile=None):
         self.app = app
         self.host = host
         self.port = port
+        self.ssl_certfile = ssl_certfile
+        self.ssl_keyfile = ssl_keyfile
         self.server = None
         self._thread = None
         self._sock = None
 
     @property
     def url(self) -> str:
-        return "http://%s:%d" % (self.host, self.port)
+        return "%s://%s:%d" % ("https" if self.ssl_certfile else "http", self.host, self.port)
 
     def start(self, timeout: float = 10.0) -> ServerThread:
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+        # proto IPPROTO_TCP, as uvicorn's own bind does: asyncio sets TCP_NODELAY on accepted
+        # connections only then, and without it kept-alive replies stall ~40 ms (Nagle + delayed ACK)
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         self._sock = sock
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="off", log_level="warning")
+        config = uvicorn.Config(
+            self.app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            log_level="warning",
+            ssl_certfile=self.ssl_certfile,
+            ssl_keyfile=self.ssl_keyfile,
+        )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
         self._thread.start()
@@ -787,7 +801,13 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--max-body", type=_size, default=DEFAULT_MAX_BODY, help="largest request body, e.g. 100M (default)"
     )
+    parser.add_argument(
+        "--ssl-certfile", help="serve https with this PEM certificate chain (and key, unless --ssl-keyfile is given)"
+    )
+    parser.add_argument("--ssl-keyfile", help="PEM private key for --ssl-certfile")
     args = parser.parse_args(argv)
+    if args.ssl_keyfile and not args.ssl_certfile:
+        parser.error("--ssl-keyfile needs --ssl-certfile")
     api_key = args.api_key or os.environ.get("UINGEST_API_KEY") or None
     hmac_key = args.hmac_key or os.environ.get("UINGEST_HMAC_KEY") or None
     if not api_key and not args.no_auth:
@@ -806,7 +826,15 @@ def main(argv=None) -> int:
         args.max_body,
     )
     config = uvicorn.Config(
-        app, host=args.host, port=args.port, log_config=None, access_log=False, lifespan="off", log_level="info"
+        app,
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        log_level="info",
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
     )
     try:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
