@@ -4,6 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Edge Impulse's Node DataForwarder, for host_tests/test_ei_clients.py. Only the package's own files:
+# a full install pulls native modules (sharp, koffi, AWS SDK) that data-forwarder.js never loads;
+# it needs just undici (the version the package pins) next to it.
+NODE_DIR := $(VENV)/node
+NODE_STAMP := $(NODE_DIR)/.installed
+EI_LINUX_VERSION := 1.25.2
+UNDICI_VERSION := 5.29.0
 
 .PHONY: test demo bench lint clean
 
@@ -14,10 +21,19 @@ $(STAMP): requirements-dev.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
+$(NODE_STAMP): Makefile
+	rm -rf $(NODE_DIR)
+	mkdir -p $(NODE_DIR)/edge-impulse-linux
+	npm pack --silent --pack-destination $(NODE_DIR) edge-impulse-linux@$(EI_LINUX_VERSION) >/dev/null
+	tar -xzf $(NODE_DIR)/edge-impulse-linux-$(EI_LINUX_VERSION).tgz -C $(NODE_DIR)/edge-impulse-linux --strip-components=1
+	rm $(NODE_DIR)/edge-impulse-linux-$(EI_LINUX_VERSION).tgz
+	npm install --silent --prefix $(NODE_DIR) --save-exact --ignore-scripts --no-audit --no-fund undici@$(UNDICI_VERSION)
+	touch $@
+
 demo: $(STAMP)
 	$(BIN)/python -m uingest_tools.demo dataset
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 

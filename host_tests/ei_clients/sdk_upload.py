@@ -1,0 +1,54 @@
+"""Upload directories with Edge Impulse's Python SDK (PyPI `edgeimpulse`), as a user would.
+
+Used by host_tests/test_ei_clients.py, in its own process so that the SDK reads its settings from the
+environment at import, like in real use: EI_INGESTION_ENDPOINT (the ingestion server's base URL) and
+EI_API_KEY. Reads a JSON list of calls on stdin:
+
+    [{"directory": "...", "category": null, "label": null, "infer_from_filename": false}, ...]
+
+and prints, for each call, what the SDK reported: {"successes": [...], "fails": [...]}, each entry with
+the sample's filename, category and label as the SDK sent them and the server's sampleId or error.
+"""
+
+import json
+import sys
+
+import edgeimpulse
+from edgeimpulse import data
+
+
+def describe(response) -> dict:
+    s = response.sample
+    return {
+        "filename": s.filename,
+        "category": s.category,
+        "label": s.label,
+        "success": response.success,
+        "sample_id": response.sample_id,
+        "error": response.error,
+    }
+
+
+def main() -> int:
+    calls = json.load(sys.stdin)
+    out = {"version": edgeimpulse.__version__, "endpoint": edgeimpulse.INGESTION_ENDPOINT, "calls": []}
+    for call in calls:
+        res = data.upload_directory(
+            directory=call["directory"],
+            category=call.get("category"),
+            label=call.get("label"),
+            metadata=call.get("metadata"),
+            transform=data.infer_from_filename if call.get("infer_from_filename") else None,
+        )
+        out["calls"].append(
+            {
+                "successes": [describe(r) for r in res.successes],
+                "fails": [describe(r) for r in res.fails],
+            }
+        )
+    json.dump(out, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

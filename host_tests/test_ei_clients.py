@@ -1,0 +1,306 @@
+"""Edge Impulse's own clients against `uingest serve`, over real HTTP on loopback.
+
+- The Node ``DataForwarder`` of npm ``edge-impulse-linux`` (signed JSON to ``/api/<category>/data``), run
+  unmodified by ei_clients/forward.js. `make test` installs the package's files and its one dependency,
+  undici, into .venv/node (see the Makefile).
+- The Python SDK (PyPI ``edgeimpulse``, pinned in requirements-dev.txt) uploading directories to
+  ``/api/<category>/files``, run by ei_clients/sdk_upload.py in its own process with EI_INGESTION_ENDPOINT
+  and EI_API_KEY in its environment, as a user would set them.
+
+The server runs with an HMAC key, so it verifies every signed message itself; the test verifies the stored
+bytes again with acquisition.verify_signature. Nothing here is skipped: a missing client is a failure.
+"""
+
+import hashlib
+import importlib.util
+import io
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import wave
+
+import pytest
+
+from uingest import message
+from uingest.window import Window
+from uingest_tools.acquisition import decode, verify_signature
+from uingest_tools.serve import ServerThread, create_app, split_category
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FORWARD_JS = os.path.join(HERE, "ei_clients", "forward.js")
+SDK_UPLOAD = os.path.join(HERE, "ei_clients", "sdk_upload.py")
+EI_LINUX = os.path.join(sys.prefix, "node", "edge-impulse-linux")  # .venv/node, installed by `make test`
+DATA_FORWARDER = os.path.join(EI_LINUX, "build", "library", "data-forwarder.js")
+
+API_KEY = "ei_0123456789abcdef0123456789abcdef"
+HMAC_KEY = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+IMU = [("accX", "m/s2"), ("accY", "m/s2"), ("accZ", "m/s2")]
+
+
+@pytest.fixture
+def server(tmp_path):
+    data_dir = tmp_path / "data"
+    srv = ServerThread(create_app(str(data_dir), api_key=API_KEY, hmac_key=HMAC_KEY)).start()
+    try:
+        yield srv, data_dir
+    finally:
+        srv.stop()
+
+
+def index(data_dir):
+    path = data_dir / "index.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def stored_name(label, ext):
+    """<label>.<id>.<ext>, as `uingest serve` names the files it stores."""
+    return re.compile(re.escape(label) + r"\.[0-9a-f]+\." + ext)
+
+
+# --- the Node DataForwarder (edge-impulse-linux)
+
+
+@pytest.fixture(scope="module")
+def node():
+    exe = shutil.which("node")
+    if exe is None:
+        pytest.fail("node is not on PATH: Edge Impulse's DataForwarder needs Node.js (18 or later)")
+    if not os.path.isfile(DATA_FORWARDER):
+        pytest.fail(
+            "edge-impulse-linux is not installed at %s: run `make test` (its .venv/node/.installed step "
+            "installs it with npm)" % EI_LINUX
+        )
+    return exe
+
+
+def forward(node, srv, uploads, hmac_key=HMAC_KEY, api_key=API_KEY):
+    job = {
+        "server": srv.url,
+        "apiKey": api_key,
+        "hmacKey": hmac_key,
+        "deviceId": "ac:87:a3:0a:2d:1b",
+        "deviceType": "LINUX_FORWARDER",
+        "sensors": [{"name": n, "units": u} for n, u in IMU],
+        "intervalMs": 10,
+        "uploads": uploads,
+    }
+    # EI_HOST=localhost: the DataForwarder's own switch to a local ingestion server (http://localhost:4810)
+    env = dict(os.environ, EI_HOST="localhost")
+    proc = subprocess.run(
+        [node, FORWARD_JS, EI_LINUX], input=json.dumps(job), capture_output=True, text=True, env=env, timeout=30
+    )
+    assert proc.returncode == 0, "forward.js failed:\n" + proc.stderr
+    results = json.loads(proc.stdout)
+    assert len(results) == len(uploads)
+    return results
+
+
+def imu_rows(n, phase):
+    return [[round(math.sin(i / 5 + phase) * 9.81, 4), (i % 17) * 0.125 - 1, 9.80665] for i in range(n)]
+
+
+def test_data_forwarder_windows_are_stored_and_signed(node, server):
+    srv, data_dir = server
+    uploads = [
+        {"category": "training", "label": "idle", "filename": "idle.01", "values": imu_rows(50, 0)},
+        {"category": "testing", "label": "wave", "filename": "wave.01", "values": imu_rows(40, 1)},
+        # encodeURIComponent'ed in x-label and x-file-name by the client
+        {"category": "anomaly", "label": "left wave", "filename": "left wave.01", "values": imu_rows(30, 2)},
+        {"category": "split", "label": "idle", "filename": "idle.02", "values": imu_rows(20, 3)},
+    ]
+    t0 = time.time()
+    results = forward(node, srv, uploads)
+    assert all(r["ok"] for r in results), results
+
+    records = {r["file"].split("/")[-1]: r for r in index(data_dir)}
+    assert len(records) == len(uploads)
+    for up, res in zip(uploads, results):
+        name = res["body"]  # /data answers with the stored file name
+        rec = records[name]
+        raw = (data_dir / rec["file"]).read_bytes()
+        if up["category"] == "split":
+            assert rec["category"] == split_category(hashlib.sha256(raw).hexdigest())
+        else:
+            assert rec["category"] == up["category"]
+        assert rec["file"] == "%s/%s" % (rec["category"], name)
+        assert stored_name(up["label"], "json").fullmatch(name), name
+        assert rec["label"] == up["label"]
+        assert rec["file_name"] == up["filename"]
+        assert rec["signature"] == "valid"  # the server checked it
+        assert (rec["device_type"], rec["device_name"]) == ("LINUX_FORWARDER", "ac:87:a3:0a:2d:1b")
+        assert (rec["rows"], rec["interval_ms"], rec["sensors"]) == (len(up["values"]), 10, ["accX", "accY", "accZ"])
+
+        # what the client sent, byte for byte: JSON.stringify of protected, signature, payload, signed in place
+        msg = json.loads(raw)
+        assert msg == decode(raw, "json")
+        assert list(msg) == ["protected", "signature", "payload"]
+        assert b": " not in raw and b", " not in raw
+        assert msg["protected"]["ver"] == "v1" and msg["protected"]["alg"] == "HS256"
+        assert abs(msg["protected"]["iat"] - t0) < 300
+        assert msg["payload"]["values"] == up["values"]
+        assert msg["payload"]["sensors"] == [{"name": n, "units": u} for n, u in IMU]
+        assert verify_signature(raw, "json", HMAC_KEY)
+        assert not verify_signature(raw, "json", HMAC_KEY + "x")
+
+
+def test_data_forwarder_sees_the_servers_refusals(node, server):
+    srv, data_dir = server
+    up = [{"category": "training", "label": "idle", "filename": "idle.01", "values": imu_rows(10, 0)}]
+    # the DataForwarder throws the response body of any non-200 answer
+    [bad_sig] = forward(node, srv, up, hmac_key="not-the-project-key")
+    assert not bad_sig["ok"] and "signature does not match" in bad_sig["error"], bad_sig
+    [bad_key] = forward(node, srv, up, api_key="ei_wrong")
+    assert not bad_key["ok"] and "invalid API key" in bad_key["error"], bad_key
+    up[0]["category"] = "validation"
+    [bad_cat] = forward(node, srv, up)
+    assert not bad_cat["ok"] and "unknown category" in bad_cat["error"], bad_cat
+    assert index(data_dir) == []
+
+
+# --- the Python SDK (edgeimpulse)
+
+
+def sdk_upload(srv, calls):
+    if importlib.util.find_spec("edgeimpulse") is None:
+        pytest.fail("the edgeimpulse SDK is not installed in %s: run `make test`" % sys.prefix)
+    env = dict(os.environ, EI_INGESTION_ENDPOINT=srv.url, EI_API_KEY=API_KEY)
+    proc = subprocess.run(
+        [sys.executable, SDK_UPLOAD], input=json.dumps(calls), capture_output=True, text=True, env=env, timeout=60
+    )
+    assert proc.returncode == 0, "sdk_upload.py failed:\n" + proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["endpoint"] == srv.url  # the SDK took the endpoint from EI_INGESTION_ENDPOINT
+    return out["calls"]
+
+
+def imu_window(rows, phase):
+    w = Window(IMU, 10, rows)
+    for i in range(rows):
+        w.append(math.sin(i / 7 + phase) * 9.81, i * 0.01 - 1, 9.81)
+    return w
+
+
+def acquisition(fmt, rows, phase):
+    return message.encode(imu_window(rows, phase), fmt, hmac_key=HMAC_KEY, device_type="ESP32_DEVKITC")
+
+
+def wav_bytes(frames=1600, rate=16000):
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"".join(int(8000 * math.sin(i / 9)).to_bytes(2, "little", signed=True) for i in range(frames)))
+    return buf.getvalue()
+
+
+def write_files(folder, files):
+    for rel, data in files.items():
+        path = folder / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+def test_python_sdk_uploads_directories(server, tmp_path):
+    srv, data_dir = server
+    # infer_from_filename takes the category from any 'training'/'testing'/'anomaly' in the whole path
+    assert not re.search("training|testing|anomaly", str(tmp_path)), tmp_path
+
+    plain = {
+        "idle.01.cbor": acquisition("cbor", 40, 0),
+        "idle.02.cbor": acquisition("cbor", 30, 1),
+        "wave.01.json": acquisition("json", 20, 2),
+        "noise.01.wav": wav_bytes(),
+        "updown.01.csv": b"timestamp,accX,accY\n0,0.5,1.25\n10,0.75,-2\n20,1,0\n",
+        "notes.txt": b"not a sample: the SDK leaves it out\n",
+    }
+    write_files(tmp_path / "plain", plain)
+    sorted_ = {
+        "training/wave.03.cbor": acquisition("cbor", 25, 3),
+        "testing/idle.03.json": acquisition("json", 25, 4),
+    }
+    write_files(tmp_path / "sorted", sorted_)
+    # an Edge Impulse export: info.labels gives each file its category, label and metadata
+    exported = {"training/sample-a.cbor": acquisition("cbor", 15, 5)}
+    write_files(tmp_path / "exported", exported)
+    info = {
+        "version": 1,
+        "files": [
+            {
+                "path": "training/sample-a.cbor",
+                "name": "sample-a",
+                "category": "training",
+                "label": {"type": "label", "label": "resting"},
+                "metadata": {"site": "lab"},
+                "boundingBoxes": [],
+            }
+        ],
+    }
+    (tmp_path / "exported" / "info.labels").write_text(json.dumps(info))
+
+    calls = sdk_upload(
+        srv,
+        [
+            {"directory": str(tmp_path / "plain")},  # no category: the SDK posts to /api/split/files
+            {"directory": str(tmp_path / "plain")},  # again: x-disallow-duplicates (the SDK's default)
+            {"directory": str(tmp_path / "sorted"), "infer_from_filename": True},
+            {"directory": str(tmp_path / "exported")},
+        ],
+    )
+    by_id = {r["sample_id"]: r for r in index(data_dir)}
+
+    def check(call, sources, category, label_of):
+        assert call["fails"] == []
+        assert sorted(s["filename"] for s in call["successes"]) == sorted(os.path.basename(p) for p in sources)
+        for s in call["successes"]:
+            assert s["success"]
+            rel = next(p for p in sources if os.path.basename(p) == s["filename"])
+            src = sources[rel]
+            rec = by_id[s["sample_id"]]  # the SDK got the server's sampleId
+            raw = (data_dir / rec["file"]).read_bytes()
+            assert raw == src
+            want = category(rel, src)
+            assert rec["category"] == want
+            assert rec["label"] == label_of(rel)
+            ext = rel.rsplit(".", 1)[1]
+            assert rec["file"].split("/") == [want, rec["file"].split("/")[1]]
+            assert stored_name(rec["label"], ext).fullmatch(rec["file"].split("/")[1]), rec["file"]
+            assert rec["file_name"] == s["filename"]
+            if ext in ("cbor", "json"):
+                assert rec["signature"] == "valid"
+                assert verify_signature(raw, ext, HMAC_KEY)
+            else:
+                assert rec["signature"] is None
+        return len(call["successes"])
+
+    def split(rel, data):
+        return split_category(hashlib.sha256(data).hexdigest())
+
+    def prefix(rel):
+        return os.path.basename(rel).split(".")[0]
+
+    plain_samples = {k: v for k, v in plain.items() if not k.endswith(".txt")}
+    plain_call, again, sorted_call, exported_call = calls
+    # split: no x-label, the server infers the label from the file name and picks training or testing
+    assert all(s["category"] == "split" and s["label"] is None for s in plain_call["successes"])
+    n = check(plain_call, plain_samples, split, prefix)
+    # duplicates: the SDK reports each file as failed with the server's reason, and nothing more is stored
+    assert again["successes"] == []
+    assert sorted(f["filename"] for f in again["fails"]) == sorted(plain_samples)
+    assert all("duplicate" in f["error"] for f in again["fails"]), again["fails"]
+    # infer_from_filename: category from the folder, label from the file name, sent as x-label
+    assert all(s["label"] == prefix(s["filename"]) for s in sorted_call["successes"])
+    n += check(sorted_call, sorted_, lambda rel, data: rel.split("/")[0], prefix)
+    # export: category, label (x-label) and metadata (x-metadata) from info.labels
+    n += check(exported_call, exported, lambda rel, data: "training", lambda rel: "resting")
+    [exp] = exported_call["successes"]
+    assert by_id[exp["sample_id"]]["metadata"] == {"site": "lab"}
+
+    assert n == len(by_id) == 8
