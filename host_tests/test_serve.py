@@ -484,7 +484,16 @@ def test_one_log_line_per_request_without_secrets(client, caplog):
     assert client.post_data(msg_bytes(), file_name="wave.3.cbor")[0] == 200
     assert client.post_data(msg_bytes(), key="ei_wrong_" + API_KEY)[0] == 401
     assert client.post_files([("data", "knock.1.wav", WAV)])[0] == 200
-    lines = [r.getMessage() for r in caplog.records if r.name == "uingest.serve"]
+
+    def lines_now():
+        return [r.getMessage() for r in caplog.records if r.name == "uingest.serve"]
+
+    # a request is logged once its reply has gone out: the client may read
+    # the last reply before the server thread writes the last line
+    deadline = time.monotonic() + 5
+    while len(lines_now()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    lines = lines_now()
     assert len(lines) == 3
     assert lines[0].startswith("POST /api/training/data 200 label='wave' bytes=%d remote=127.0.0.1:" % len(msg_bytes()))
     assert lines[1].startswith("POST /api/training/data 401 ")

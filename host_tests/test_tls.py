@@ -1,0 +1,211 @@
+"""uingest.http over TLS: the firmware posts to `uingest serve` running https with
+certificates made here by trustme, both on CPython (through the shim) and
+inside the MicroPython unix port (mbedTLS). The same scenario script runs on
+both interpreters."""
+
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+import trustme
+
+from conftest import FIRMWARE, HERE
+from uingest_tools.acquisition import decode, verify_signature
+from uingest_tools.serve import ServerThread, create_app
+
+KEY = "ei_tls_api_key_0123"
+HKEY = "tls-hmac-key"
+UNVERIFIED = "TLS certificate verification failed"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """Paths of: the right CA (PEM and DER), a second, wrong CA, a server
+    certificate for 127.0.0.1/localhost and one for another name only (both
+    issued by the right CA; certificate chain and key in one PEM file)."""
+    d = tmp_path_factory.mktemp("pki")
+    ca, wrong = trustme.CA(), trustme.CA()  # ECDSA P-256: mbedTLS takes it
+    paths = {name: str(d / name) for name in ("ca.pem", "ca.der", "wrong.pem", "server.pem", "other.pem")}
+    ca.cert_pem.write_to_path(paths["ca.pem"])
+    with open(paths["ca.der"], "wb") as f:
+        f.write(ssl.PEM_cert_to_DER_cert(ca.cert_pem.bytes().decode()))
+    wrong.cert_pem.write_to_path(paths["wrong.pem"])
+    ca.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(paths["server.pem"])
+    ca.issue_cert("other.example").private_key_and_cert_chain_pem.write_to_path(paths["other.pem"])
+    return paths
+
+
+class Served:
+    def __init__(self, certfile, data_dir):
+        self.data_dir = data_dir
+        self.srv = ServerThread(create_app(data_dir, api_key=KEY, hmac_key=HKEY), ssl_certfile=certfile).start()
+        self.url = self.srv.url
+        assert self.url.startswith("https://127.0.0.1:")
+
+    def index(self):
+        path = os.path.join(self.data_dir, "index.jsonl")
+        if not os.path.exists(path):
+            return []
+        with open(path) as f:
+            return [json.loads(line) for line in f]
+
+    def files(self):
+        return [os.path.join(r, n) for r, _, names in os.walk(self.data_dir) for n in names]
+
+    def stored(self, rec):
+        with open(os.path.join(self.data_dir, rec["file"]), "rb") as f:
+            return f.read()
+
+
+@pytest.fixture
+def server(pki, tmp_path):
+    s = Served(pki["server.pem"], str(tmp_path / "data"))
+    yield s
+    s.srv.stop()
+
+
+# One window, posted once per step [url, ca_file, insecure] through a new
+# Client each time; the window is the caller's and must come out unchanged.
+SCENARIO = """
+import json
+from uingest import http
+from uingest.upload import post_window
+import sample_windows
+
+def snap(w):
+    return [w.rows, [w.samples[i] for i in range(w.rows * w.width)]]
+
+window = sample_windows.imu(20)
+before = snap(window)
+outcomes = []
+for url, ca_file, insecure in STEPS:
+    client = http.Client(url, timeout_ms=5000, ca_file=ca_file, insecure=insecure)
+    o = post_window(client, window, KEY, label="tls", hmac_key=HKEY, device_name="tls")
+    client.close()
+    outcomes.append([o.kind, o.status, o.detail])
+result = {"outcomes": outcomes, "unchanged": snap(window) == before, "values": before[1]}
+"""
+
+
+@pytest.fixture(params=["cpython", "micropython"])
+def run(request):
+    """run(steps) -> the scenario's result, on one interpreter."""
+
+    def script(steps):
+        return "STEPS = %r\nKEY = %r\nHKEY = %r\n%s" % (steps, KEY, HKEY, SCENARIO)
+
+    if request.param == "cpython":
+
+        def on_cpython(steps):
+            g = {}
+            exec(script(steps), g)  # the firmware on the shim, as in test_http.py
+            return json.loads(json.dumps(g["result"]))
+
+        return on_cpython
+    mpy = request.getfixturevalue("mpy")
+
+    def on_micropython(steps):
+        proc = mpy.run(script(steps) + "print(json.dumps(result))\n", path=FIRMWARE + ":" + HERE, heap="256K")
+        return json.loads(proc.stdout.decode().strip().splitlines()[-1])
+
+    return on_micropython
+
+
+def assert_stored(server, rec, detail, values):
+    assert rec["file"].endswith("/" + detail) and rec["label"] == "tls" and rec["signature"] == "valid"
+    body = server.stored(rec)
+    assert verify_signature(body, "cbor", HKEY)
+    stored = [v for row in decode(body, "cbor")["payload"]["values"] for v in row]
+    assert stored == pytest.approx(values)
+
+
+@pytest.mark.parametrize("ca", ["ca.pem", "ca.der"])
+def test_right_ca_is_accepted_and_stored(run, server, pki, ca):
+    r = run([[server.url, pki[ca], False]])
+    [[kind, status, detail]] = r["outcomes"]
+    assert (kind, status) == ("ACCEPTED", 200)
+    [rec] = server.index()
+    assert_stored(server, rec, detail, r["values"])
+
+
+def test_wrong_ca_is_retry_and_the_window_is_kept(run, server, pki):
+    r = run([[server.url, pki["wrong.pem"], False]])
+    assert r["outcomes"] == [["RETRY", 0, UNVERIFIED]]
+    assert server.index() == [] and server.files() == []
+    # The caller still has its window: unchanged, and it goes through on a
+    # retry once the client trusts the right CA.
+    r = run([[server.url, pki["wrong.pem"], False], [server.url, pki["ca.pem"], False]])
+    assert r["unchanged"] is True
+    (fail, ok) = r["outcomes"]
+    assert fail == ["RETRY", 0, UNVERIFIED]
+    assert ok[:2] == ["ACCEPTED", 200]
+    [rec] = server.index()  # the failed post stored nothing
+    assert_stored(server, rec, ok[2], r["values"])
+
+
+def test_insecure_skips_verification(run, server, pki):
+    r = run([[server.url, pki["wrong.pem"], True]])
+    [[kind, status, detail]] = r["outcomes"]
+    assert (kind, status) == ("ACCEPTED", 200)
+    [rec] = server.index()
+    assert_stored(server, rec, detail, r["values"])
+
+
+def test_verification_is_on_by_default(run, server):
+    # No ca_file: the system's CAs (CPython) or none at all (MicroPython);
+    # neither trusts the test CA.
+    r = run([[server.url, None, False]])
+    assert r["outcomes"] == [["RETRY", 0, UNVERIFIED]]
+    assert server.index() == [] and server.files() == []
+
+
+def test_the_host_name_is_checked(run, pki, tmp_path):
+    other = Served(pki["other.pem"], str(tmp_path / "other"))  # right CA, certificate for other.example
+    try:
+        r = run([[other.url, pki["ca.pem"], False]])
+    finally:
+        other.srv.stop()
+    assert r["outcomes"] == [["RETRY", 0, UNVERIFIED]]
+    assert other.index() == []
+
+
+def test_serve_command_line_over_tls(pki, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    with open(pki["server.pem"]) as f:
+        pem = f.read()
+    split = pem.index("-----BEGIN CERTIFICATE-----")
+    with open(key, "w") as f:
+        f.write(pem[:split])
+    with open(cert, "w") as f:
+        f.write(pem[split:])
+    env = dict(os.environ, UINGEST_API_KEY=KEY)
+    cmd = [sys.executable, "-m", "uingest_tools.serve", "--port", str(port), "--data-dir", str(tmp_path / "data")]
+    proc = subprocess.Popen(cmd + ["--ssl-certfile", cert, "--ssl-keyfile", key], env=env, stderr=subprocess.PIPE)
+    try:
+        ctx = ssl.create_default_context(cafile=pki["ca.pem"])
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with urllib.request.urlopen("https://127.0.0.1:%d/api/health" % port, context=ctx, timeout=5) as r:
+                    assert r.read() == b"ok"
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+                time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
