@@ -82,6 +82,7 @@ def test_body_until_close(server):
             "invalid message: values[3] has 2 values",
         ),
         ([reply(401, b"")], "REJECTED", 401, "HTTP 401"),
+        ([reply(409, b"duplicate sample")], "ACCEPTED", 409, "already stored: duplicate sample"),
         ([reply(503, b"busy", {"Retry-After": "3"})], "RETRY", 503, "busy"),
         ([reply(500, b"boom")], "RETRY", 500, "boom"),
         (

@@ -325,6 +325,10 @@ def post_message(client, path, headers, msg):
         return Outcome(RETRY, 0, _describe(e))
     if 200 <= status < 300:
         return Outcome(ACCEPTED, status, _reason(body))
+    if status == 409:
+        # x-disallow-duplicates: the server already has these exact bytes (a
+        # reply lost after it stored them): for the sender that is delivered.
+        return Outcome(ACCEPTED, status, "already stored: " + _reason(body))
     if 400 <= status < 500:
         return Outcome(REJECTED, status, _reason(body) or "HTTP %d" % status)
     return Outcome(RETRY, status, _reason(body) or "HTTP %d" % status)

@@ -15,6 +15,7 @@ from .bundle import ROOT, build
 BASELINES = os.path.join(os.path.dirname(ROOT), "shared", "baselines", "micropython-lib")
 BENCH = os.path.join(ROOT, "host_tests", "bench", "bench_message.py")
 BENCH_UPLOAD = os.path.join(ROOT, "host_tests", "bench", "bench_upload.py")
+BENCH_SAMPLER = os.path.join(ROOT, "host_tests", "bench", "bench_sampler.py")
 BENCH_API_KEY = "ei_bench_key"
 
 
@@ -172,6 +173,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="uingest bench", description="Benchmarks on the MicroPython unix port.")
     ap.add_argument("--repeats", type=int, default=25, help="runs per case; the median is reported (default 25)")
     ap.add_argument("--uploads", type=int, default=200, help="windows posted per upload case (default 200)")
+    ap.add_argument("--sampler-seconds", type=int, default=60, help="length of the 100 Hz sampler run (default 60)")
     args = ap.parse_args(argv)
     import tempfile
 
@@ -179,6 +181,7 @@ def main(argv=None) -> int:
         build(tmp, march="host")  # what we ship: .mpy with the viper kernels
         r = run_message_bench(args.repeats, tmp)
         uploads = upload_table(args.uploads, tmp)
+        sampler = sampler_line(args.sampler_seconds, tmp)
     print(
         "uingest bench, %s, %d repeats per case, kernels %s"
         % (datetime.date.today().isoformat(), args.repeats, "on" if r["kernels"][0] else "off")
@@ -186,6 +189,8 @@ def main(argv=None) -> int:
     print(table(r))
     print()
     print(uploads)
+    print()
+    print(sampler)
     return 0
 
 
@@ -234,3 +239,19 @@ def upload_table(n: int, bundle_dir: str) -> str:
             )
         )
     return "\n".join(out)
+
+
+def sampler_line(seconds: int, bundle_dir: str, rate: float = 100.0) -> str:
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([bundle_dir, ".frozen"]))
+    proc = subprocess.run(
+        [micropython(), BENCH_SAMPLER, str(rate), str(seconds)], capture_output=True, text=True, env=env
+    )
+    if proc.returncode != 0:
+        raise SystemExit("sampler benchmark failed on MicroPython:\n" + proc.stdout + proc.stderr)
+    _, samples, err, period, drift, max_late, missed = proc.stdout.split()
+    err, period, drift = float(err), float(period), float(drift)
+    return (
+        "sampler at %g Hz for %d s: %d samples; mean interval error %.1f us = %.2f%% of the period (target <= 1%%); "
+        "drift %+.0f us = %.3f samples (target <= 1); max lateness %s us; missed deadlines %s"
+        % (rate, seconds, int(samples), err, 100 * err / period, drift, drift / period, max_late, missed)
+    )

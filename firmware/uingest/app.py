@@ -1,0 +1,227 @@
+# The main loop: boot, validate the config, set up the board, join Wi-Fi,
+# then sample a window, sign it, post it; what cannot be posted waits on
+# flash and is sent oldest first when the link is back.
+import gc
+import sys
+import time
+
+from . import config as config_mod
+from . import http
+from .message import Message
+from .sampler import Sampler
+from .store import Store
+from .window import Window
+
+
+class Console:
+    """Commands typed on the serial REPL while the loop runs: 'label NAME',
+    'status'. Polled, never blocking."""
+
+    def __init__(self):
+        try:
+            import select
+
+            self._poll = select.poll()
+            self._poll.register(sys.stdin, select.POLLIN)
+        except (ImportError, AttributeError, OSError, TypeError, ValueError):
+            self._poll = None
+
+    def line(self):
+        if self._poll is None or not self._poll.poll(0):
+            return None
+        text = sys.stdin.readline()
+        return text.strip() if text else None
+
+
+class App:
+    def __init__(self, cfg, hw, link, device_type, log=print):
+        self.cfg = cfg
+        self.device_type = device_type
+        self.hw = hw
+        self.link = link
+        self.log = log
+        self.labels = cfg["labels"]
+        self.label = cfg["label"]
+        sensor = hw.sensor
+        rate = cfg["sample_rate_hz"]
+        rows = int(cfg["window_ms"] * rate / 1000)
+        self.window = Window(sensor.sensors, 1000 / rate, rows, getattr(sensor, "typecode", "f"))
+        self.sampler = Sampler(rate)
+        self.client = http.Client(cfg["url"], cfg["timeout_ms"], cfg["ca_file"], cfg["insecure"])
+        self.store = Store(cfg["queue_dir"], cfg["queue_budget_bytes"])
+        self.device_name = cfg["device_name"] or link.mac() or getattr(hw, "device_name", None)
+        self.counts = {http.ACCEPTED: 0, http.RETRY: 0, http.REJECTED: 0}
+        self.windows = 0
+        self._button_was = None
+        self.console = Console()
+
+    # -- labels ---------------------------------------------------------------
+    def set_label(self, label):
+        if label not in self.labels:
+            self.log("label: %r is not one of %s" % (label, ",".join(self.labels)))
+            return
+        self.label = label
+        if hasattr(self.hw.sensor, "set_label"):
+            self.hw.sensor.set_label(label)  # synthetic sensors follow the label
+        self.log("label: now %s" % label)
+
+    def _inputs(self):
+        b = self.hw.button
+        if b is not None:
+            pressed = b.value() == 0  # buttons pull to ground
+            if pressed and self._button_was is False:
+                i = self.labels.index(self.label)
+                self.set_label(self.labels[(i + 1) % len(self.labels)])
+            self._button_was = pressed
+        cmd = self.console.line()
+        if cmd:
+            if cmd.startswith("label "):
+                self.set_label(cmd[6:].strip())
+            elif cmd == "status":
+                self.log(self.status())
+            else:
+                self.log("commands: 'label NAME' (one of %s), 'status'" % ",".join(self.labels))
+
+    # -- one window -----------------------------------------------------------
+    def _led(self, on):
+        led = self.hw.led
+        if led is not None:
+            led.on() if on else led.off()
+
+    def _post(self, msg, label, category):
+        self._led(True)
+        try:
+            return http.post_message(
+                self.client,
+                "/api/%s/data" % category,
+                _headers(self.cfg["api_key"], label, self.cfg["format"]),
+                msg,
+            )
+        finally:
+            self._led(False)
+
+    def step(self):
+        """Sample one window, then send it and whatever waits on flash."""
+        self._inputs()
+        sensor = self.hw.sensor
+        if hasattr(sensor, "fill"):
+            sensor.fill(self.window)  # audio: DMA-sized reads straight into the window
+        else:
+            self.sampler.start()
+            self.sampler.fill(self.window, sensor)
+        gc.collect()  # sampling leaves garbage; free it before the upload needs RAM
+        label, category = self.label, self.cfg["category"]
+        msg = Message(
+            self.window,
+            self.cfg["format"],
+            self.cfg["hmac_key"],
+            self.device_type,
+            self.device_name,
+            _unix_time(),
+        )
+        self.windows += 1
+        up = self.link.ensure()
+        if up and len(self.store) == 0:
+            out = self._post(msg, label, category)
+            self._count(out)
+            if out.kind == http.RETRY:
+                self.store.put(msg, label, category)
+            elif out.kind == http.REJECTED:
+                self.log("window %d rejected (%d): %s" % (self.windows, out.status, out.detail))
+        else:
+            self.store.put(msg, label, category)  # keep the order: older windows go first
+        msg = None
+        if up:
+            self.drain()
+        gc.collect()
+
+    def drain(self):
+        """Send queued windows, oldest first, until the queue is empty or the
+        network says 'later'."""
+        while True:
+            entry = self.store.oldest()
+            if entry is None:
+                return
+            out = self._post(entry, entry.meta["label"], entry.meta["category"])
+            self._count(out)
+            if out.kind == http.ACCEPTED:
+                self.store.delete(entry)
+            elif out.kind == http.REJECTED:
+                self.store.reject(entry, "%d %s" % (out.status, out.detail))
+                self.log("queued %s rejected (%d): %s" % (entry.name, out.status, out.detail))
+            else:
+                return
+
+    def _count(self, out):
+        self.counts[out.kind] += 1
+        if out.kind == http.RETRY:
+            self.log("window %d: will retry: %s" % (self.windows, out.detail))
+
+    def status(self):
+        return "status: windows=%d sent=%d retry=%d rejected=%d queued=%d dropped=%d label=%s %s free=%d" % (
+            self.windows,
+            self.counts[http.ACCEPTED],
+            self.counts[http.RETRY],
+            self.counts[http.REJECTED],
+            len(self.store),
+            self.store.dropped,
+            self.label,
+            self.link.status(),
+            gc.mem_free(),
+        )
+
+    def close(self):
+        self.client.close()
+
+
+def _headers(api_key, label, fmt):
+    from .ingest import headers
+
+    return headers(api_key, label=label, fmt=fmt)
+
+
+def _unix_time():
+    # iat only with a clock that is really set: the unix port's is the host's;
+    # a board's counts from 2000 and is right only after NTP.
+    t = time.time()
+    if time.gmtime(0)[0] == 2000:
+        t += 946684800
+    return int(t) if t > 1577836800 else None  # after 2020-01-01
+
+
+def main(config_path="config.json", max_windows=None, board=None, log=print):
+    """Boot and run; returns an exit status (0 after Ctrl-C or max_windows)."""
+    try:
+        cfg = config_mod.load(config_path)
+    except config_mod.ConfigError as e:
+        for line in e.problems:
+            log(line)
+        return 2
+    if board is None:
+        import board  # the board's definition, deployed next to main.py
+    try:
+        hw = board.setup(cfg)
+    except (OSError, ValueError) as e:
+        log("board: %s" % e)
+        return 3
+    from . import wifi
+
+    link = wifi.link(cfg)
+    wdt = None
+    if getattr(hw, "wdt_timeout_ms", None):
+        from machine import WDT
+
+        wdt = WDT(timeout=hw.wdt_timeout_ms)
+    app = App(cfg, hw, link, board.DEVICE_TYPE, log)
+    log("uingest: %s" % config_mod.describe(cfg))
+    try:
+        while max_windows is None or app.windows < max_windows:
+            app.step()
+            if wdt is not None:
+                wdt.feed()
+            log(app.status())
+    except KeyboardInterrupt:
+        log("uingest: stopped (Ctrl-C)")
+    finally:
+        app.close()
+    return 0

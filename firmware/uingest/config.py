@@ -1,0 +1,155 @@
+# The device's config.json: loaded, defaulted and validated at boot. Every
+# problem is one line naming the field and what is expected; the app does not
+# start sampling while any remain. Secrets are never echoed.
+import json
+
+from .ingest import DATA_CATEGORIES, DEFAULT_URL
+
+SECRETS = ("api_key", "hmac_key", "wifi_password")
+
+# A default of REQUIRED means the field must be given.
+REQUIRED = object()
+# (name, default, kind, what is expected), in the order problems are reported
+FIELDS = (
+    ("board", REQUIRED, "name", "the board's folder name under boards/, e.g. 'esp32-devkitc-mpu6050'"),
+    ("wifi_ssid", "", "str", "the Wi-Fi network name (a string; empty on boards without Wi-Fi)"),
+    ("wifi_password", "", "str", "the Wi-Fi password (a string)"),
+    ("api_key", REQUIRED, "secret", "the project's API key, a string starting with 'ei_'"),
+    ("hmac_key", None, "secret?", "the project's HMAC key (a string), or null to send unsigned"),
+    ("url", DEFAULT_URL, "url", "the ingestion service base URL, http://... or https://..."),
+    ("category", "training", "category", "one of " + ", ".join(DATA_CATEGORIES)),
+    ("labels", REQUIRED, "labels", 'a non-empty list of label strings, e.g. ["idle", "wave"]'),
+    ("label", None, "label?", "one of the labels (default: the first)"),
+    ("format", "cbor", "format", "'cbor' or 'json'"),
+    ("window_ms", 2000, "posint", "the window length in milliseconds, a positive integer"),
+    ("sample_rate_hz", 100, "posnum", "samples per second, a positive number"),
+    ("device_name", None, "str?", "a name unique to this device (default: its MAC address)"),
+    ("ca_file", None, "str?", "a CA certificate file on the device for https, or null"),
+    ("insecure", False, "bool", "true to skip TLS certificate checks (not recommended), else false"),
+    ("timeout_ms", 10000, "posint", "network timeout in milliseconds, a positive integer"),
+    ("queue_dir", "queue", "str", "folder on flash for windows waiting to be sent"),
+    ("queue_budget_bytes", 262144, "posint", "the most bytes the queue may use on flash, a positive integer"),
+)
+
+
+class ConfigError(ValueError):
+    """str() is every problem, one per line."""
+
+    def __init__(self, problems):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def strip_comments(text):
+    # config.json may carry // comment lines (the template does): JSON has none.
+    return "\n".join(line for line in text.split("\n") if not line.lstrip().startswith("//"))
+
+
+def _is_label(v):
+    if not isinstance(v, str) or not v.strip():
+        return False
+    for ch in v:
+        if ch < " " or ch in "/\\" or ch > "~":
+            return False
+    return True
+
+
+def _check(name, kind, v):
+    """True when v is acceptable for kind."""
+    if kind.endswith("?"):
+        if v is None:
+            return True
+        kind = kind[:-1]
+    if kind in ("str", "name"):
+        return isinstance(v, str) and (kind == "str" or (v and "/" not in v and ".." not in v))
+    if kind == "secret":
+        return isinstance(v, str) and len(v) > 0 and (name != "api_key" or v.startswith("ei_"))
+    if kind == "url":
+        return isinstance(v, str) and (v.startswith("http://") or v.startswith("https://")) and len(v) > 8
+    if kind == "category":
+        return v in DATA_CATEGORIES
+    if kind == "format":
+        return v in ("cbor", "json")
+    if kind == "labels":
+        return isinstance(v, list) and len(v) > 0 and all(_is_label(x) for x in v)
+    if kind == "label":
+        return _is_label(v)
+    if kind == "bool":
+        return v is True or v is False
+    if kind == "posint":
+        return isinstance(v, int) and not isinstance(v, bool) and v > 0
+    if kind == "posnum":
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+    return False
+
+
+def validate(raw):
+    """(config dict with defaults filled in, list of problems)."""
+    problems = []
+    if not isinstance(raw, dict):
+        return None, ["config: expected a JSON object {...} at the top level"]
+    cfg = {}
+    for name, default, kind, expected in FIELDS:
+        if name not in raw or (raw[name] is None and default is not REQUIRED and not kind.endswith("?")):
+            if default is REQUIRED:
+                problems.append("config: missing %s: %s" % (name, expected))
+                continue
+            cfg[name] = default
+            continue
+        v = raw[name]
+        if not _check(name, kind, v):
+            shown = "(hidden)" if name in SECRETS else repr(v)
+            problems.append("config: %s: expected %s, got %s" % (name, expected, shown))
+            continue
+        cfg[name] = v
+    known = [f[0] for f in FIELDS]
+    for name in raw:
+        if name not in known and not name.startswith("_"):
+            problems.append("config: unknown field %s (a typo? known: %s)" % (name, ", ".join(sorted(known))))
+    if not problems:
+        if cfg["label"] is None:
+            cfg["label"] = cfg["labels"][0]
+        elif cfg["label"] not in cfg["labels"]:
+            problems.append("config: label: expected one of the labels %s, got %r" % (cfg["labels"], cfg["label"]))
+        rows = cfg["window_ms"] * cfg["sample_rate_hz"] / 1000
+        if rows < 1 or rows != int(rows):
+            problems.append(
+                "config: window_ms: window_ms x sample_rate_hz / 1000 must be a whole number of samples, got %s" % rows
+            )
+    return cfg, problems
+
+
+def loads(text):
+    """Parse and validate config text; raises ConfigError listing every problem."""
+    try:
+        raw = json.loads(strip_comments(text))
+    except ValueError as e:
+        raise ConfigError(["config: not valid JSON (%s)" % (str(e) or "syntax error")])
+    cfg, problems = validate(raw)
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def load(path="config.json"):
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        raise ConfigError(["config: cannot read %s: copy config.example.json there and fill it in" % path])
+    return loads(text)
+
+
+def describe(cfg):
+    """A one-line summary for the status output, secrets masked."""
+    return "board=%s url=%s category=%s labels=%s label=%s format=%s window_ms=%d rate=%sHz signed=%s" % (
+        cfg["board"],
+        cfg["url"],
+        cfg["category"],
+        ",".join(cfg["labels"]),
+        cfg["label"],
+        cfg["format"],
+        cfg["window_ms"],
+        cfg["sample_rate_hz"],
+        "yes" if cfg["hmac_key"] else "no",
+    )

@@ -1,0 +1,193 @@
+# Store-and-forward queue on flash for signed messages that could not be sent.
+#
+# Each entry is one file <seq>.msg: a first line of JSON (label, category,
+# format, body length, body sha256) and then the exact body bytes. It is
+# written as <seq>.tmp and renamed into place once complete, so a power cut
+# leaves at most a .tmp, which is deleted at the next start and never sent.
+# Entries go out oldest first, are deleted only after the server accepted
+# them, and are moved to rejected/ with the server's reason after a 4xx.
+# When the byte budget is full the OLDEST waiting entries are dropped to make
+# room for the new one (the newest data is kept), and counted in `dropped`.
+import hashlib
+import json
+import os
+from binascii import hexlify
+
+_CHUNK = 512
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def _mkdirs(path):
+    parts = path.split("/")
+    for i in range(1, len(parts) + 1):
+        p = "/".join(parts[:i])
+        if p and not _exists(p):
+            os.mkdir(p)
+
+
+def _size(path):
+    return os.stat(path)[6]
+
+
+class Entry:
+    """A queued message: .meta (dict) and its body, read back from flash."""
+
+    def __init__(self, store, name, meta, offset):
+        self.store = store
+        self.name = name
+        self.meta = meta
+        self._offset = offset
+        self.length = meta["length"]
+        self.content_type = meta["content_type"]
+
+    def write(self, sink):
+        """Stream the body to sink (the HTTP client) in small chunks."""
+        buf = bytearray(_CHUNK)
+        mv = memoryview(buf)
+        with open(self.store._path(self.name), "rb") as f:
+            f.seek(self._offset)
+            left = self.length
+            while left > 0:
+                n = f.readinto(buf) if left >= _CHUNK else f.readinto(mv[:left])
+                if not n:
+                    raise OSError(5)  # shorter than its header says: cannot happen after check()
+                sink.write(mv[:n] if n < _CHUNK else buf)
+                left -= n
+        return self.length
+
+
+class Store:
+    def __init__(self, root, budget_bytes):
+        self.root = root.rstrip("/")
+        self.budget = budget_bytes
+        self.dropped = 0  # entries dropped because the budget was full
+        self.rejected = 0  # entries moved aside after a 4xx
+        self.corrupt = 0  # entries found damaged and moved aside, never sent
+        _mkdirs(self.root + "/rejected")
+        self._seq = 0
+        for name in os.listdir(self.root):
+            if name.endswith(".tmp"):
+                os.remove(self._path(name))  # a write cut short by a power cut: never complete, never sent
+            elif name.endswith(".msg"):
+                self._seq = max(self._seq, int(name[:-4]))
+
+    def _path(self, name):
+        return self.root + "/" + name
+
+    def names(self):
+        """Waiting entries, oldest first."""
+        return sorted(n for n in os.listdir(self.root) if n.endswith(".msg"))
+
+    def __len__(self):
+        return len(self.names())
+
+    def bytes_used(self):
+        return sum(_size(self._path(n)) for n in self.names())
+
+    def put(self, msg, label, category):
+        """Queue a message.Message (streamed to flash, never whole in RAM)."""
+        length = msg.length
+        meta_len = 200 + len(label)  # generous estimate for the budget check
+        self._make_room(length + meta_len)
+        self._seq += 1
+        name = "%08d.msg" % self._seq
+        tmp = self._path("%08d.tmp" % self._seq)
+        # The body's hash goes in the header, so the header is written after
+        # a first pass that hashes the body (the encoder is deterministic).
+        h = hashlib.sha256()
+        msg.write(_Hasher(h))
+        meta = {
+            "label": label,
+            "category": category,
+            "content_type": msg.content_type,
+            "length": length,
+            "sha256": hexlify(h.digest()).decode(),
+        }
+        with open(tmp, "wb") as f:
+            f.write(json.dumps(meta).encode() + b"\n")
+            msg.write(f)
+            f.flush()
+        _sync()
+        os.rename(tmp, self._path(name))
+        _sync()
+        return name
+
+    def _make_room(self, need):
+        names = self.names()
+        used = sum(_size(self._path(n)) for n in names)
+        while names and used + need > self.budget:
+            oldest = names.pop(0)
+            used -= _size(self._path(oldest))
+            os.remove(self._path(oldest))
+            self.dropped += 1
+
+    def oldest(self):
+        """The oldest intact entry, or None. Damaged entries (which a rename
+        never produces, but flash can) are moved aside, never returned."""
+        for name in self.names():
+            entry = self._open(name)
+            if entry is not None:
+                return entry
+        return None
+
+    def _open(self, name):
+        path = self._path(name)
+        try:
+            with open(path, "rb") as f:
+                meta = json.loads(f.readline())
+                offset = f.tell()
+                h = hashlib.sha256()
+                buf = bytearray(_CHUNK)
+                n = 0
+                while True:
+                    k = f.readinto(buf)
+                    if not k:
+                        break
+                    h.update(memoryview(buf)[:k] if k < _CHUNK else buf)
+                    n += k
+            if n != meta["length"] or hexlify(h.digest()).decode() != meta["sha256"]:
+                raise ValueError("length or sha256 mismatch")
+            return Entry(self, name, meta, offset)
+        except (ValueError, KeyError, OSError) as e:
+            self.corrupt += 1
+            self._move_aside(name, "damaged on flash: %s" % e)
+            return None
+
+    def delete(self, entry):
+        os.remove(self._path(entry.name))
+        _sync()
+
+    def reject(self, entry, reason):
+        self.rejected += 1
+        self._move_aside(entry.name, reason)
+
+    def _move_aside(self, name, reason):
+        base = self.root + "/rejected/" + name[:-4]
+        with open(base + ".reason", "w") as f:
+            f.write(reason + "\n")
+        os.rename(self._path(name), base + ".msg")
+        _sync()
+
+
+class _Hasher:
+    def __init__(self, h):
+        self.h = h
+
+    def write(self, b):
+        self.h.update(b)
+        return len(b)
+
+
+def _sync():
+    # Flush the filesystem where the port can (os.sync on ESP32, unix); a
+    # rename without it may still sit in a cache when the power goes.
+    sync = getattr(os, "sync", None)
+    if sync is not None:
+        sync()

@@ -1,0 +1,36 @@
+"""A quick run of `uingest bench`, so the benchmark programs cannot rot.
+The figures are not judged here: they belong in the README."""
+
+import subprocess
+import sys
+
+
+def test_bench_runs_and_prints_every_table():
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "uingest_tools.cli",
+            "bench",
+            "--repeats",
+            "3",
+            "--uploads",
+            "5",
+            "--sampler-seconds",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    for needle in (
+        "micropython-lib cbor2 + hmac",
+        "json.dumps + uingest hmac",
+        "16 kHz int16 audio",
+        "minimal responder",
+        "uingest serve",
+        "sampler at 100 Hz",
+    ):
+        assert needle in out, needle

@@ -1,0 +1,126 @@
+"""uingest.config: the committed template is valid; each broken config stops
+the app with one line that names the problem, and secrets never show."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from conftest import FIRMWARE, ROOT
+from uingest import app, config
+
+TEMPLATE = os.path.join(FIRMWARE, "config.example.json")
+API_KEY = "ei_secret_api_key_987"
+HMAC_KEY = "secret_hmac_key_654"
+WIFI_PASSWORD = "secret_wifi_pw_321"
+
+GOOD = {
+    "board": "unix-sim",
+    "api_key": API_KEY,
+    "hmac_key": HMAC_KEY,
+    "wifi_password": WIFI_PASSWORD,
+    "labels": ["idle", "wave"],
+}
+
+
+def test_template_is_valid_and_commented():
+    with open(TEMPLATE) as f:
+        text = f.read()
+    assert "//" in text
+    cfg = config.loads(text)
+    assert cfg["labels"] == ["idle", "wave"] and cfg["label"] == "idle" and cfg["format"] == "cbor"
+
+
+def test_defaults():
+    cfg = config.loads(json.dumps(GOOD))
+    assert cfg["url"] == "https://ingestion.edgeimpulse.com" and cfg["category"] == "training"
+    assert cfg["label"] == "idle" and cfg["window_ms"] == 2000 and cfg["sample_rate_hz"] == 100
+    assert API_KEY not in config.describe(cfg) and HMAC_KEY not in config.describe(cfg)
+
+
+def broken(**changes):
+    c = dict(GOOD)
+    for k, v in changes.items():
+        if v is DELETE:
+            c.pop(k)
+        else:
+            c[k] = v
+    return json.dumps(c)
+
+
+DELETE = object()
+
+BROKEN = [
+    ("not json", '{"board": ', "not valid JSON"),
+    ("top level list", "[1, 2]", "JSON object"),
+    ("no board", broken(board=DELETE), "missing board"),
+    ("board not a name", broken(board=5), "board: expected"),
+    ("board path", broken(board="../x"), "board: expected"),
+    ("no api key", broken(api_key=DELETE), "missing api_key"),
+    ("api key not ei_", broken(api_key="abc123"), "api_key: expected"),
+    ("hmac key empty", broken(hmac_key=""), "hmac_key: expected"),
+    ("url scheme", broken(url="ftp://example.com"), "url: expected"),
+    ("category", broken(category="train"), "category: expected one of training, testing, anomaly"),
+    ("no labels", broken(labels=DELETE), "missing labels"),
+    ("labels empty", broken(labels=[]), "labels: expected"),
+    ("label with newline", broken(labels=["idle\n"]), "labels: expected"),
+    ("label not listed", broken(label="run"), "label: expected one of the labels"),
+    ("format", broken(format="xml"), "format: expected 'cbor' or 'json'"),
+    ("window_ms negative", broken(window_ms=-5), "window_ms: expected"),
+    ("window_ms float", broken(window_ms=2.5), "window_ms: expected"),
+    ("rate zero", broken(sample_rate_hz=0), "sample_rate_hz: expected"),
+    ("rate string", broken(sample_rate_hz="100"), "sample_rate_hz: expected"),
+    ("fractional rows", broken(window_ms=15, sample_rate_hz=100), "whole number of samples"),
+    ("insecure string", broken(insecure="yes"), "insecure: expected true"),
+    ("budget zero", broken(queue_budget_bytes=0), "queue_budget_bytes: expected"),
+    ("typo field", broken(sample_rate=100), "unknown field sample_rate"),
+    ("wifi password not string", broken(wifi_password=12345678), "wifi_password: expected"),
+]
+
+
+@pytest.mark.parametrize("name,text,problem", BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_config_one_line_cpython(tmp_path, name, text, problem):
+    path = tmp_path / "config.json"
+    path.write_text(text)
+    lines = []
+    assert app.main(str(path), max_windows=1, log=lines.append) == 2
+    assert len(lines) == 1, lines
+    assert problem in lines[0] and lines[0].startswith("config: ")
+    for secret in (API_KEY, HMAC_KEY, WIFI_PASSWORD, "12345678", "abc123"):
+        assert secret not in lines[0]
+
+
+def test_broken_configs_on_micropython(mpy, tmp_path):
+    """The same configs through firmware/main.py on the real unix port: exit 2,
+    one line, nothing sampled."""
+    for i, (name, text, problem) in enumerate(BROKEN):
+        d = tmp_path / str(i)
+        d.mkdir()
+        (d / "config.json").write_text(text)
+        env = dict(os.environ, MICROPYPATH=FIRMWARE + ":.frozen")
+        proc = subprocess.run(
+            [mpy.exe, os.path.join(FIRMWARE, "main.py"), "config.json", "1"],
+            cwd=d,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        out = proc.stdout.strip().split("\n")
+        assert proc.returncode == 2, (name, proc.stdout, proc.stderr)
+        assert len(out) == 1 and problem in out[0], (name, out)
+        for secret in (API_KEY, HMAC_KEY, WIFI_PASSWORD, "12345678", "abc123"):
+            assert secret not in proc.stdout + proc.stderr
+        assert not (d / "queue").exists()  # stopped before setting anything up
+
+
+def test_missing_config_file(tmp_path):
+    lines = []
+    assert app.main(str(tmp_path / "nope.json"), log=lines.append) == 2
+    assert len(lines) == 1 and "config.example.json" in lines[0]
+
+
+def test_real_config_is_git_ignored():
+    with open(os.path.join(ROOT, ".gitignore")) as f:
+        assert "firmware/config.json" in f.read().split()
