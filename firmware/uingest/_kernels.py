@@ -43,37 +43,38 @@ def cbor_f32(src, row0: int, rows: int, width: int, dst, pos: int) -> int:
 
 @micropython.viper
 def cbor_i16(src, row0: int, rows: int, width: int, dst, pos: int) -> int:
-    # int16 as CBOR ints with the shortest head (1, 2 or 3 bytes).
+    # int16 as CBOR ints with the shortest head (1, 2 or 3 bytes). Audio is
+    # mostly |v| >= 256, so that branch is tested first, and one-sensor
+    # windows (flat values) get their own loop: no row bookkeeping per sample.
     s = ptr16(src)  # noqa: F821
     d = ptr8(dst)  # noqa: F821
     i = row0 * width
     end = i + rows * width
-    head = 0x80 + width
+    row_end = end if width == 1 else i
     while i < end:
-        if width > 1:
-            d[pos] = head
+        if i == row_end:  # a new row of a multi-sensor window
+            d[pos] = 0x80 + width
             pos += 1
-        c = 0
-        while c < width:
+            row_end = i + width
+        while i < row_end:
             v = s[i]
             major = 0
             if v & 0x8000:
                 major = 0x20
                 v = 0xFFFF - v  # -1 - value, as unsigned
-            if v < 24:
-                d[pos] = major | v
-                pos += 1
-            elif v < 256:
+            if v >= 256:
+                d[pos] = major | 25
+                d[pos + 1] = v >> 8
+                d[pos + 2] = v
+                pos += 3
+            elif v >= 24:
                 d[pos] = major | 24
                 d[pos + 1] = v
                 pos += 2
             else:
-                d[pos] = major | 25
-                d[pos + 1] = v >> 8
-                d[pos + 2] = v & 0xFF
-                pos += 3
+                d[pos] = major | v
+                pos += 1
             i += 1
-            c += 1
     return pos
 
 
