@@ -71,12 +71,24 @@ class Store:
         self.rejected = 0  # entries moved aside after a 4xx
         self.corrupt = 0  # entries found damaged and moved aside, never sent
         _mkdirs(self.root + "/rejected")
+        # Counters kept in RAM and the directory walked with ilistdir: the
+        # queue may hold thousands of entries, a list of their names may not fit.
         self._seq = 0
-        for name in os.listdir(self.root):
-            if name.endswith(".tmp"):
-                os.remove(self._path(name))  # a write cut short by a power cut: never complete, never sent
-            elif name.endswith(".msg"):
-                self._seq = max(self._seq, int(name[:-4]))
+        self.count = 0
+        self.used = 0
+        for name in [n for n, _ in self._entries(".tmp")]:  # at most one: listed before removing
+            os.remove(self._path(name))  # a write cut short by a power cut: never complete, never sent
+        for name, size in self._entries(".msg"):
+            self._seq = max(self._seq, int(name[:-4]))
+            self.count += 1
+            self.used += size
+
+    def _entries(self, ext):
+        """(name, size) of each file ending in ext, one at a time."""
+        for item in os.ilistdir(self.root):
+            name = item[0]
+            if name.endswith(ext):
+                yield name, (item[3] if len(item) > 3 and item[3] >= 0 else _size(self._path(name)))
 
     def _path(self, name):
         return self.root + "/" + name
@@ -86,10 +98,17 @@ class Store:
         return sorted(n for n in os.listdir(self.root) if n.endswith(".msg"))
 
     def __len__(self):
-        return len(self.names())
+        return self.count
 
     def bytes_used(self):
-        return sum(_size(self._path(n)) for n in self.names())
+        return self.used
+
+    def _oldest_name(self, after=None):
+        best = None
+        for name, _ in self._entries(".msg"):
+            if (after is None or name > after) and (best is None or name < best):
+                best = name
+        return best
 
     def put(self, msg, label, category):
         """Queue a message.Message (streamed to flash, never whole in RAM)."""
@@ -117,24 +136,35 @@ class Store:
         _sync()
         os.rename(tmp, self._path(name))
         _sync()
+        self.count += 1
+        self.used += _size(self._path(name))
         return name
 
     def _make_room(self, need):
-        names = self.names()
-        used = sum(_size(self._path(n)) for n in names)
-        while names and used + need > self.budget:
-            oldest = names.pop(0)
-            used -= _size(self._path(oldest))
-            os.remove(self._path(oldest))
+        while self.count and self.used + need > self.budget:
+            self._forget(self._oldest_name())
             self.dropped += 1
+
+    def _forget(self, name, move_to=None):
+        """Take an entry out of the queue: delete it, or move it aside."""
+        size = _size(self._path(name))
+        if move_to is None:
+            os.remove(self._path(name))
+        else:
+            os.rename(self._path(name), move_to)
+        self.count -= 1
+        self.used -= size
+        _sync()
 
     def oldest(self):
         """The oldest intact entry, or None. Damaged entries (which a rename
         never produces, but flash can) are moved aside, never returned."""
-        for name in self.names():
+        name = self._oldest_name()
+        while name is not None:
             entry = self._open(name)
             if entry is not None:
                 return entry
+            name = self._oldest_name(after=name)
         return None
 
     def _open(self, name):
@@ -161,8 +191,7 @@ class Store:
             return None
 
     def delete(self, entry):
-        os.remove(self._path(entry.name))
-        _sync()
+        self._forget(entry.name)
 
     def reject(self, entry, reason):
         self.rejected += 1
@@ -172,8 +201,7 @@ class Store:
         base = self.root + "/rejected/" + name[:-4]
         with open(base + ".reason", "w") as f:
             f.write(reason + "\n")
-        os.rename(self._path(name), base + ".msg")
-        _sync()
+        self._forget(name, move_to=base + ".msg")
 
 
 class _Hasher:

@@ -1,6 +1,7 @@
 """The CPython shim: just what the firmware imports that CPython lacks.
 
-install() puts `micropython` on sys.path and adds time.ticks_* to `time`.
+install() puts `micropython` on sys.path, adds time.ticks_* to `time` and
+os.ilistdir to `os`.
 """
 
 import os
@@ -36,7 +37,17 @@ def sleep_us(us):
     time.sleep(us / 1_000_000)
 
 
+def ilistdir(path="."):
+    """MicroPython's os.ilistdir: (name, type, inode, size) without a list."""
+    with os.scandir(path) as it:
+        for e in it:
+            st = e.stat(follow_symlinks=False)
+            yield (e.name, 0x4000 if e.is_dir() else 0x8000, e.inode(), st.st_size)
+
+
 def install():
+    if not hasattr(os, "ilistdir"):
+        os.ilistdir = ilistdir
     if _HERE not in sys.path:
         sys.path.insert(0, _HERE)
     for f in (ticks_ms, ticks_us, ticks_add, ticks_diff, sleep_ms, sleep_us):

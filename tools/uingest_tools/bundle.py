@@ -43,7 +43,8 @@ def compile_file(src: str, dst: str, march: str | None = None) -> subprocess.Com
 
 
 def build(out_dir: str, march: str | None = None) -> list[str]:
-    """Compile firmware/uingest into out_dir/uingest/*.mpy; returns the files written."""
+    """Compile firmware/uingest into out_dir/uingest/*.mpy and copy main.py;
+    returns the files written."""
     written = []
     for rel in firmware_sources():
         if march is None and os.path.basename(rel) in NATIVE_MODULES:
@@ -54,4 +55,7 @@ def build(out_dir: str, march: str | None = None) -> list[str]:
         if proc.returncode != 0:
             raise RuntimeError("mpy-cross failed on %s: %s" % (rel, proc.stderr.strip()))
         written.append(dst)
+    # main.py stays source: the board runs main.py itself after boot
+    shutil.copyfile(os.path.join(FIRMWARE, "main.py"), os.path.join(out_dir, "main.py"))
+    written.append(os.path.join(out_dir, "main.py"))
     return written

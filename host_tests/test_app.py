@@ -1,0 +1,227 @@
+"""The whole app (firmware/main.py) on the MicroPython unix port with the
+unix-sim board, against `uingest serve`: labels, interval, sensors, values;
+power cuts while the queue is written; no heap growth over 200 windows."""
+
+import json
+import os
+import random
+import signal
+import socket
+import struct
+import subprocess
+import time
+
+import pytest
+
+from conftest import ROOT
+from uingest.sensors import synthetic
+from uingest_tools import bundle
+from uingest_tools.acquisition import decode, verify_signature
+from uingest_tools.serve import ServerThread, create_app
+
+API_KEY = "ei_app_test_key_42"
+HMAC_KEY = "app-hmac-key"
+BOARD = os.path.join(ROOT, "boards", "unix-sim")
+
+
+@pytest.fixture(scope="module")
+def firmware(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("fw"))
+    bundle.build(out, march="host")
+    return out
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(d, port, **kw):
+    cfg = {
+        "board": "unix-sim",
+        "api_key": API_KEY,
+        "hmac_key": HMAC_KEY,
+        "url": "http://127.0.0.1:%d" % port,
+        "labels": ["idle", "wave"],
+        "window_ms": 100,
+        "sample_rate_hz": 200,
+        "device_name": "app-test",
+        "timeout_ms": 2000,
+    }
+    cfg.update(kw)
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    return cfg
+
+
+def start_app(mpy, firmware, d, max_windows=None, heap="128K", stdin=subprocess.DEVNULL):
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([firmware, BOARD, ".frozen"]))
+    # the bundle's own main.py: MicroPython puts a script's folder first on the path
+    args = [mpy.exe, "-X", "heapsize=" + heap, os.path.join(firmware, "main.py"), "config.json"]
+    if max_windows is not None:
+        args.append(str(max_windows))
+    return subprocess.Popen(args, cwd=d, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def index(data):
+    path = os.path.join(data, "index.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def f32(x):
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def first_sample(label, rows, rate):
+    """The sample counter t of a window's first row: the synthetic sensor is
+    deterministic, so the rows must be exactly samples t, t+1, ... of label."""
+    block = round((rows[0][2] - 9.80665) / 0.001)  # accZ marks t // 100
+    for t in range(block * 100, block * 100 + 100):
+        if all(abs(f32(e) - v) <= 1e-6 for e, v in zip(synthetic.expected(label, t, rate), rows[0])):
+            for i, row in enumerate(rows):
+                want = [f32(e) for e in synthetic.expected(label, t + i, rate)]
+                assert all(abs(a - b) <= 1e-5 for a, b in zip(want, row)), (label, t + i, row, want)
+            return t
+    raise AssertionError("rows of %s match no synthetic sample: %r" % (label, rows[0]))
+
+
+def stored(data, fmt="cbor"):
+    out = []
+    for e in index(data):
+        with open(os.path.join(data, e["file"]), "rb") as f:
+            body = f.read()
+        assert verify_signature(body, fmt, HMAC_KEY)
+        out.append((e, decode(body, fmt)))
+    return out
+
+
+def test_app_windows_arrive_with_config_sensors_and_values(mpy, firmware, tmp_path):
+    d = str(tmp_path)
+    data = str(tmp_path / "data")
+    srv = ServerThread(create_app(data, api_key=API_KEY, hmac_key=HMAC_KEY)).start()
+    try:
+        write_config(d, srv.port)
+        # the label changes while running, as from the serial REPL
+        proc = start_app(mpy, firmware, d, max_windows=6, stdin=subprocess.PIPE)
+        lines = []
+        for raw in proc.stdout:
+            line = raw.decode().rstrip()
+            lines.append(line)
+            if line.startswith("status: windows=3 "):
+                proc.stdin.write(b"label wave\n")
+                proc.stdin.flush()
+        assert proc.wait(30) == 0, lines
+    finally:
+        srv.stop()
+    assert any(line == "label: now wave" for line in lines), lines
+    samples = stored(data)
+    assert len(samples) == 6
+    by_label = {}
+    for e, msg in samples:
+        p = msg["payload"]
+        assert p["interval_ms"] == 5 and p["device_type"] == "UINGEST_UNIX_SIM" and p["device_name"] == "app-test"
+        assert p["sensors"] == [{"name": n, "units": u} for n, u in synthetic.SENSORS]
+        assert len(p["values"]) == 20
+        by_label.setdefault(e["label"], []).append(first_sample(e["label"], p["values"], 200))
+    # each label's windows are consecutive runs of its synthetic signal
+    assert sorted(by_label) == ["idle", "wave"]
+    for label, starts in by_label.items():
+        starts.sort()
+        # the first boot of unix-sim starts its synthetic signal at sample 10000
+        assert starts == list(range(10000, 10000 + 20 * len(starts), 20)), (label, starts)
+
+
+def read_until(proc, needle, timeout=10):
+    """Read the app's output until a line contains needle; returns the lines."""
+    import select
+
+    lines = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if not ready:
+            continue
+        raw = proc.stdout.readline()
+        if not raw:
+            break
+        lines.append(raw.decode().rstrip())
+        if needle in lines[-1]:
+            return lines
+    raise AssertionError("no %r in the app's output: %r" % (needle, lines[-5:]))
+
+
+def queued_entries(qdir):
+    out = {}
+    for name in sorted(os.listdir(qdir)):
+        if name.endswith(".msg"):
+            with open(os.path.join(qdir, name), "rb") as f:
+                meta = json.loads(f.readline())
+            out[name] = meta
+    return out
+
+
+def test_power_cuts_lose_no_queued_window_and_send_nothing_corrupt(mpy, firmware, tmp_path):
+    d = str(tmp_path)
+    qdir = os.path.join(d, "queue")
+    port = free_port()  # nothing listens there yet: every post is refused and queued
+    # tiny, fast windows (100 rows sampled as fast as the sensor goes): the
+    # app then spends much of its time writing the queue, where cuts hurt
+    write_config(d, port, window_ms=1, sample_rate_hz=100000, timeout_ms=500, queue_budget_bytes=100_000_000)
+    rnd = random.Random(4810)
+    cut_in_write = 0
+    kills = 100
+    for _ in range(kills):
+        proc = start_app(mpy, firmware, d)
+        read_until(proc, "status: ")  # booted and looping
+        time.sleep(rnd.uniform(0, 0.015))  # then the power goes, at a random moment
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        proc.stdout.close()
+        if any(n.endswith(".tmp") for n in os.listdir(qdir)):
+            cut_in_write += 1  # a half-written entry: the cut landed inside a queue write
+    queued = queued_entries(qdir)
+    assert len(queued) >= kills
+    print("%d power cuts, %d inside a queue write, %d windows queued" % (kills, cut_in_write, len(queued)))
+    assert cut_in_write >= 10  # many cuts landed inside queue writes
+
+    data = str(tmp_path / "data")
+    srv = ServerThread(create_app(data, api_key=API_KEY, hmac_key=HMAC_KEY), port=port).start()
+    try:
+        proc = start_app(mpy, firmware, d, max_windows=1)
+        out = proc.communicate(timeout=60)[0].decode()
+        assert proc.returncode == 0, out
+    finally:
+        srv.stop()
+    entries = index(data)
+    got = [e["sha256"] for e in entries]
+    assert len(got) == len(set(got)) == len(queued) + 1  # each queued window once, plus the new one
+    assert {m["sha256"] for m in queued.values()} <= set(got)
+    assert all(e["signature"] == "valid" for e in entries)  # the server checked every one
+    for _, msg in stored(data):  # they decode, and hold 100 rows of 3 axes
+        assert len(msg["payload"]["values"]) == 100
+    assert queued_entries(qdir) == {} and not any(n.endswith(".tmp") for n in os.listdir(qdir))
+    assert os.listdir(os.path.join(qdir, "rejected")) == []
+
+
+def test_steady_state_heap_does_not_grow(mpy, firmware, tmp_path):
+    d = str(tmp_path)
+    data = str(tmp_path / "data")
+    srv = ServerThread(create_app(data, api_key=API_KEY, hmac_key=HMAC_KEY)).start()
+    try:
+        write_config(d, srv.port, window_ms=25, sample_rate_hz=200)
+        # 96K on the x64 port, whose objects are twice an ESP32's
+        proc = start_app(mpy, firmware, d, max_windows=200, heap="96K")
+        out = proc.communicate(timeout=120)[0].decode()
+        assert proc.returncode == 0, out[-2000:]
+    finally:
+        srv.stop()
+    free = [int(line.rsplit("free=", 1)[1]) for line in out.split("\n") if line.startswith("status: ")]
+    assert len(free) == 200 and len(index(data)) == 200
+    warm = free[20:]
+    print("heap free after collection: first %d, after warm-up %d..%d" % (free[0], min(warm), max(warm)))
+    assert min(warm) >= warm[0] - 64  # no growth of live heap across 180 windows
+    assert warm[-1] >= warm[0] - 64
