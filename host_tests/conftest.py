@@ -31,10 +31,10 @@ class MicroPython:
     def __init__(self, exe):
         self.exe = exe
 
-    def run(self, script, heap="64K", stdin=b"", path=FIRMWARE, timeout=120, check=True):
+    def run(self, script, heap="64K", stdin=b"", path=FIRMWARE, timeout=120, check=True, cwd=ROOT):
         env = dict(os.environ, MICROPYPATH=path + os.pathsep + ".frozen")
         args = [self.exe, "-X", "heapsize=" + heap, "-c", script] if heap else [self.exe, "-c", script]
-        proc = subprocess.run(args, input=stdin, capture_output=True, env=env, timeout=timeout, cwd=ROOT)
+        proc = subprocess.run(args, input=stdin, capture_output=True, env=env, timeout=timeout, cwd=cwd)
         if check and proc.returncode != 0:
             raise AssertionError(
                 "micropython exited %d\n--- stderr\n%s\n--- stdout\n%s"

@@ -681,13 +681,15 @@ def scenario(tmp_path):
     return SCENARIO.replace("CSV_PATH", repr(csv)).replace("BAD_PATH", repr(bad))
 
 
-def test_scenario_same_bytes_on_micropython(mpy, tmp_path):
+def test_scenario_same_bytes_on_micropython(mpy, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # sim.setup() counts boots in a file in the current folder
     script = scenario(tmp_path)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(script, {"__name__": "__scenario__"})
     want = out.getvalue()
-    got = mpy.run(script, path=FIRMWARE + ":" + HERE, heap="256K").stdout.decode()  # correctness, not a budget
+    # 256K: this checks correctness, not a memory budget
+    got = mpy.run(script, path=FIRMWARE + ":" + HERE, heap="256K", cwd=str(tmp_path)).stdout.decode()
     assert got == want
     lines = want.split("\n")
     assert lines[0] == "writes 6b=01 6c=00 19=09 1a=03 1b=00 1c=00"
@@ -904,7 +906,8 @@ def test_board_setup_reports_a_missing_imu(monkeypatch):
         mod.setup({"sample_rate_hz": 100, "label": "idle"})
 
 
-def test_unix_sim_setup(tmp_path):
+def test_unix_sim_setup(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # sim.setup() counts boots in a file in the current folder
     mod = load_board(os.path.join(ROOT, "boards", "unix-sim", "board.py"))
     hw = mod.setup({"sample_rate_hz": 100, "label": "wave"})
     assert type(hw.sensor) is synthetic.SyntheticIMU and not hasattr(hw.sensor, "fill")  # sampled by read()
