@@ -31,7 +31,7 @@ $(NODE_STAMP): Makefile
 	touch $@
 
 demo: $(STAMP)
-	$(BIN)/python -m uingest_tools.demo dataset
+	$(BIN)/python -m uingest_tools.demo dataset demo-device
 
 test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .

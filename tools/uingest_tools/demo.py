@@ -14,6 +14,8 @@ import sys
 import time
 import urllib.request
 
+from . import simulate
+
 DEMO_API_KEY = "ei_demo_api_key"
 DEMO_HMAC_KEY = "demo_hmac_key"
 LABELS = ["idle", "wave"]
@@ -46,19 +48,32 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 20) -> None:
 
 def main(argv=None) -> int:
     data_dir = os.path.abspath(argv[0] if argv else "dataset")
+    device_dir = os.path.abspath(argv[1] if argv and len(argv) > 1 else "demo-device")
     port = free_port(4810)
     url = "http://127.0.0.1:%d" % port
     env = dict(os.environ, UINGEST_API_KEY=DEMO_API_KEY, UINGEST_HMAC_KEY=DEMO_HMAC_KEY)
     uingest = [sys.executable, "-m", "uingest_tools.cli"]
     print("demo: uingest serve on %s, data in %s" % (url, data_dir), flush=True)
     server = subprocess.Popen(uingest + ["serve", "--port", str(port), "--data-dir", data_dir], env=env)
+    config = {
+        "board": "unix-sim",
+        "url": url,
+        "api_key": DEMO_API_KEY,
+        "hmac_key": DEMO_HMAC_KEY,
+        "labels": LABELS,
+        "window_ms": 1000,
+        "sample_rate_hz": 100,
+        "device_name": "demo-unix-sim",
+        "queue_dir": "queue",
+    }
     try:
         wait_ready(url, server)
         before = count(data_dir)
-        args = ["simulate", "--url", url, "--windows", "5", "--quiet"]
-        for label in LABELS:
-            args += ["--label", label]
-        rc = subprocess.call(uingest + args, env=env)
+        print(
+            "demo: the firmware (%s) runs on the MicroPython unix port; halfway it is told 'label wave'" % device_dir,
+            flush=True,
+        )
+        rc = simulate.run_app(device_dir, config, max_windows=10, commands={4: "label " + LABELS[1]})
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=20)
@@ -70,7 +85,9 @@ def main(argv=None) -> int:
             % (label, after[label] - before[label], after[label], os.path.join(data_dir, "training", label + ".*.cbor"))
         )
     print("demo: index of every sample: %s" % os.path.join(data_dir, "index.jsonl"))
-    return rc
+    new = [after[label] - before[label] for label in LABELS]
+    ok = rc == 0 and sum(new) == 10 and min(new) > 0  # the switch lands on window 5 or 6
+    return 0 if ok else 1
 
 
 def count(data_dir: str) -> collections.Counter:

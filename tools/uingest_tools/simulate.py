@@ -54,6 +54,36 @@ def run(
     return rc, summary, lines
 
 
+def run_app(device_dir: str, config: dict, max_windows: int, heap: str = "128K", commands=None, echo=print) -> int:
+    """Install the firmware into device_dir as on a board (main.py, uingest/*.mpy,
+    config.json) and run the whole app on the unix port with the unix-sim board.
+    commands: {status line number: text typed on the REPL}, e.g. {5: "label wave"}."""
+    os.makedirs(device_dir, exist_ok=True)
+    build(device_dir, march="host")
+    with open(os.path.join(device_dir, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([device_dir, BOARD_DIR, ".frozen"]))
+    proc = subprocess.Popen(
+        [micropython(), "-X", "heapsize=" + heap, "main.py", "config.json", str(max_windows)],
+        cwd=device_dir,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    statuses = 0
+    for line in proc.stdout:
+        echo(line.rstrip("\n"))
+        if line.startswith("status: "):
+            statuses += 1
+            if commands and statuses in commands:
+                proc.stdin.write(commands[statuses] + "\n")
+                proc.stdin.flush()
+    proc.stdin.close()
+    return proc.wait()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="uingest simulate",
