@@ -76,7 +76,15 @@ BROKEN = [
     ("budget zero", broken(queue_budget_bytes=0), "queue_budget_bytes: expected"),
     ("typo field", broken(sample_rate=100), "unknown field sample_rate"),
     ("wifi password not string", broken(wifi_password=12345678), "wifi_password: expected"),
+    ("accel range", broken(accel_range_g=3), "accel_range_g: expected the accelerometer range: 2, 4, 8 or 16"),
+    ("i2c address", broken(imu_addr=300), "imu_addr: expected"),
+    ("csv sensors", broken(sensors=[["a"]]), "sensors: expected"),
 ]
+
+
+def test_board_options_are_kept_only_when_given():
+    cfg = config.loads(broken(gyro=True, accel_range_g=8))
+    assert cfg["gyro"] is True and cfg["accel_range_g"] == 8 and "imu_addr" not in cfg and "csv" not in cfg
 
 
 @pytest.mark.parametrize("name,text,problem", BROKEN, ids=[b[0] for b in BROKEN])

@@ -7,8 +7,10 @@ from .ingest import DATA_CATEGORIES, DEFAULT_URL
 
 SECRETS = ("api_key", "hmac_key", "wifi_password")
 
-# A default of REQUIRED means the field must be given.
+# A default of REQUIRED means the field must be given; OPTIONAL, that the
+# field is left out unless given (board options: the board has the default).
 REQUIRED = object()
+OPTIONAL = object()
 # (name, default, kind, what is expected), in the order problems are reported
 FIELDS = (
     ("board", REQUIRED, "name", "the board's folder name under boards/, e.g. 'esp32-devkitc-mpu6050'"),
@@ -29,6 +31,16 @@ FIELDS = (
     ("timeout_ms", 10000, "posint", "network timeout in milliseconds, a positive integer"),
     ("queue_dir", "queue", "str", "folder on flash for windows waiting to be sent"),
     ("queue_budget_bytes", 262144, "posint", "the most bytes the queue may use on flash, a positive integer"),
+    # board options, read by boards/<name>/board.py setup()
+    ("gyro", OPTIONAL, "bool", "true to add the IMU's gyroscope axes, else false"),
+    ("accel_range_g", OPTIONAL, "g", "the accelerometer range: 2, 4, 8 or 16 (g)"),
+    ("gyro_range_dps", OPTIONAL, "dps", "the gyroscope range: 250, 500, 1000 or 2000 (degrees/s)"),
+    ("imu_addr", OPTIONAL, "i2c", "the IMU's I2C address, 0..127 (0x68 = 104 by default)"),
+    ("audio_shift", OPTIONAL, "shift", "bits to drop from the microphone's 32-bit samples, 8..16"),
+    ("wdt_timeout_ms", OPTIONAL, "posint", "watchdog timeout in milliseconds, a positive integer"),
+    ("csv", OPTIONAL, "str", "unix-sim: a CSV file to replay instead of the synthetic sensor"),
+    ("audio", OPTIONAL, "bool", "unix-sim: true for a synthetic int16 tone instead of the accelerometer"),
+    ("sensors", OPTIONAL, "sensors", "unix-sim CSV: a list of [name, units] pairs"),
 )
 
 
@@ -78,6 +90,20 @@ def _check(name, kind, v):
         return v is True or v is False
     if kind == "posint":
         return isinstance(v, int) and not isinstance(v, bool) and v > 0
+    if kind in ("g", "dps", "i2c", "shift"):
+        if not isinstance(v, int) or isinstance(v, bool):
+            return False
+        if kind == "g":
+            return v in (2, 4, 8, 16)
+        if kind == "dps":
+            return v in (250, 500, 1000, 2000)
+        return 0 <= v <= 127 if kind == "i2c" else 8 <= v <= 16
+    if kind == "sensors":
+        return (
+            isinstance(v, list)
+            and len(v) > 0
+            and all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], str) for p in v)
+        )
     if kind == "posnum":
         return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
     return False
@@ -91,6 +117,8 @@ def validate(raw):
     cfg = {}
     for name, default, kind, expected in FIELDS:
         if name not in raw or (raw[name] is None and default is not REQUIRED and not kind.endswith("?")):
+            if default is OPTIONAL:
+                continue
             if default is REQUIRED:
                 problems.append("config: missing %s: %s" % (name, expected))
                 continue
