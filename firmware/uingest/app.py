@@ -52,8 +52,16 @@ class App:
         self.device_name = cfg["device_name"] or link.mac() or getattr(hw, "device_name", None)
         self.counts = {http.ACCEPTED: 0, http.RETRY: 0, http.REJECTED: 0}
         self.windows = 0
-        self._button_was = None
+        self._pressed = False
         self.console = Console()
+        b = hw.button
+        if b is not None and hasattr(b, "irq"):
+            # a press during sampling is caught by the interrupt, acted on
+            # between windows; the handler only sets a flag (no allocation)
+            b.irq(handler=self._on_press, trigger=getattr(b, "IRQ_FALLING", 2))  # pressed pulls to ground
+
+    def _on_press(self, pin):
+        self._pressed = True
 
     # -- labels ---------------------------------------------------------------
     def set_label(self, label):
@@ -66,13 +74,10 @@ class App:
         self.log("label: now %s" % label)
 
     def _inputs(self):
-        b = self.hw.button
-        if b is not None:
-            pressed = b.value() == 0  # buttons pull to ground
-            if pressed and self._button_was is False:
-                i = self.labels.index(self.label)
-                self.set_label(self.labels[(i + 1) % len(self.labels)])
-            self._button_was = pressed
+        if self._pressed:
+            self._pressed = False
+            i = self.labels.index(self.label)
+            self.set_label(self.labels[(i + 1) % len(self.labels)])
         cmd = self.console.line()
         if cmd:
             if cmd.startswith("label "):
@@ -127,6 +132,7 @@ class App:
             if out.kind == http.RETRY:
                 self.store.put(msg, label, category)
             elif out.kind == http.REJECTED:
+                self.store.keep_rejected(msg, label, category, "%d %s" % (out.status, out.detail))
                 self.log("window %d rejected (%d): %s" % (self.windows, out.status, out.detail))
         else:
             self.store.put(msg, label, category)  # keep the order: older windows go first

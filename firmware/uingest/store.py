@@ -193,6 +193,13 @@ class Store:
     def delete(self, entry):
         self._forget(entry.name)
 
+    def keep_rejected(self, msg, label, category, reason):
+        """A message the server refused on its first post: kept aside with
+        the reason, never sent again (a 4xx will not change)."""
+        name = self.put(msg, label, category)
+        self.rejected += 1
+        self._move_aside(name, reason)
+
     def reject(self, entry, reason):
         self.rejected += 1
         self._move_aside(entry.name, reason)

@@ -45,7 +45,16 @@ def ilistdir(path="."):
             yield (e.name, 0x4000 if e.is_dir() else 0x8000, e.inode(), st.st_size)
 
 
+def _no_heap():
+    return 0  # CPython has no MicroPython heap to report
+
+
 def install():
+    import gc
+
+    for name in ("mem_free", "mem_alloc"):
+        if not hasattr(gc, name):
+            setattr(gc, name, _no_heap)
     if not hasattr(os, "ilistdir"):
         os.ilistdir = ilistdir
     if _HERE not in sys.path:

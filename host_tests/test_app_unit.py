@@ -1,0 +1,131 @@
+"""uingest.app under CPython with fakes: the button, the REPL label command,
+a rejected window kept aside, the queue used while the link is down."""
+
+import os
+
+import cbor2
+import pytest
+
+from fake_http import FakeServer, reply
+from uingest import app, config
+from uingest.sensors import synthetic
+from uingest.sensors.hardware import Hardware
+from uingest.sensors.synthetic import SyntheticIMU
+
+
+class FakeButton:
+    IRQ_FALLING = 2
+
+    def __init__(self):
+        self.handler = None
+
+    def irq(self, handler=None, trigger=None):
+        self.handler = handler
+        self.trigger = trigger
+
+    def press(self):
+        self.handler(self)
+
+
+class Link:
+    def __init__(self, up=True):
+        self.is_up = up
+
+    def up(self):
+        return self.is_up
+
+    def ensure(self):
+        return self.is_up
+
+    def mac(self):
+        return "aa:bb:cc:dd:ee:ff"
+
+    def status(self):
+        return "link=fake"
+
+
+def make_app(tmp_path, url, button=None, link=None, **kw):
+    raw = {
+        "board": "unix-sim",
+        "api_key": "ei_unit",
+        "hmac_key": "h",
+        "url": url,
+        "labels": ["idle", "wave", "run"],
+        "window_ms": 50,
+        "sample_rate_hz": 200,
+        "queue_dir": str(tmp_path / "q"),
+        "timeout_ms": 1000,
+    }
+    raw.update(kw)
+    cfg, problems = config.validate(raw)
+    assert not problems
+    hw = Hardware(SyntheticIMU("idle", 200), button=button)
+    lines = []
+    a = app.App(cfg, hw, link or Link(), "TEST_DEVICE", lines.append)
+    return a, lines
+
+
+def test_button_press_cycles_labels_between_windows(tmp_path):
+    srv = FakeServer([])
+    try:
+        b = FakeButton()
+        a, lines = make_app(tmp_path, srv.url, button=b)
+        assert b.trigger == 2 and a.device_name == "aa:bb:cc:dd:ee:ff"
+        a.step()
+        b.press()  # during sampling: only a flag
+        assert a.label == "idle"
+        a.step()
+        assert a.label == "wave" and "label: now wave" in lines
+        b.press()
+        b.press()  # two presses before the next window count once
+        a.step()
+        assert a.label == "run"
+        labels = [h.split(b"\r\nx-label: ")[1].split(b"\r\n")[0] for h, _ in srv.requests]
+        assert labels == [b"idle", b"wave", b"run"]
+        a.close()
+    finally:
+        srv.close()
+
+
+def test_unknown_label_is_refused(tmp_path):
+    a, lines = make_app(tmp_path, "http://127.0.0.1:9")
+    a.set_label("jump")
+    assert a.label == "idle" and "not one of" in lines[-1]
+
+
+def test_rejected_window_is_kept_aside_with_the_reason(tmp_path):
+    srv = FakeServer([reply(400, b"payload.values[0] is not finite")])
+    try:
+        a, lines = make_app(tmp_path, srv.url)
+        a.step()
+        assert len(a.store) == 0 and a.store.rejected == 1
+        aside = sorted(os.listdir(tmp_path / "q" / "rejected"))
+        assert aside == ["00000001.msg", "00000001.reason"]
+        assert (tmp_path / "q" / "rejected" / "00000001.reason").read_text() == (
+            "400 payload.values[0] is not finite\n"
+        )
+        assert "rejected (400)" in lines[0]
+        a.close()
+    finally:
+        srv.close()
+
+
+def test_link_down_queues_then_drains_oldest_first(tmp_path):
+    srv = FakeServer([])
+    try:
+        link = Link(up=False)
+        a, _ = make_app(tmp_path, srv.url, link=link)
+        for _ in range(3):
+            a.step()
+        assert len(a.store) == 3 and srv.requests == []
+        link.is_up = True
+        a.step()  # the new window joins the queue behind the others; all four go, oldest first
+        assert len(a.store) == 0 and len(srv.requests) == 4
+        # window k holds samples 10k.. of the synthetic signal: they arrived in order
+        firsts = [cbor2.loads(body)["payload"]["values"][0] for _, body in srv.requests]
+        for k, row in enumerate(firsts):
+            assert row == pytest.approx(list(synthetic.expected("idle", 10 * k, 200)), abs=1e-5)
+        assert "queued=0" in a.status() and "sent=4" in a.status()
+        a.close()
+    finally:
+        srv.close()
