@@ -39,6 +39,13 @@ def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _finite(v) -> bool:
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an integer too large for a float (CBOR bignum, long JSON integer)
+        return False
+
+
 def check_structure(msg) -> dict:
     """Raise InvalidMessage unless msg has the protocol's structure; return payload."""
     if not isinstance(msg, dict):
@@ -65,7 +72,7 @@ def check_structure(msg) -> dict:
     if "device_name" in p and not isinstance(p["device_name"], str):
         raise InvalidMessage("payload.device_name must be a string")
     iv = p.get("interval_ms")
-    if not _number(iv) or not math.isfinite(iv) or iv <= 0:
+    if not _number(iv) or not _finite(iv) or iv <= 0:
         raise InvalidMessage("payload.interval_ms must be a positive number")
     sensors = p.get("sensors")
     if not isinstance(sensors, list) or not sensors:
@@ -87,7 +94,7 @@ def check_structure(msg) -> dict:
         else:
             raise InvalidMessage("payload.values[%d] must be a list of %d numbers" % (r, width))
         for v in cells:
-            if not _number(v) or not math.isfinite(v):
+            if not _number(v) or not _finite(v):
                 raise InvalidMessage("payload.values[%d] holds a value that is not a finite number" % r)
     return p
 

@@ -1,0 +1,535 @@
+"""`uingest relay`: upload what `uingest serve` collected to an ingestion service (Edge Impulse by default).
+
+Reads ``<data-dir>/index.jsonl`` and posts each sample's file, one per request, to
+``<url>/api/<category>/files`` (multipart/form-data, part ``data``, filename = the stored file's base name),
+keeping its category and label (``x-label``, percent-encoded when it is not plain ASCII; ``x-no-label: 1``
+for an unlabeled sample), with ``x-disallow-duplicates: 1`` and ``x-metadata``: the sample's own metadata
+plus ``device_name`` and ``device_type``, all strings. HTTP is the standard library's http.client, one
+kept-alive connection, a timeout on every socket operation.
+
+Resumable: every sample the service confirmed (stored, or answered as a duplicate) is appended, and
+fsynced, to ``<data-dir>/.relay-<host>.jsonl`` as ``{"sha256", "url", ...}``; a later run skips the samples
+whose sha256 is listed there for the same URL. A sample stored by the service whose answer was lost (an
+interruption, a dropped connection) is sent again on the next run and the service answers that it is a
+duplicate: it counts as already there. One relay per state file at a time (an flock guards it).
+
+Answers: 200 with a per-file ``success`` true: uploaded; a per-file error mentioning a duplicate, or 409:
+already there; 401: stop at once (exit 2); 408, 429, 5xx, connection errors and timeouts: retried with
+exponential backoff (``--attempts`` tries, ``--retry-delay`` doubling, capped at 60 s), and when a sample
+still fails the run stops (the service looks down: run again later); any other 4xx: the sample is reported
+as failed with the service's reason and the run goes on. A file missing or changed since it was stored
+(sha256) is failed too. The API key is never printed.
+
+Exit status: 0 when every sample is there, 1 when some failed, 2 for a refused key or a usage error, 130 when
+interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import http.client
+import json
+import os
+import re
+import secrets
+import ssl
+import sys
+import time
+import urllib.parse
+
+from .progress import Progress
+
+DEFAULT_URL = "https://ingestion.edgeimpulse.com"
+CATEGORIES = ("training", "testing", "anomaly")
+INDEX = "index.jsonl"
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_ATTEMPTS = 5
+DEFAULT_RETRY_DELAY = 1.0
+MAX_DELAY = 60.0
+RETRY_STATUSES = (408, 429)
+_DUPLICATE = re.compile(r"duplicate|already exist", re.IGNORECASE)
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+PART_TYPES = {
+    ".cbor": "application/cbor",
+    ".json": "application/json",
+    ".wav": "audio/wav",
+    ".csv": "text/csv",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+}
+EPILOG = """\
+examples:
+  UINGEST_API_KEY=ei_0123... uingest relay --data-dir ./dataset
+  uingest relay --data-dir ./dataset --url http://127.0.0.1:4811 --api-key ei_local
+
+Run it again at any time: samples already confirmed by that URL (listed in <data-dir>/.relay-<host>.jsonl)
+are not sent again.
+"""
+
+UPLOADED, ALREADY, FAILED, RETRY, REFUSED = "uploaded", "already there", "failed", "retry", "refused"
+
+
+class UsageError(Exception):
+    """Bad configuration: one line for stderr, exit status 2."""
+
+
+def _one_line(text, limit=300) -> str:
+    text = " ".join(str(text).split()) or "no reason given"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def parse_url(url: str):
+    """(normalized base URL, scheme, host, port, path prefix); raise UsageError."""
+    try:
+        u = urllib.parse.urlsplit(url.strip())
+        port = u.port
+    except ValueError as e:
+        raise UsageError("invalid --url %r: %s" % (url, e))
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise UsageError("invalid --url %r: expected http(s)://host[:port]" % url)
+    if u.query or u.fragment or u.username or u.password:
+        raise UsageError("invalid --url %r: give scheme, host, port and path only" % url)
+    default_port = 443 if u.scheme == "https" else 80
+    port = port or default_port
+    prefix = u.path.rstrip("/")
+    host = u.hostname
+    shown = "[%s]" % host if ":" in host else host
+    norm = "%s://%s%s%s" % (u.scheme, shown, "" if port == default_port else ":%d" % port, prefix)
+    return norm, u.scheme, host, port, prefix
+
+
+def state_path(data_dir: str, host: str, port: int, scheme: str) -> str:
+    name = host if port == (443 if scheme == "https" else 80) else "%s-%d" % (host, port)
+    return os.path.join(data_dir, ".relay-%s.jsonl" % re.sub(r"[^A-Za-z0-9.-]", "_", name))
+
+
+class State:
+    """The samples a URL has confirmed: an append-only JSON-lines file, fsynced per line, flock'ed."""
+
+    def __init__(self, path: str, url: str):
+        self.path = path
+        self.url = url
+        self.done: set[str] = set()
+        existed = os.path.exists(path)
+        self._f = open(path, "a+b")
+        try:
+            import fcntl
+
+            fcntl.flock(self._f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # not POSIX: no lock
+            pass
+        except OSError:
+            self._f.close()
+            raise UsageError("another relay is using %s: wait for it to finish" % path)
+        if not existed:
+            _fsync_dir(os.path.dirname(path))
+        self._f.seek(0)
+        data = self._f.read()
+        self._ends_clean = not data or data.endswith(b"\n")
+        for line in data.splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a line cut by a crash
+            if isinstance(rec, dict) and rec.get("url") == url and isinstance(rec.get("sha256"), str):
+                self.done.add(rec["sha256"])
+
+    def add(self, sha: str, file: str, result: str) -> None:
+        rec = {
+            "sha256": sha,
+            "url": self.url,
+            "file": file,
+            "result": result,
+            "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
+        }
+        line = json.dumps(rec, separators=(",", ":")) + "\n"
+        if not self._ends_clean:
+            line = "\n" + line
+        self._f.write(line.encode())
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._ends_clean = True
+        self.done.add(sha)
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_index(data_dir: str):
+    """(records, number of lines skipped). Each record has str file, sha256 and category."""
+    path = os.path.join(data_dir, INDEX)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise UsageError("no %s in %s: point --data-dir at a folder written by `uingest serve`" % (INDEX, data_dir))
+    except OSError as e:
+        raise UsageError("cannot read %s: %s" % (path, e.strerror or e))
+    records, skipped = [], 0
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            skipped += 1  # a line cut by a crash of the server
+            continue
+        ok = (
+            isinstance(rec, dict)
+            and isinstance(rec.get("file"), str)
+            and isinstance(rec.get("sha256"), str)
+            and _SHA256.match(rec["sha256"])
+            and isinstance(rec.get("category"), str)
+            and (rec.get("label") is None or isinstance(rec.get("label"), str))
+        )
+        if ok:
+            records.append(rec)
+        else:
+            skipped += 1
+    return records, skipped
+
+
+def header_label(label: str) -> str:
+    """The label for x-label: as is when plain printable ASCII, else percent-encoded (encodeURIComponent)."""
+    if all(32 <= ord(c) < 127 for c in label) and "%" not in label:
+        return label
+    return urllib.parse.quote(label, safe="!'()*-._~")
+
+
+def metadata_for(rec: dict) -> dict:
+    meta = rec.get("metadata")
+    out = {k: v for k, v in meta.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(meta, dict) else {}
+    for key in ("device_name", "device_type"):
+        if isinstance(rec.get(key), str):
+            out[key] = rec[key]
+    return out
+
+
+def multipart(filename: str, data: bytes):
+    """(Content-Type header, body) for one part named 'data'."""
+    safe_name = filename.replace("\\", "%5C").replace('"', "%22").replace("\r", "").replace("\n", "")
+    ctype = PART_TYPES.get(os.path.splitext(filename)[1].lower(), "application/octet-stream")
+    while True:
+        boundary = "uingest-relay-" + secrets.token_hex(16)
+        if boundary.encode() not in data:
+            break
+    head = (
+        '--%s\r\nContent-Disposition: form-data; name="data"; filename="%s"\r\nContent-Type: %s\r\n\r\n'
+        % (boundary, safe_name, ctype)
+    ).encode("utf-8")
+    return "multipart/form-data; boundary=" + boundary, head + data + ("\r\n--%s--\r\n" % boundary).encode()
+
+
+class Target:
+    """One kept-alive connection to the ingestion service."""
+
+    def __init__(self, scheme: str, host: str, port: int, timeout: float, ca_file=None):
+        self.scheme, self.host, self.port, self.timeout = scheme, host, port, timeout
+        self.context = None
+        if scheme == "https":
+            try:
+                self.context = ssl.create_default_context(cafile=ca_file)
+            except (OSError, ssl.SSLError) as e:
+                raise UsageError(
+                    "cannot load --ca-file %s: %s" % (ca_file, _one_line(getattr(e, "strerror", None) or e))
+                )
+        self.conn = None
+
+    def _open(self):
+        if self.scheme == "https":
+            return http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=self.context)
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+
+    def post(self, path: str, body: bytes, headers: dict):
+        """(status, reply headers, reply body); raises OSError or http.client.HTTPException."""
+        fresh = self.conn is None
+        for _ in range(2):
+            if self.conn is None:
+                self.conn = self._open()
+            try:
+                self.conn.request("POST", path, body=body, headers=headers)
+                resp = self.conn.getresponse()
+                data = resp.read()
+                if resp.will_close:
+                    self.close()
+                return resp.status, resp, data
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self.close()
+                if fresh:
+                    raise
+                fresh = True  # a kept-alive connection the server had closed: once more on a new one
+            except BaseException:
+                self.close()
+                raise
+        raise AssertionError("unreachable")
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def _reason(data: bytes) -> str:
+    text = data.decode("utf-8", "replace")
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return _one_line(text)
+    if isinstance(obj, dict) and obj.get("error"):
+        return _one_line(obj["error"])
+    return _one_line(text)
+
+
+def classify(status: int, resp, data: bytes):
+    """(UPLOADED | ALREADY | FAILED | RETRY | REFUSED, reason)."""
+    if status == 401:
+        return REFUSED, "the server refused the API key (401)"
+    if 200 <= status < 300:
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            return FAILED, "unexpected answer (HTTP %d, not JSON): %s" % (
+                status,
+                _one_line(data.decode("utf-8", "replace")),
+            )
+        files = obj.get("files") if isinstance(obj, dict) else None
+        if not isinstance(files, list) or not files or not isinstance(files[0], dict):
+            if isinstance(obj, dict) and obj.get("success") is True:
+                return UPLOADED, ""
+            return FAILED, "unexpected answer (HTTP %d): %s" % (status, _one_line(json.dumps(obj)))
+        part = files[0]
+        if part.get("success") is True:
+            return UPLOADED, ""
+        error = _one_line(part.get("error") or "the service did not store the file")
+        if _DUPLICATE.search(error):
+            return ALREADY, error
+        return FAILED, error
+    reason = "HTTP %d: %s" % (status, _reason(data))
+    if status == 409:
+        return ALREADY, reason
+    if status >= 500 or status in RETRY_STATUSES:
+        return RETRY, reason
+    if 400 <= status < 500:
+        if _DUPLICATE.search(reason):
+            return ALREADY, reason
+        return FAILED, reason
+    if 300 <= status < 400:
+        return FAILED, "HTTP %d: redirected to %s: use that --url" % (status, resp.getheader("location", "?"))
+    return FAILED, "unexpected HTTP status %d" % status
+
+
+def send(target: Target, path, body, headers, attempts, retry_delay, sleep=None):
+    """Post with retries: (UPLOADED | ALREADY | FAILED | REFUSED | RETRY (gave up), reason)."""
+    reason = ""
+    for attempt in range(attempts):
+        if attempt:
+            (sleep or time.sleep)(min(MAX_DELAY, retry_delay * 2 ** (attempt - 1)))
+        try:
+            status, resp, data = target.post(path, body, headers)
+        except TimeoutError:
+            reason = "timed out after %g s" % target.timeout
+            continue
+        except ssl.SSLCertVerificationError as e:
+            return REFUSED, "cannot verify the server's TLS certificate: %s" % _one_line(e.verify_message or e)
+        except (OSError, http.client.HTTPException) as e:
+            reason = "connection failed: %s" % _one_line(getattr(e, "strerror", None) or e or type(e).__name__)
+            continue
+        kind, reason = classify(status, resp, data)
+        if kind != RETRY:
+            return kind, reason
+    return RETRY, "gave up after %d attempts: %s" % (attempts, reason)
+
+
+def _within(data_dir: str, rel: str):
+    path = os.path.normpath(os.path.join(data_dir, rel))
+    if os.path.isabs(rel) or os.path.commonpath([data_dir, path]) != data_dir:
+        return None
+    return path
+
+
+def relay(
+    data_dir: str,
+    url: str,
+    api_key: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    attempts: int = DEFAULT_ATTEMPTS,
+    retry_delay: float = DEFAULT_RETRY_DELAY,
+    ca_file=None,
+    quiet: bool = False,
+    verbose: bool = False,
+    out=None,
+    err=None,
+) -> int:
+    """Upload every sample of data_dir not yet confirmed by url; return the exit status."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+
+    def scrub(text: str) -> str:
+        # the key is never printed by this code; a server could echo it in a reason (short test keys are left)
+        return text.replace(api_key, "***") if len(api_key) >= 8 else text
+
+    def say(stream, text):
+        bar.clear()
+        print(scrub(text), file=stream, flush=True)
+
+    data_dir = os.path.abspath(data_dir)
+    if not os.path.isdir(data_dir):
+        raise UsageError("no such folder: %s" % data_dir)
+    norm, scheme, host, port, prefix = parse_url(url)
+    if not api_key or any(ord(c) < 33 or ord(c) > 126 for c in api_key):
+        raise UsageError("the API key is empty or holds characters that cannot go in an HTTP header")
+    records, skipped = load_index(data_dir)
+    target = Target(scheme, host, port, timeout, ca_file)
+    state = State(state_path(data_dir, host, port, scheme), norm)
+    bar = Progress(len(records), "relay", enabled=not quiet, stream=err)
+    counts = {UPLOADED: 0, ALREADY: 0, FAILED: 0}
+    stopped = None
+    if skipped:
+        say(err, "relay: skipped %d unreadable line%s of %s" % (skipped, "" if skipped == 1 else "s", INDEX))
+    done = 0
+    try:
+        for rec in records:
+            name = rec["file"]
+            if rec["sha256"] in state.done:
+                counts[ALREADY] += 1
+                done += 1
+                bar.update()
+                continue
+            kind, reason = _relay_one(target, prefix, api_key, data_dir, rec, attempts, retry_delay)
+            if kind == REFUSED:
+                say(err, "relay: " + reason)
+                return 2
+            if kind in (UPLOADED, ALREADY):
+                state.add(rec["sha256"], name, kind)
+                counts[kind] += 1
+                if verbose:
+                    say(err, "relay: %s: %s" % (name, kind))
+            else:
+                counts[FAILED] += 1
+                say(err, "relay: %s: failed: %s" % (name, reason))
+                if kind == RETRY:
+                    done += 1
+                    stopped = "stopped: the service is not answering; run again later to resume"
+                    break
+            done += 1
+            bar.update(note=os.path.basename(name)[:40])
+    except KeyboardInterrupt:
+        stopped = "interrupted"
+    finally:
+        target.close()
+        state.close()
+        bar.close()
+    line = "relay: uploaded %d, already there %d, failed %d" % (counts[UPLOADED], counts[ALREADY], counts[FAILED])
+    if stopped:
+        line += "; %d not tried (%s)" % (len(records) - done, stopped)
+    print(scrub(line), file=out, flush=True)
+    if stopped == "interrupted":
+        return 130
+    return 1 if counts[FAILED] or stopped else 0
+
+
+def _relay_one(target, prefix, api_key, data_dir, rec, attempts, retry_delay):
+    category = rec["category"]
+    if category not in CATEGORIES:
+        return FAILED, "unknown category %r (expected training, testing or anomaly)" % category
+    path = _within(data_dir, rec["file"])
+    if path is None:
+        return FAILED, "index path leaves the data folder"
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return FAILED, "cannot read the file: %s" % (e.strerror or e)
+    if hashlib.sha256(data).hexdigest() != rec["sha256"]:
+        return FAILED, "the file changed since it was stored (sha256 differs from index.jsonl)"
+    ctype, body = multipart(os.path.basename(path), data)
+    headers = {"x-api-key": api_key, "Content-Type": ctype, "x-disallow-duplicates": "1"}
+    if rec.get("label") is None:
+        headers["x-no-label"] = "1"
+    else:
+        headers["x-label"] = header_label(rec["label"])
+    meta = metadata_for(rec)
+    if meta:
+        headers["x-metadata"] = json.dumps(meta, separators=(",", ":"))
+    return send(target, "%s/api/%s/files" % (prefix, category), body, headers, attempts, retry_delay)
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("expected a number, got %r" % text)
+        if v < 0 or (kind is int and v < 1):
+            raise argparse.ArgumentTypeError("must be positive, got %r" % text)
+        return v
+
+    return parse
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="uingest relay",
+        description="Upload the samples `uingest serve` collected to an ingestion service, each once (resumable).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--data-dir", required=True, help="folder written by `uingest serve` (holds index.jsonl)")
+    parser.add_argument("--api-key", help="project API key; prefer the UINGEST_API_KEY or EI_API_KEY variable")
+    parser.add_argument("--url", default=DEFAULT_URL, help="ingestion service (default %s)" % DEFAULT_URL)
+    parser.add_argument(
+        "--timeout", type=_positive(float), default=DEFAULT_TIMEOUT, help="seconds per socket operation (30)"
+    )
+    parser.add_argument(
+        "--attempts", type=_positive(int), default=DEFAULT_ATTEMPTS, help="tries per sample on 5xx/network errors (5)"
+    )
+    parser.add_argument(
+        "--retry-delay",
+        type=_positive(float),
+        default=DEFAULT_RETRY_DELAY,
+        help="first backoff delay in seconds, doubled each retry, at most 60 (1)",
+    )
+    parser.add_argument("--ca-file", help="CA certificates (PEM) to verify an https --url with")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("-v", "--verbose", action="store_true", help="one line per sample sent")
+    args = parser.parse_args(argv)
+    api_key = args.api_key or os.environ.get("UINGEST_API_KEY") or os.environ.get("EI_API_KEY")
+    if not api_key:
+        print("relay: no API key: pass --api-key or set UINGEST_API_KEY or EI_API_KEY", file=sys.stderr)
+        return 2
+    try:
+        return relay(
+            args.data_dir,
+            args.url,
+            api_key,
+            timeout=args.timeout,
+            attempts=args.attempts,
+            retry_delay=args.retry_delay,
+            ca_file=args.ca_file,
+            quiet=args.quiet,
+            verbose=args.verbose,
+        )
+    except UsageError as e:
+        print("relay: %s" % e, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
