@@ -32,6 +32,34 @@ Choices where the real service is unknown or where we are stricter:
 - /files answers 200 with a per-part result; the top-level ``success`` is true only when every part was
   stored. Its ``sampleId`` is the index line's ``sample_id``.
 
+Dashboard (read-only; see the ``_Dashboard`` class): ``GET /`` is a page that lists the stored samples by
+category, label and device with counts, plots a sample's axes against time when it is clicked (on a
+<canvas>, drawn by the page's own script: no CDN, works offline), and updates live. Its assets are
+``GET /dashboard/{dashboard.js,dashboard.css}`` (files of the package folder ``uingest_tools/dashboard``).
+The page and its assets hold no data and are public. The data is served as JSON by:
+
+- ``GET /api/dashboard/summary``: counts per category, per label (split by category) and per device, the
+  total, and the 50 most recent samples;
+- ``GET /api/dashboard/samples?category=&label=&device=&limit=``: the newest samples matching the filters
+  (``label=`` or ``device=`` with an empty value selects samples without one), at most ``limit`` (<= 1000);
+- ``GET /api/dashboard/samples/{sample_id}``: one sample's axes, decoded (cbor2/json) from its stored file,
+  with times in ms; over 2000 rows each axis is reduced to the min and max of 1000 buckets (peaks survive);
+  422 for a stored file that is not a data acquisition message (wav, csv, images);
+- ``GET /api/dashboard/events``: Server-Sent Events; an ``event: summary`` (the summary JSON) when the
+  stream opens and whenever samples were stored since (at most 5 a second), a comment every 15 s otherwise.
+
+Auth choice: the dashboard's JSON endpoints need the same API key as ingestion (unless --no-auth), since
+the server may listen on a LAN. It is taken from the x-api-key header or a ``key`` query parameter
+(EventSource cannot send headers). The page is opened as ``/?key=K`` (or asks for the key); its script
+keeps the key in the tab's sessionStorage, removes it from the address bar, and sends it as x-api-key
+(``?key=`` only for the event stream). The request log line carries the path only, never the query string,
+so a key in ``?key=`` is not logged. Responses forbid framing, sniffing and referrers; the page's
+Content-Security-Policy allows only its own scripts and connections. No CORS headers are sent.
+
+Open event streams do not hold up a shutdown: the server used by ``main`` and ``ServerThread`` (``_Server``)
+ends them first, then uvicorn finishes the other requests as usual. (A plain ``uvicorn`` run of the app
+would wait for open dashboards to disconnect.)
+
 A sample is acknowledged only after its file is fsynced and renamed into place and its index line is
 written and fsynced, so stopping the server (Ctrl-C, SIGTERM: uvicorn lets running requests finish) loses
 no acknowledged sample. Temp files left by a crash (``.upload-*.tmp``, ``.store-*.tmp``) are removed at start.
@@ -40,6 +68,7 @@ no acknowledged sample. Temp files left by a crash (``.upload-*.tmp``, ``.store-
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime
 import hashlib
 import hmac
@@ -61,7 +90,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from .acquisition import InvalidMessage, check_structure, decode, verify_signature
@@ -166,7 +195,7 @@ def _parse_metadata(request: Request):
         return None
     try:
         meta = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep ([[[[...)
         meta = None
     if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
         raise Rejected(400, "x-metadata must be a JSON object of string values")
@@ -236,6 +265,100 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+_LEAN_FIELDS = (
+    "sample_id",
+    "file",
+    "category",
+    "label",
+    "device_name",
+    "device_type",
+    "sensors",
+    "rows",
+    "interval_ms",
+    "signature",
+    "file_name",
+    "received_at",
+)
+
+
+def device_key(rec: dict):
+    """How the dashboard names a sample's device: its device_name, else its device_type, else None (files)."""
+    return rec.get("device_name") or rec.get("device_type") or None
+
+
+class _Tally:
+    """What the dashboard shows, kept as samples are indexed: counts, and every sample's index fields
+    (without sha256 and metadata). Its own lock is held only briefly, never while writing to disk."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.version = 0  # bumped by every add()
+        self.records: list[dict] = []  # in index order
+        self.by_id: dict[int, dict] = {}
+        self.categories: dict[str, int] = {}
+        self.labels: dict = {}  # label (None: no label) -> {category: count}
+        self.devices: dict = {}  # device_key -> {"device_type", "count", "last"}
+
+    def add(self, rec: dict) -> None:
+        lean = {k: rec.get(k) for k in _LEAN_FIELDS}
+        category = lean["category"] if isinstance(lean["category"], str) else "?"
+        label = lean["label"] if isinstance(lean["label"], str) else None
+        device = device_key(lean)
+        device = device if isinstance(device, str) else None
+        with self.lock:
+            self.records.append(lean)
+            if isinstance(lean["sample_id"], int):
+                self.by_id[lean["sample_id"]] = lean
+            self.categories[category] = self.categories.get(category, 0) + 1
+            per = self.labels.setdefault(label, {})
+            per[category] = per.get(category, 0) + 1
+            d = self.devices.setdefault(device, {"device_type": None, "count": 0, "last": None})
+            d["count"] += 1
+            d["device_type"] = lean["device_type"] or d["device_type"]
+            d["last"] = lean["received_at"] or d["last"]
+            self.version += 1
+
+    def summary(self, recent: int = 50) -> dict:
+        with self.lock:
+            labels = [
+                {"label": k, "count": sum(v.values()), "categories": dict(v)}
+                for k, v in sorted(self.labels.items(), key=lambda kv: (kv[0] is None, kv[0] or ""))
+            ]
+            devices = [
+                {"device": k, "device_type": v["device_type"], "count": v["count"], "last_received_at": v["last"]}
+                for k, v in sorted(self.devices.items(), key=lambda kv: (kv[0] is None, kv[0] or ""))
+            ]
+            return {
+                "version": self.version,
+                "total": len(self.records),
+                "categories": [{"category": c, "count": n} for c, n in sorted(self.categories.items())],
+                "labels": labels,
+                "devices": devices,
+                "recent": [dict(r) for r in self.records[-recent:][::-1]] if recent > 0 else [],
+            }
+
+    def select(self, category=None, label=(), device=(), limit: int = 100) -> list[dict]:
+        """Newest first. label/device: () for any, None for samples without one."""
+        out = []
+        with self.lock:
+            for r in reversed(self.records):
+                if category is not None and r["category"] != category:
+                    continue
+                if label != () and r["label"] != label:
+                    continue
+                if device != () and device_key(r) != device:
+                    continue
+                out.append(dict(r))
+                if len(out) >= limit:
+                    break
+        return out
+
+    def get(self, sample_id: int):
+        with self.lock:
+            rec = self.by_id.get(sample_id)
+            return dict(rec) if rec is not None else None
+
+
 class Store:
     """The data folder: atomic sample files plus index.jsonl. Thread-safe; commits are serialized."""
 
@@ -243,6 +366,8 @@ class Store:
         self.data_dir = os.path.abspath(data_dir)
         os.makedirs(self.data_dir, exist_ok=True)
         self.index_path = os.path.join(self.data_dir, INDEX)
+        self.tally = _Tally()
+        self.listeners: list = []  # called with no argument after each commit; must not block
         self._lock = threading.Lock()
         self._hashes: set[str] = set()
         self._next_sample = 1
@@ -267,6 +392,7 @@ class Store:
             if not isinstance(rec, dict):
                 continue
             n += 1
+            self.tally.add(rec)
             if isinstance(rec.get("sha256"), str):
                 self._hashes.add(rec["sha256"])
             if isinstance(rec.get("sample_id"), int):
@@ -389,6 +515,12 @@ class Store:
                 raise
             self._hashes.add(sha)
             self._next_sample += 1
+            self.tally.add(record)
+            for listener in self.listeners:
+                try:
+                    listener()
+                except Exception:  # the sample is stored all the same
+                    log.exception("dashboard listener failed")
             return record
 
 
@@ -664,6 +796,236 @@ class _App:
                 await form.close()
 
 
+# --- dashboard
+
+DASHBOARD_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dashboard")
+DASHBOARD_ASSETS = {  # URL name -> (file in DASHBOARD_DIR, media type)
+    "dashboard.js": ("dashboard.js", "text/javascript; charset=utf-8"),
+    "dashboard.css": ("dashboard.css", "text/css; charset=utf-8"),
+}
+MAX_PLOT_POINTS = 2000  # per axis, in /api/dashboard/samples/{id}
+SSE_KEEPALIVE = 15.0  # seconds between comments on an idle event stream
+SSE_MIN_GAP = 0.2  # seconds between two summaries on one event stream
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+_PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+def sample_axes(msg_payload: dict, max_points: int = MAX_PLOT_POINTS) -> dict:
+    """A message payload's values as {"t": [ms], "axes": [[...] per sensor], "downsampled": bool}.
+
+    Up to max_points rows are returned as they are. Longer ones are cut into max_points // 2 buckets and
+    each axis gives its min and max per bucket, in the order they occur, at the times of the bucket's first
+    and middle rows: peaks stay visible.
+    """
+    values = msg_payload["values"]
+    width = len(msg_payload["sensors"])
+    rows = [v if isinstance(v, list) else [v] for v in values]
+    interval = float(msg_payload["interval_ms"])
+    n = len(rows)
+    if n <= max_points:
+        return {"t": [i * interval for i in range(n)], "axes": [[r[a] for r in rows] for a in range(width)]}
+    buckets = max(1, max_points // 2)
+    t: list[float] = []
+    axes: list[list] = [[] for _ in range(width)]
+    for b in range(buckets):
+        lo, hi = b * n // buckets, (b + 1) * n // buckets
+        t.append(lo * interval)
+        t.append(((lo + hi - 1) // 2) * interval)
+        for a in range(width):
+            col = [r[a] for r in rows[lo:hi]]
+            i_min = min(range(len(col)), key=col.__getitem__)
+            i_max = max(range(len(col)), key=col.__getitem__)
+            first, second = (i_min, i_max) if i_min <= i_max else (i_max, i_min)
+            axes[a].append(col[first])
+            axes[a].append(col[second])
+    return {"t": t, "axes": axes, "downsampled": True}
+
+
+class _Hub:
+    """Wakes the dashboard's event streams (asyncio, in the server's loop) from any thread."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._waiters: set = set()
+        self.closing = False
+
+    def subscribe(self):
+        waiter = (asyncio.get_running_loop(), asyncio.Event())
+        with self._lock:
+            self._waiters.add(waiter)
+        return waiter
+
+    def unsubscribe(self, waiter) -> None:
+        with self._lock:
+            self._waiters.discard(waiter)
+
+    def notify(self) -> None:
+        with self._lock:
+            waiters = list(self._waiters)
+        for loop, event in waiters:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # that loop is closed
+                self.unsubscribe((loop, event))
+
+    def open(self) -> None:
+        self.closing = False
+
+    def close(self) -> None:
+        """End every event stream (server shutdown)."""
+        self.closing = True
+        self.notify()
+
+
+class _Dashboard:
+    """The dashboard's page, assets and read-only JSON endpoints (see the module docstring)."""
+
+    def __init__(self, store: Store, api_key, no_auth: bool):
+        self.store = store
+        self.api_key = api_key.encode() if isinstance(api_key, str) else api_key
+        self.no_auth = no_auth
+        self.hub = _Hub()
+        store.listeners.append(self.hub.notify)
+        self.assets = {}
+        for name, (file, media) in DASHBOARD_ASSETS.items():
+            with open(os.path.join(DASHBOARD_DIR, file), "rb") as f:
+                self.assets[name] = (f.read(), media)
+        with open(os.path.join(DASHBOARD_DIR, "index.html"), "rb") as f:
+            self.page_html = f.read()
+
+    def _denied(self, request: Request):
+        """None when the request may read the data, else the 401 response."""
+        if self.no_auth:
+            return None
+        given = request.headers.get("x-api-key")
+        if given:
+            given_bytes = given.encode("latin-1")  # as _App._auth reads it
+        else:
+            given = request.query_params.get("key")
+            given_bytes = given.encode() if given else b""
+        if given and hmac.compare_digest(given_bytes, self.api_key):
+            return None
+        reason = "invalid API key" if given else "missing API key: send x-api-key or ?key="
+        return JSONResponse({"error": reason}, status_code=401, headers=_SECURITY_HEADERS)
+
+    @staticmethod
+    def _json(data, status_code: int = 200) -> Response:
+        return JSONResponse(data, status_code=status_code, headers=_SECURITY_HEADERS)
+
+    async def page(self, request: Request) -> Response:
+        headers = dict(_SECURITY_HEADERS, **{"Content-Security-Policy": _PAGE_CSP})
+        return Response(self.page_html, media_type="text/html; charset=utf-8", headers=headers)
+
+    async def asset(self, request: Request) -> Response:
+        found = self.assets.get(request.path_params["name"])
+        if found is None:
+            return PlainTextResponse("not found", status_code=404)
+        body, media = found
+        return Response(body, media_type=media, headers=_SECURITY_HEADERS)
+
+    async def summary(self, request: Request) -> Response:
+        return self._denied(request) or self._json(self.store.tally.summary())
+
+    async def samples(self, request: Request) -> Response:
+        denied = self._denied(request)
+        if denied:
+            return denied
+        q = request.query_params
+        try:
+            limit = min(max(int(q.get("limit", "100")), 1), 1000)
+        except ValueError:
+            return self._json({"error": "limit must be an integer"}, 400)
+        label = q["label"] if "label" in q else ()
+        device = q["device"] if "device" in q else ()
+        found = self.store.tally.select(
+            category=q.get("category") or None,
+            label=(label or None) if label != () else (),
+            device=(device or None) if device != () else (),
+            limit=limit,
+        )
+        return self._json({"samples": found})
+
+    def _read_sample(self, rec: dict) -> dict:
+        """Runs in a worker thread: the sample's axes, or Rejected."""
+        ext = os.path.splitext(rec["file"] or "")[1].lower()
+        fmt = {".cbor": "cbor", ".json": "json"}.get(ext)
+        if fmt is None:
+            raise Rejected(422, "sample %d is a %s file, not a data acquisition message" % (rec["sample_id"], ext))
+        path = os.path.join(self.store.data_dir, *rec["file"].split("/"))
+        try:
+            with open(path, "rb") as f:
+                body = f.read()
+        except OSError:
+            raise Rejected(404, "the file of sample %d is gone" % rec["sample_id"])
+        try:
+            payload = check_structure(decode(body, fmt))
+        except InvalidMessage as e:
+            raise Rejected(422, "sample %d cannot be read: %s" % (rec["sample_id"], e))
+        plot = sample_axes(payload)
+        return {
+            **rec,
+            "sensors": [{"name": s["name"], "units": s["units"]} for s in payload["sensors"]],
+            "interval_ms": payload["interval_ms"],
+            "rows": len(payload["values"]),
+            "points": len(plot["t"]),
+            "downsampled": plot.get("downsampled", False),
+            "t": plot["t"],
+            "axes": plot["axes"],
+        }
+
+    async def sample(self, request: Request) -> Response:
+        denied = self._denied(request)
+        if denied:
+            return denied
+        sample_id = request.path_params["sample_id"]
+        rec = self.store.tally.get(sample_id)
+        if rec is None:
+            return self._json({"error": "no sample %d" % sample_id}, 404)
+        try:
+            data = await anyio.to_thread.run_sync(self._read_sample, rec)
+        except Rejected as e:
+            return self._json({"error": _one_line(e.reason)}, e.status)
+        return self._json(data)
+
+    async def events(self, request: Request) -> Response:
+        denied = self._denied(request)
+        if denied:
+            return denied
+        hub, tally = self.hub, self.store.tally
+
+        async def stream():
+            loop_event = hub.subscribe()
+            event = loop_event[1]
+            try:
+                yield "retry: 2000\n\n"
+                sent = None
+                while not hub.closing:
+                    event.clear()
+                    if tally.version != sent:
+                        summary = tally.summary()
+                        sent = summary["version"]
+                        yield "event: summary\ndata: %s\n\n" % json.dumps(summary, separators=(",", ":"))
+                        await anyio.sleep(SSE_MIN_GAP)  # bursts of uploads: one summary per gap
+                        continue
+                    with anyio.move_on_after(SSE_KEEPALIVE):
+                        await event.wait()
+                    if not event.is_set():
+                        yield ": keep-alive\n\n"
+            finally:
+                hub.unsubscribe(loop_event)
+
+        headers = dict(_SECURITY_HEADERS, **{"X-Accel-Buffering": "no"})
+        return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
 def create_app(
     data_dir,
     api_key=None,
@@ -683,16 +1045,45 @@ def create_app(
     if max_body < 1:
         raise ValueError("max_body must be positive")
     handlers = _App(Store(data_dir), api_key, hmac_key or None, no_auth, int(max_body), int(memory_limit))
+    dash = _Dashboard(handlers.store, api_key, no_auth)
     app = Starlette(
         routes=[
             Route("/api/health", handlers.health, methods=["GET"]),
+            Route("/api/dashboard/summary", dash.summary, methods=["GET"]),
+            Route("/api/dashboard/samples", dash.samples, methods=["GET"]),
+            Route("/api/dashboard/samples/{sample_id:int}", dash.sample, methods=["GET"]),
+            Route("/api/dashboard/events", dash.events, methods=["GET"]),
             Route("/api/{category}/data", handlers.data, methods=["POST"]),
             Route("/api/{category}/files", handlers.files, methods=["POST"]),
+            Route("/", dash.page, methods=["GET"]),
+            Route("/dashboard/{name}", dash.asset, methods=["GET"]),
         ],
         middleware=[Middleware(_LogRequests)],
     )
     app.state.store = handlers.store
+    app.state.dashboard_hub = dash.hub
     return app
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, ending the dashboard's event streams before its graceful shutdown (which waits for
+    every open response) so that they cannot hold it up."""
+
+    def _hub(self):
+        state = getattr(self.config.app, "state", None)
+        return getattr(state, "dashboard_hub", None)
+
+    async def startup(self, sockets=None) -> None:
+        hub = self._hub()
+        if hub is not None:
+            hub.open()
+        await super().startup(sockets)
+
+    async def shutdown(self, sockets=None) -> None:
+        hub = self._hub()
+        if hub is not None:
+            hub.close()
+        await super().shutdown(sockets)
 
 
 class ServerThread:
@@ -734,7 +1125,7 @@ class ServerThread:
             ssl_certfile=self.ssl_certfile,
             ssl_keyfile=self.ssl_keyfile,
         )
-        self.server = uvicorn.Server(config)
+        self.server = _Server(config)
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
@@ -825,6 +1216,14 @@ def main(argv=None) -> int:
         "must verify" if hmac_key else "not checked",
         args.max_body,
     )
+    shown_host = "[%s]" % args.host if ":" in args.host else args.host
+    log.info(
+        "dashboard: %s://%s:%d/%s",
+        "https" if args.ssl_certfile else "http",
+        shown_host,
+        args.port,
+        "" if args.no_auth else " (open it as /?key=<API key>, or type the key in the page)",
+    )
     config = uvicorn.Config(
         app,
         host=args.host,
@@ -841,7 +1240,7 @@ def main(argv=None) -> int:
     except ValueError:  # not the main thread: uvicorn handles no signals there either
         previous = None
     try:
-        uvicorn.Server(config).run()
+        _Server(config).run()
     except (KeyboardInterrupt, _Terminated):
         pass  # uvicorn has already shut down gracefully: every acknowledged sample is on disk
     finally:

@@ -1,0 +1,409 @@
+"""uingest serve's dashboard: its JSON endpoints and event stream over real HTTP, and the page itself in a
+real headless Chromium (Debian's, driven by Playwright) that must update live and draw a clicked sample."""
+
+import http.client
+import json
+import logging
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from uingest import message
+from uingest.window import Window
+from uingest_tools import serve
+
+API_KEY = "ei_dash_key_7f3a"
+IMU = [("accX", "m/s2"), ("accY", "m/s2"), ("accZ", "m/s2")]
+WAV = b"RIFF" + (36).to_bytes(4, "little") + b"WAVEfmt " + bytes(24) + b"data" + bytes(4)
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+INSTALL_HINT = "run the install step of .ci/run: command -v chromium || (apt-get update && apt-get install -y chromium)"
+
+
+def window(rows=40, phase=0.0, scale=1.0):
+    w = Window(IMU, 10, rows)
+    for i in range(rows):
+        w.append(math.sin(i / 5 + phase) * 9.81 * scale, math.cos(i / 9) * 4 - 1, 9.81)
+    return w
+
+
+def body_of(rows=40, device_name="ac:87:a3:0a:2d:1b", phase=0.0, scale=1.0, fmt="cbor"):
+    return message.encode(
+        window(rows, phase, scale), fmt, hmac_key=None, device_type="ESP32_DEVKITC", device_name=device_name
+    )
+
+
+class Client:
+    def __init__(self, port):
+        self.port = port
+
+    def request(self, method, path, body=None, headers=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            r = conn.getresponse()
+            return r.status, dict((k.lower(), v) for k, v in r.getheaders()), r.read()
+        finally:
+            conn.close()
+
+    def get_json(self, path, key=API_KEY):
+        status, _, body = self.request("GET", path, headers={"x-api-key": key} if key else {})
+        return status, json.loads(body)
+
+    def post(self, body, label, category="training", fmt="cbor"):
+        headers = {
+            "Content-Type": "application/" + fmt,
+            "x-api-key": API_KEY,
+            "x-file-name": "%s.1.%s" % (label, fmt),
+            "x-label": label,
+        }
+        status, _, reply = self.request("POST", "/api/%s/data" % category, body, headers)
+        assert status == 200, reply
+        return reply.decode()
+
+    def post_wav(self, label="knock"):
+        boundary = "dashboardboundary"
+        out = (
+            b'--%s\r\nContent-Disposition: form-data; name="data"; filename="%s.1.wav"\r\n\r\n'
+            % (boundary.encode(), label.encode())
+            + WAV
+            + b"\r\n--%s--\r\n" % boundary.encode()
+        )
+        headers = {"Content-Type": "multipart/form-data; boundary=" + boundary, "x-api-key": API_KEY}
+        status, _, reply = self.request("POST", "/api/training/files", out, headers)
+        assert status == 200 and json.loads(reply)["success"], reply
+
+
+@pytest.fixture
+def server(tmp_path):
+    started = []
+
+    def make(**kw):
+        kw.setdefault("api_key", API_KEY)
+        srv = serve.ServerThread(serve.create_app(str(tmp_path / "data"), **kw)).start()
+        started.append(srv)
+        return srv, Client(srv.port)
+
+    yield make
+    for srv in started:
+        srv.stop()
+
+
+class Events:
+    """The summaries of an SSE response read from a socket."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+
+    def read(self, want, timeout=5.0):
+        """Read until `want` summary events have arrived in all; return them all (decoded)."""
+        self.sock.settimeout(timeout)
+        deadline = time.monotonic() + timeout
+        while self.buf.count(b"event: summary\n") < want:
+            assert time.monotonic() < deadline, self.buf[-500:]
+            chunk = self.sock.recv(65536)
+            assert chunk, "event stream closed: %r" % self.buf[-500:]
+            self.buf += chunk
+        return [json.loads(part.split(b"\n\n")[0]) for part in self.buf.split(b"event: summary\ndata: ")[1:]]
+
+
+def open_events(port, key=API_KEY):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(
+        b"GET /api/dashboard/events?key=%s HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n" % key.encode()
+    )
+    return sock
+
+
+# --- JSON endpoints
+
+
+def test_page_is_public_and_data_needs_the_key(server):
+    srv, c = server()
+    status, headers, page = c.request("GET", "/")
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    assert b"<canvas" in page and b"/dashboard/dashboard.js" in page and b"http" not in page.replace(b"http-", b"")
+    assert "script-src 'self'" in headers["content-security-policy"] and headers["x-frame-options"] == "DENY"
+    for name, media in (("dashboard.js", "text/javascript"), ("dashboard.css", "text/css")):
+        status, headers, body = c.request("GET", "/dashboard/" + name)
+        assert status == 200 and headers["content-type"].startswith(media) and len(body) > 500
+    assert c.request("GET", "/dashboard/../serve.py")[0] == 404
+    assert c.request("GET", "/dashboard/index.html")[0] == 404
+    for path in ("/api/dashboard/summary", "/api/dashboard/samples", "/api/dashboard/samples/1"):
+        assert c.get_json(path, key=None) == (401, {"error": "missing API key: send x-api-key or ?key="})
+        assert c.get_json(path, key="wrong")[0] == 401
+        assert c.get_json(path + "?key=wrong", key=None)[0] == 401
+    assert c.request("GET", "/api/dashboard/events")[0] == 401
+    assert c.get_json("/api/dashboard/summary")[0] == 200
+    assert c.get_json("/api/dashboard/summary?key=" + API_KEY, key=None)[0] == 200
+    # without a key on the server, the dashboard is as open as ingestion
+    srv2, c2 = server(api_key=None, no_auth=True)
+    assert c2.get_json("/api/dashboard/summary", key=None)[0] == 200
+
+
+def test_summary_samples_and_values(server, tmp_path):
+    srv, c = server()
+    c.post(body_of(device_name="dev-a"), "idle")
+    c.post(body_of(device_name="dev-a", phase=1), "idle", category="testing")
+    c.post(body_of(device_name="dev-b", fmt="json"), "wave", fmt="json")
+    c.post_wav()
+    status, s = c.get_json("/api/dashboard/summary")
+    assert status == 200 and s["total"] == 4
+    assert s["categories"] == [{"category": "testing", "count": 1}, {"category": "training", "count": 3}]
+    assert [(x["label"], x["count"], x["categories"]) for x in s["labels"]] == [
+        ("idle", 2, {"training": 1, "testing": 1}),
+        ("knock", 1, {"training": 1}),
+        ("wave", 1, {"training": 1}),
+    ]
+    assert [(d["device"], d["device_type"], d["count"]) for d in s["devices"]] == [
+        ("dev-a", "ESP32_DEVKITC", 2),
+        ("dev-b", "ESP32_DEVKITC", 1),
+        (None, None, 1),
+    ]
+    assert [r["sample_id"] for r in s["recent"]] == [4, 3, 2, 1]
+    assert s["recent"][1]["sensors"] == ["accX", "accY", "accZ"] and "sha256" not in s["recent"][1]
+
+    def ids(query):
+        status, body = c.get_json("/api/dashboard/samples" + query)
+        assert status == 200
+        return [r["sample_id"] for r in body["samples"]]
+
+    assert ids("") == [4, 3, 2, 1]
+    assert ids("?label=idle") == [2, 1] and ids("?category=testing") == [2] and ids("?device=dev-a&limit=1") == [2]
+    assert ids("?device=") == [4] and ids("?label=nothing") == []
+    assert c.get_json("/api/dashboard/samples?limit=x")[0] == 400
+
+    status, v = c.get_json("/api/dashboard/samples/3")
+    assert status == 200 and v["label"] == "wave" and v["file"].endswith(".json") and v["rows"] == 40
+    assert v["sensors"] == [{"name": n, "units": u} for n, u in IMU] and v["downsampled"] is False
+    assert v["t"] == [i * 10 for i in range(40)] and len(v["axes"]) == 3
+    want = [[math.sin(i / 5) * 9.81, math.cos(i / 9) * 4 - 1, 9.81] for i in range(40)]  # stored as float32
+    for a in range(3):
+        assert v["axes"][a] == pytest.approx([row[a] for row in want], abs=1e-5)
+    status, err = c.get_json("/api/dashboard/samples/4")
+    assert status == 422 and "wav" in err["error"]
+    assert c.get_json("/api/dashboard/samples/99")[0] == 404
+
+    # a restarted server reads the same from index.jsonl
+    srv.stop()
+    srv2, c2 = server()
+    status, s2 = c2.get_json("/api/dashboard/summary")
+    assert {k: s2[k] for k in ("total", "categories", "labels", "devices")} == {
+        k: s[k] for k in ("total", "categories", "labels", "devices")
+    }
+
+
+def test_long_samples_are_reduced_to_2000_points_keeping_peaks(server):
+    srv, c = server()
+    rows = 6000
+    c.post(body_of(rows=rows), "long")
+    status, v = c.get_json("/api/dashboard/samples/1")
+    assert status == 200 and v["rows"] == rows and v["downsampled"] is True
+    assert v["points"] == len(v["t"]) <= 2000 and all(len(a) == len(v["t"]) for a in v["axes"])
+    assert v["t"] == sorted(v["t"]) and v["t"][0] == 0 and v["t"][-1] <= (rows - 1) * 10
+    x = [math.sin(i / 5) * 9.81 for i in range(rows)]
+    assert max(v["axes"][0]) == pytest.approx(max(x), rel=1e-6)
+    assert min(v["axes"][0]) == pytest.approx(min(x), rel=1e-6)
+    # unit: min/max per bucket, in the order they occur
+    out = serve.sample_axes({"sensors": [{}], "interval_ms": 2, "values": [0, 5, -3, 1, 7, 2, -9, 4]}, max_points=4)
+    assert out == {"t": [0, 2, 8, 10], "axes": [[5, -3, 7, -9]], "downsampled": True}
+
+
+def test_the_key_in_a_query_string_is_not_logged(server, caplog):
+    caplog.set_level(logging.DEBUG)
+    srv, c = server()
+    assert c.get_json("/api/dashboard/summary?key=" + API_KEY, key=None)[0] == 200
+    assert c.request("GET", "/?key=" + API_KEY)[0] == 200
+    deadline = time.monotonic() + 5
+    while len([r for r in caplog.records if r.name == "uingest.serve"]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    lines = [r.getMessage() for r in caplog.records if r.name == "uingest.serve"]
+    assert lines[0].startswith("GET /api/dashboard/summary 200 ") and lines[1].startswith("GET / 200 ")
+    assert API_KEY not in "\n".join(r.getMessage() for r in caplog.records)
+
+
+# --- live updates over Server-Sent Events, and shutdown with streams open
+
+
+def test_event_stream_pushes_summaries_and_does_not_hold_up_stop(server):
+    srv, c = server()
+    sock = open_events(srv.port)
+    try:
+        stream = Events(sock)
+        events = stream.read(1)
+        assert stream.buf.startswith(b"HTTP/1.1 200 OK\r\n") and b"text/event-stream" in stream.buf
+        assert b"retry: " in stream.buf and events[0]["total"] == 0
+        c.post(body_of(), "idle")
+        c.post(body_of(phase=2), "idle")
+        while events[-1]["total"] < 2:
+            events = stream.read(len(events) + 1)
+        assert events[-1]["labels"][0]["count"] == 2
+        sock2 = open_events(srv.port)
+        Events(sock2).read(1)
+        t0 = time.monotonic()
+        srv.stop()
+        assert time.monotonic() - t0 < 3, "an open event stream held up the shutdown"
+        sock.settimeout(3)
+        while sock.recv(65536):  # the server ended the stream and closed the connection
+            pass
+        sock2.close()
+    finally:
+        sock.close()
+
+
+def test_sigterm_with_an_open_event_stream(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, UINGEST_API_KEY=API_KEY)
+    cmd = [sys.executable, "-m", "uingest_tools.serve", "--port", str(port), "--data-dir", str(tmp_path / "d")]
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    sock = None
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                if Client(port).request("GET", "/api/health")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+        sock = open_events(port)
+        Events(sock).read(1)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert time.monotonic() - t0 < 5
+    finally:
+        if sock is not None:
+            sock.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = proc.stderr.read()
+    assert "dashboard: http://127.0.0.1:%d/" % port in err and API_KEY not in err
+
+
+# --- the page in a real browser
+
+
+def _browser(p):
+    if not os.path.exists(CHROMIUM) and not shutil.which("chromium"):
+        pytest.fail("Chromium is not installed (%s): %s" % (CHROMIUM, INSTALL_HINT))
+    exe = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
+    return p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS, timeout=20000)
+
+
+def wait_until(page, js, timeout=10.0):
+    """Poll a JS expression with page.evaluate (page.wait_for_function evaluates strings in the page, which
+    the dashboard's Content-Security-Policy forbids, as it should)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(js):
+        assert time.monotonic() < deadline, "timed out waiting for: " + js
+        time.sleep(0.05)
+
+
+# pixels of each of the first 3 axis colours, anti-aliased over the white plot: p = white + a (colour - white)
+PIXELS_JS = """() => {
+  const c = document.getElementById('plot');
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  const cols = window.uingestDashboard.colors.slice(0, 3).map(
+    (h) => [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16)));
+  const counts = cols.map(() => 0);
+  for (let i = 0; i < d.length; i += 4)
+    cols.forEach((col, k) => {
+      const a = [0, 1, 2].map((j) => (255 - d[i + j]) / (255 - col[j]));
+      if (Math.min(...a) > 0.4 && Math.max(...a) - Math.min(...a) < 0.15) counts[k]++;
+    });
+  return counts;
+}"""
+
+
+def test_dashboard_in_a_browser(server, tmp_path):
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed: `make test` installs requirements-dev.txt into .venv")
+    srv, c = server()
+    c.post(body_of(device_name="dev-a"), "idle")
+    with sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(srv.url + "/?key=" + API_KEY)
+            wait_until(page, "document.getElementById('status').textContent === 'live'")
+            assert page.url == srv.url + "/", "the key stays in the address bar"
+            assert page.text_content("#total") == "1"
+            page.evaluate("window.__notReloaded = true")
+
+            # live: windows posted now show up without a reload
+            c.post(body_of(device_name="dev-a", phase=1), "idle")
+            c.post(body_of(device_name="dev-b", phase=2, scale=0.5), "wave", category="testing")
+            c.post(body_of(device_name="dev-b", phase=3), "wave")
+            wait_until(page, "document.getElementById('total').textContent === '4'")
+            assert page.evaluate("window.__notReloaded") is True
+            wait_until(page, "document.querySelectorAll('#samples tbody tr').length === 4")
+            texts = lambda sel: page.locator(sel).all_inner_texts()  # noqa: E731
+            assert texts('#labels tr[data-label="idle"] td') == ["idle", "2", "0", "0", "2"]
+            assert texts('#labels tr[data-label="wave"] td') == ["wave", "1", "1", "0", "2"]
+            assert texts('#devices tr[data-device="dev-b"] td')[:3] == ["dev-b", "ESP32_DEVKITC", "2"]
+            assert texts('#categories tr[data-category="training"] td') == ["training", "3"]
+            assert texts("#samples tbody tr td:first-child") == ["4", "3", "2", "1"]
+
+            # a filter by label, then back
+            page.click('#labels tr[data-label="wave"]')
+            wait_until(page, "document.querySelectorAll('#samples tbody tr').length === 2")
+            assert texts("#samples tbody tr td:nth-child(4)") == ["wave", "wave"]
+            page.click("#filter")
+            wait_until(page, "document.querySelectorAll('#samples tbody tr').length === 4")
+
+            # click a sample: its axes are drawn, with a legend per axis
+            assert page.evaluate(PIXELS_JS) == [0, 0, 0]
+            page.click('#samples tr[data-sample-id="3"]')
+            wait_until(page, "window.uingestDashboard.plotted === 3")
+            assert texts("#legend li") == ["accX(m/s2)", "accY(m/s2)", "accZ(m/s2)"]
+            assert "wave" in page.text_content("#plottitle")
+            counts = page.evaluate(PIXELS_JS)
+            assert all(n > 100 for n in counts), "axis lines not drawn: %r pixels per axis colour" % counts
+            # a sample posted while one is plotted keeps the plot and the selection
+            c.post(body_of(device_name="dev-c", phase=4), "idle")
+            wait_until(page, "document.getElementById('total').textContent === '5'")
+            assert page.get_attribute('#samples tr[data-sample-id="3"]', "class") == "selected"
+
+            shot = tmp_path / "dashboard.png"
+            page.screenshot(path=str(shot), full_page=True)
+            data = shot.read_bytes()
+            assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 30000
+
+            # without a key, the page asks for one
+            page2 = browser.new_page()
+            page2.on("pageerror", lambda e: errors.append(str(e)))
+            page2.goto(srv.url + "/")
+            page2.wait_for_selector("#keyform", state="visible", timeout=10000)
+            page2.fill("#keyinput", API_KEY)
+            page2.click("#keyform button")
+            wait_until(page2, "document.getElementById('total').textContent === '5'")
+            assert not errors, errors
+        finally:
+            browser.close()
