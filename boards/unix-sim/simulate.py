@@ -44,6 +44,9 @@ def main():
         for i in range(per_label):
             sensor.fill(window, i)
             gc.collect()  # sampling leaves garbage: free it before the upload needs RAM
+            # iat once per window: a retry must send the same bytes, or a window
+            # whose reply was lost would be stored again instead of getting 409
+            iat = unix_time()
             while True:
                 out = post_window(
                     client,
@@ -55,7 +58,7 @@ def main():
                     hmac_key=cfg.get("hmac_key"),
                     device_type=board.DEVICE_TYPE,
                     device_name=cfg.get("device_name", "unix-sim"),
-                    iat=unix_time(),
+                    iat=iat,
                 )
                 gc.collect()
                 print("window", label, i, out.kind, out.status, out.detail, "free=%d" % gc.mem_free())

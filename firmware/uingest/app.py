@@ -217,7 +217,7 @@ def main(config_path="config.json", max_windows=None, board=None, log=print):
     if getattr(hw, "wdt_timeout_ms", None):
         from machine import WDT
 
-        wdt = WDT(timeout=hw.wdt_timeout_ms)
+        wdt = WDT(timeout=hw.wdt_timeout_ms)  # pyright: ignore[reportArgumentType] (not None: checked above)
     gc.collect()  # imports and boot leave garbage: clear it before the long-lived buffers are placed
     app = App(cfg, hw, link, board.DEVICE_TYPE, log)
     log("uingest: %s" % config_mod.describe(cfg))

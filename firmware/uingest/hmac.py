@@ -9,7 +9,7 @@ from micropython import const
 _BLOCK = const(64)
 
 
-_last = [None, None, None]  # key, ipad, opad: a device signs every window with one key
+_last: list = [None, None, None]  # key, ipad, opad: a device signs every window with one key
 
 
 def _pads(key):

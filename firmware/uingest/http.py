@@ -15,6 +15,7 @@ _SEND = const(1460)  # one TCP segment on Ethernet and Wi-Fi
 _IPPROTO_TCP = const(6)  # same numbers on Linux and lwIP; not every port names them
 _TCP_NODELAY = const(1)
 _MAX_BODY = const(1024)  # we only need the reply's first line
+_MAX_LINE = const(512)  # of a status or header line: a longer one is cut (its rest skipped, never held whole)
 
 
 class Outcome:
@@ -117,7 +118,8 @@ class Client:
             s.close()
             raise
         self._sock = s
-        self._rfile = s if hasattr(s, "readline") else s.makefile("rb")
+        # CPython's sockets only: MicroPython's (plain and TLS) have readline
+        self._rfile = s if hasattr(s, "readline") else s.makefile("rb")  # pyright: ignore[reportAttributeAccessIssue]
         self.connections += 1
 
     def _wrap_tls(self, s):
@@ -126,7 +128,7 @@ class Client:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         if self.insecure:
             if hasattr(ctx, "check_hostname"):
-                ctx.check_hostname = False
+                ctx.check_hostname = False  # pyright: ignore[reportAttributeAccessIssue]
             ctx.verify_mode = ssl.CERT_NONE
         else:
             ctx.verify_mode = ssl.CERT_REQUIRED
@@ -191,27 +193,34 @@ class Client:
             mv = memoryview(b)
             done = 0
             while done < n:
-                k = s.write(mv[done:] if done else mv)
+                k = s.write(mv[done:] if done else mv)  # pyright: ignore[reportOptionalMemberAccess] (connected)
                 if k is None:
                     raise OSError(110)  # timed out (non-blocking write gave nothing)
                 done += k
         else:
-            s.sendall(b)
+            s.sendall(b)  # pyright: ignore[reportOptionalMemberAccess]
         return len(b)
 
     # Reading: MicroPython sockets (plain and TLS) have readline() and read(n)
     # with no short reads; on CPython a buffered file over the socket does.
+    # _rfile is set while connected; readline(size) is MicroPython's stream
+    # readline (the ESP32 stubs list no size argument).
     def _readline(self):
-        line = self._rfile.readline()
+        line = self._rfile.readline(_MAX_LINE)  # pyright: ignore[reportOptionalMemberAccess, reportCallIssue]
         if not line:
             raise _Closed("connection closed by the server")
+        rest = line
+        while len(rest) == _MAX_LINE and rest[-1] != 10:  # no b"\n" yet: skip the rest of the line
+            rest = self._rfile.readline(_MAX_LINE)  # pyright: ignore[reportOptionalMemberAccess, reportCallIssue]
+            if not rest:
+                raise _Closed("connection closed by the server")
         return line
 
     def _read(self, n, keep):
         """Read n body bytes; keep at most `keep` of them."""
         out = b""
         while n > 0:
-            part = self._rfile.read(min(n, _BUF))
+            part = self._rfile.read(min(n, _BUF))  # pyright: ignore[reportOptionalMemberAccess]
             if not part:
                 raise _Closed("connection closed by the server")
             if len(out) < keep:
@@ -222,7 +231,7 @@ class Client:
     def _read_to_close(self, keep):
         out = b""
         while True:
-            part = self._rfile.read(_BUF)
+            part = self._rfile.read(_BUF)  # pyright: ignore[reportOptionalMemberAccess]
             if not part:
                 return out
             if len(out) < keep:
@@ -309,7 +318,10 @@ class Client:
 
 
 def _reason(body):
-    text = body.decode("utf-8", "replace") if body else ""
+    try:
+        text = body.decode("utf-8", "replace") if body else ""
+    except UnicodeError:  # MicroPython ignores "replace" and raises: keep the ASCII
+        text = "".join(chr(c) if 31 < c < 127 or c in (9, 10, 13) else "?" for c in body[:400])
     line = text.strip().split("\n")[0].strip()
     return line[:200]
 

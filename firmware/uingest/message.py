@@ -45,11 +45,11 @@ def _scratch_buf(size):
 
 def _filler(fmt, typecode, width):
     if fmt == "cbor":
-        if _fast and width < 24:
-            return _kernels.cbor_f32 if typecode == "f" else _kernels.cbor_i16
+        if _fast and width < 24:  # _fast: _kernels was imported (the stubs see it may be None)
+            return _kernels.cbor_f32 if typecode == "f" else _kernels.cbor_i16  # pyright: ignore[reportOptionalMemberAccess]
         return cbor.fill_f if typecode == "f" else cbor.fill_h
     if _fast and typecode == "h":
-        return _kernels.json_i16
+        return _kernels.json_i16  # pyright: ignore[reportOptionalMemberAccess]
     from . import jsonw
 
     return jsonw.fill_f if typecode == "f" else jsonw.fill_h
@@ -153,14 +153,15 @@ class Message:
 
     def _set_signature(self, mac):
         hexsig = hexlify(mac.digest())
-        self._head[self._sig_at : self._sig_at + _SIG_LEN] = hexsig
+        # _head is the bytearray made in __init__ (pyright also sees the codec's bytes)
+        self._head[self._sig_at : self._sig_at + _SIG_LEN] = hexsig  # pyright: ignore[reportIndexIssue]
         self.signature = hexsig.decode()
 
     @property
     def length(self):
         """Exact size in bytes of the message (the Content-Length)."""
         self._prepare()
-        return len(self._head) + self._values_len + len(self._tail)
+        return len(self._head) + self._values_len + len(self._tail)  # pyright: ignore[reportOperatorIssue] (set by _prepare)
 
     def write(self, sink):
         """Pass 2: stream the signed message to sink.write(); returns bytes written."""

@@ -40,14 +40,14 @@ class Sampler:
         step = self._num + self._frac
         whole = step // self._scale
         self._frac = step - whole * self._scale
-        self._next = time.ticks_add(self._next, whole)
+        self._next = time.ticks_add(self._next, whole)  # pyright: ignore[reportArgumentType] (set by start())
 
     def wait(self):
         """Block until the next deadline; returns how late we are (us)."""
         if self._next is None:
             self.start()
         while True:
-            left = time.ticks_diff(self._next, time.ticks_us())
+            left = time.ticks_diff(self._next, time.ticks_us())  # pyright: ignore[reportCallIssue, reportArgumentType]
             if left <= 0:
                 break
             if left > _SPIN_US:

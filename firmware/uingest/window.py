@@ -6,7 +6,7 @@ _UNSET = object()
 _TYPECODES = ("f", "h")
 
 
-_checked = [None]  # the last tuple that passed: a device checks the same one every window
+_checked: list = [None]  # the last tuple that passed: a device checks the same one every window
 
 
 def check_sensors(sensors):

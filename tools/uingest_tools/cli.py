@@ -5,6 +5,7 @@ import sys
 COMMANDS = {
     "serve": ("uingest_tools.serve", "run the local Edge Impulse-compatible ingestion server"),
     "simulate": ("uingest_tools.simulate", "run the firmware on the MicroPython unix port and post windows"),
+    "deploy": ("uingest_tools.deploy", "compile the firmware to .mpy and copy it to a board with mpremote"),
     "inspect": ("uingest_tools.inspect", "decode, verify and summarise (or plot) collected samples"),
     "relay": ("uingest_tools.relay", "upload what `uingest serve` collected to Edge Impulse, resumably"),
     "bench": ("uingest_tools.bench", "benchmarks on the MicroPython unix port"),

@@ -53,7 +53,7 @@ class CSVReplay:
         else:
             sensors = tuple(zip(names, units))
         self.sensors = sensors
-        self.width = len(sensors)
+        self.width = len(sensors)  # pyright: ignore[reportArgumentType] (not None: _fail() raised)
         self._rewind()
         if not self._next_line(wrap=False):
             self._line += 1

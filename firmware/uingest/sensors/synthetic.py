@@ -96,7 +96,7 @@ class SyntheticAudio:
     def row(self, t):
         rate = self.rate_hz
         # every product stays a small int: (t mod rate) * f < rate * 950
-        return self._sine[(t % rate * self.freq_hz % rate) * 256 // rate] * self.amp // 32767
+        return self._sine[(t % rate * self.freq_hz % rate) * 256 // rate] * self.amp // 32767  # pyright: ignore[reportOptionalSubscript]
 
     def read(self, window):
         window.append(self.row(self.t))
