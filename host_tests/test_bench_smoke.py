@@ -18,6 +18,10 @@ def test_bench_runs_and_prints_every_table():
             "5",
             "--sampler-seconds",
             "1",
+            "--devices",
+            "2",
+            "--device-windows",
+            "2",
         ],
         capture_output=True,
         text=True,
@@ -32,5 +36,7 @@ def test_bench_runs_and_prints_every_table():
         "minimal responder",
         "uingest serve",
         "sampler at 100 Hz",
+        "smallest -X heapsize",
+        "uingest serve: 2 devices x 2",
     ):
         assert needle in out, needle

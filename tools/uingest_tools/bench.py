@@ -175,6 +175,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=25, help="runs per case; the median is reported (default 25)")
     ap.add_argument("--uploads", type=int, default=200, help="windows posted per upload case (default 200)")
     ap.add_argument("--sampler-seconds", type=int, default=60, help="length of the 100 Hz sampler run (default 60)")
+    ap.add_argument("--devices", type=int, default=20, help="concurrent devices posting to uingest serve (default 20)")
+    ap.add_argument("--device-windows", type=int, default=25, help="windows each device posts (default 25)")
     args = ap.parse_args(argv)
     import tempfile
 
@@ -183,6 +185,8 @@ def main(argv=None) -> int:
         r = run_message_bench(args.repeats, tmp)
         uploads = upload_table(args.uploads, tmp)
         sampler = sampler_line(args.sampler_seconds, tmp)
+        heap = smallest_heap_line(tmp)
+    serve_load = serve_load_line(args.devices, args.device_windows)
     print(
         "uingest bench, %s, %d repeats per case, kernels %s"
         % (datetime.date.today().isoformat(), args.repeats, "on" if r["kernels"][0] else "off")
@@ -192,6 +196,8 @@ def main(argv=None) -> int:
     print(uploads)
     print()
     print(sampler)
+    print(heap)
+    print(serve_load)
     return 0
 
 
@@ -259,3 +265,139 @@ def sampler_line(seconds: int, bundle_dir: str, rate: float = 100.0) -> str:
         "drift %+.0f us = %.3f samples (target <= 1); max lateness %s us; missed deadlines %s"
         % (rate, seconds, int(samples), err, 100 * err / period, drift, drift / period, max_late, missed)
     )
+
+
+SIMULATOR = os.path.join(ROOT, "boards", "unix-sim", "simulate.py")
+
+
+def cycle_completes(heap_kb: int, bundle_dir: str, url: str) -> bool:
+    """One full cycle of a 200x3 IMU window (sample, encode, sign, post) in a
+    fresh unix-port process with this heap."""
+    import json
+
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([bundle_dir, os.path.dirname(SIMULATOR), ".frozen"]))
+    cfg = {"url": url, "api_key": BENCH_API_KEY, "hmac_key": "k", "labels": ["idle"], "windows": 1, "retries": 0}
+    proc = subprocess.run(
+        [micropython(), "-X", "heapsize=%dK" % heap_kb, SIMULATOR],
+        input=json.dumps(cfg) + "\n",
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    return proc.returncode == 0 and '"accepted": 1' in proc.stdout
+
+
+def smallest_heap_line(bundle_dir: str) -> str:
+    responder = Responder()
+    try:
+        found = None
+        for kb in range(24, 132, 4):
+            if cycle_completes(kb, bundle_dir, responder.url):
+                found = kb
+                break
+    finally:
+        responder.close()
+    what = "%dK" % found if found else "more than 128K"
+    return (
+        "full cycle (sample, encode, sign, post) of a 200x3 IMU window: smallest -X heapsize %s on the x64 unix port "
+        "(target 32K; objects there are twice an ESP32's)" % what
+    )
+
+
+def serve_load_line(devices: int, per_device: int) -> str:
+    """`uingest serve` as its own process; devices threads, each with one
+    kept-alive connection, post distinct signed windows. Reports windows/s
+    accepted and the server's peak resident memory."""
+    import http.client
+    import sys
+    import tempfile
+    import threading
+    import time
+
+    sys.path.insert(0, os.path.join(ROOT, "firmware"))
+    sys.path.insert(0, os.path.join(ROOT, "host_tests"))
+    import mpshim
+
+    mpshim.install()
+    from uingest import ingest, message
+    from uingest.window import Window
+
+    bodies = []
+    for d in range(devices):
+        for i in range(per_device):
+            w = Window((("accX", "m/s2"), ("accY", "m/s2"), ("accZ", "m/s2")), 10, 200)
+            for r in range(200):
+                w.append(d + r * 0.01, i - r * 0.02, 9.80665)
+            bodies.append(message.encode(w, "cbor", hmac_key="k", device_name="dev%d" % d, iat=i))
+    port = _free_port()
+    with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as data:
+        env = dict(os.environ, UINGEST_API_KEY=BENCH_API_KEY, UINGEST_HMAC_KEY="k")
+        srv = subprocess.Popen(
+            [sys.executable, "-m", "uingest_tools.serve", "--port", str(port), "--data-dir", data],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _wait_health(port)
+            ok = [0]
+            lock = threading.Lock()
+
+            def device(d):
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                hdrs = ingest.headers(BENCH_API_KEY, label="load")
+                for i in range(per_device):
+                    c.request("POST", "/api/training/data", bodies[d * per_device + i], hdrs)
+                    r = c.getresponse()
+                    r.read()
+                    if r.status == 200:
+                        with lock:
+                            ok[0] += 1
+                c.close()
+
+            threads = [threading.Thread(target=device, args=(d,)) for d in range(devices)]
+            t0 = time.monotonic()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            elapsed = time.monotonic() - t0
+            peak = _peak_rss_mb(srv.pid)
+        finally:
+            srv.terminate()
+            srv.wait(20)
+    return (
+        "uingest serve: %d devices x %d signed 200x3 windows: %d accepted, %.0f windows/s, server peak RSS %.0f MB"
+        % (devices, per_device, ok[0], ok[0] / elapsed, peak)
+    )
+
+
+def _free_port() -> int:
+    """A free loopback port (closed again before the server binds it)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_health(port: int, timeout: float = 20) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/api/health" % port, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("bench: uingest serve did not start")
+
+
+def _peak_rss_mb(pid: int) -> float:
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
