@@ -129,3 +129,21 @@ def test_link_down_queues_then_drains_oldest_first(tmp_path):
         a.close()
     finally:
         srv.close()
+
+
+def test_retry_after_holds_sending_and_windows_queue_meanwhile(tmp_path):
+    import time
+
+    srv = FakeServer([reply(503, b"maintenance", {"Retry-After": "60"})])
+    try:
+        a, lines = make_app(tmp_path, srv.url)
+        a.step()  # 503: queued, and the server asked for 60 s
+        assert len(a.store) == 1 and "server asks to wait 60 s" in lines
+        a.step()  # within the pause: no request at all, the window joins the queue
+        assert len(srv.requests) == 1 and len(a.store) == 2
+        a._hold_until = time.ticks_add(time.ticks_ms(), -1)  # the pause is over
+        a.step()
+        assert len(a.store) == 0 and len(srv.requests) == 4  # the two queued, then the new one
+        a.close()
+    finally:
+        srv.close()

@@ -36,6 +36,7 @@ def test_bench_runs_and_prints_every_table():
         "minimal responder",
         "uingest serve",
         "sampler at 100 Hz",
+        "streamed from flash and uploaded",
         "smallest -X heapsize",
         "uingest serve: 2 devices x 2",
     ):

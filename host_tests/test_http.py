@@ -84,6 +84,7 @@ def test_body_until_close(server):
         ([reply(401, b"")], "REJECTED", 401, "HTTP 401"),
         ([reply(409, b"duplicate sample")], "ACCEPTED", 409, "already stored: duplicate sample"),
         ([reply(503, b"busy", {"Retry-After": "3"})], "RETRY", 503, "busy"),
+        ([reply(429, b"slow down")], "RETRY", 429, "slow down"),
         ([reply(500, b"boom")], "RETRY", 500, "boom"),
         (
             [close_after(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhalf")],
@@ -100,6 +101,21 @@ def test_outcomes(server, kind, status, detail):
     assert (outs[0].kind, outs[0].status) == (kind, status)
     assert outs[0].detail.startswith(detail)
     assert KEY not in repr(outs[0]) and HKEY not in repr(outs[0])
+
+
+@pytest.mark.parametrize(
+    "server,after_ms",
+    [
+        ([reply(503, b"busy", {"Retry-After": "3"})], 3000),
+        ([reply(503, b"busy", {"Retry-After": "99999"})], 3600000),
+        ([reply(503, b"busy", {"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"})], 0),
+        ([reply(500, b"x")], 0),
+    ],
+    indirect=["server"],
+)
+def test_retry_after_is_reported(server, after_ms):
+    _, outs = post(server.url)
+    assert outs[0].kind == http.RETRY and outs[0].retry_after_ms == after_ms
 
 
 @pytest.mark.parametrize("server", [[stall(3)]], indirect=True)

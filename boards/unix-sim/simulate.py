@@ -3,15 +3,23 @@
 # on stdin (so keys never show in a process list). One line per window, then
 # a summary line starting with "summary".
 import gc
-import json
-import sys
-import time
 
-import board
+# As main.py does: hold a block of the fresh heap while the modules load, so
+# the window and the network buffers find contiguous room afterwards.
+_room = bytearray(8 * 1024)
 
-from uingest import http
-from uingest.upload import post_window
-from uingest.window import Window
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import board  # noqa: E402
+
+from uingest import http  # noqa: E402
+from uingest.upload import post_window  # noqa: E402
+from uingest.window import Window  # noqa: E402
+
+_room = None
+gc.collect()
 
 
 def unix_time():
@@ -64,7 +72,8 @@ def main():
                 print("window", label, i, out.kind, out.status, out.detail, "free=%d" % gc.mem_free())
                 if out.kind == http.RETRY and retries_left > 0:
                     retries_left -= 1
-                    time.sleep_ms(cfg.get("retry_delay_ms", 200))
+                    # the server's Retry-After when it gave one, else the configured pause
+                    time.sleep_ms(out.retry_after_ms or cfg.get("retry_delay_ms", 200))
                     continue
                 break
             counts[out.kind] += 1

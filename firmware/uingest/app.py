@@ -53,6 +53,7 @@ class App:
         self.counts = {http.ACCEPTED: 0, http.RETRY: 0, http.REJECTED: 0}
         self.windows = 0
         self._pressed = False
+        self._hold_until = None  # ticks_ms before which the server asked us not to send (Retry-After)
         self.console = Console()
         b = hw.button
         if b is not None and hasattr(b, "irq"):
@@ -125,7 +126,7 @@ class App:
             _unix_time(),
         )
         self.windows += 1
-        up = self.link.ensure()
+        up = self.link.ensure() and not self._holding()
         if up and len(self.store) == 0:
             out = self._post(msg, label, category)
             self._count(out)
@@ -137,7 +138,7 @@ class App:
         else:
             self.store.put(msg, label, category)  # keep the order: older windows go first
         msg = None
-        if up:
+        if up and not self._holding():  # a Retry-After from the post just made holds the queue too
             self.drain()
         gc.collect()
 
@@ -158,10 +159,22 @@ class App:
             else:
                 return
 
+    def _holding(self):
+        if self._hold_until is None:
+            return False
+        if time.ticks_diff(self._hold_until, time.ticks_ms()) > 0:
+            return True
+        self._hold_until = None
+        return False
+
     def _count(self, out):
         self.counts[out.kind] += 1
         if out.kind == http.RETRY:
             self.log("window %d: will retry: %s" % (self.windows, out.detail))
+            if out.retry_after_ms:
+                # the server asked for a pause: windows queue up meanwhile
+                self._hold_until = time.ticks_add(time.ticks_ms(), out.retry_after_ms)
+                self.log("server asks to wait %d s" % (out.retry_after_ms // 1000))
 
     def status(self):
         return "status: windows=%d sent=%d retry=%d rejected=%d queued=%d dropped=%d label=%s %s free=%d" % (

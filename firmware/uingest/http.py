@@ -15,16 +15,19 @@ _SEND = const(1460)  # one TCP segment on Ethernet and Wi-Fi
 _IPPROTO_TCP = const(6)  # same numbers on Linux and lwIP; not every port names them
 _TCP_NODELAY = const(1)
 _MAX_BODY = const(1024)  # we only need the reply's first line
-_MAX_LINE = const(512)  # of a status or header line: a longer one is cut (its rest skipped, never held whole)
+_MAX_RETRY_AFTER_S = const(3600)  # a server asking for more is capped: the data must still go
+_MAX_LINE = const(128)  # of a status or header line: a longer one is cut (its rest skipped, never held whole);
+# small because MicroPython's readline(n) allocates n bytes for every line it reads
 
 
 class Outcome:
-    __slots__ = ("kind", "status", "detail")
+    __slots__ = ("kind", "status", "detail", "retry_after_ms")
 
-    def __init__(self, kind, status, detail):
+    def __init__(self, kind, status, detail, retry_after_ms=0):
         self.kind = kind
         self.status = status  # HTTP status, or 0 when there was no response
         self.detail = detail
+        self.retry_after_ms = retry_after_ms  # RETRY: the server's Retry-After, 0 when it gave none
 
     def __repr__(self):
         return "Outcome(%s, %d, %r)" % (self.kind, self.status, self.detail)
@@ -94,6 +97,7 @@ class Client:
         self._rfile = None
         self._addr = None
         self._answered = False
+        self.retry_after_s = 0  # of the last reply
         self._out = bytearray(_SEND)
         self._out_mv = memoryview(self._out)
         self._out_used = 0
@@ -276,6 +280,8 @@ class Client:
                 chunked = True
             elif name == b"connection":
                 close = value.lower() == b"close"
+            elif name == b"retry-after" and value.isdigit():  # seconds; an HTTP date is ignored
+                self.retry_after_s = min(int(value), _MAX_RETRY_AFTER_S)
         if chunked:
             body = b""
             while True:
@@ -341,9 +347,9 @@ def post_message(client, path, headers, msg):
         # x-disallow-duplicates: the server already has these exact bytes (a
         # reply lost after it stored them): for the sender that is delivered.
         return Outcome(ACCEPTED, status, "already stored: " + _reason(body))
-    if 400 <= status < 500:
+    if 400 <= status < 500 and status not in (408, 429):  # timeout, too many requests: try again
         return Outcome(REJECTED, status, _reason(body) or "HTTP %d" % status)
-    return Outcome(RETRY, status, _reason(body) or "HTTP %d" % status)
+    return Outcome(RETRY, status, _reason(body) or "HTTP %d" % status, client.retry_after_s * 1000)
 
 
 def _describe(e):

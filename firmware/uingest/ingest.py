@@ -26,10 +26,12 @@ def label_from_filename(name):
 def _check_value(header, value):
     if not isinstance(value, str):
         raise ValueError("%s: expected a string" % header)
-    for ch in value:
-        if ch < " " or ch == "\x7f":
+    # over the UTF-8 bytes: iterating a str makes a 1-char string per character
+    # (interned on MicroPython), which a tight heap notices on every request
+    for c in value.encode():
+        if c < 0x20 or c == 0x7F:
             raise ValueError("%s: control characters (CR, LF, ...) are not allowed in a header" % header)
-        if ch > "~":
+        if c > 0x7E:
             raise ValueError("%s: only printable ASCII is allowed in a header" % header)
     return value
 

