@@ -14,16 +14,9 @@ def setup(config):
     gyro (False), imu_addr (0x68), wdt_timeout_ms."""
     from machine import I2C, Pin
 
-    from uingest.sensors.hardware import Hardware
+    from uingest.sensors.hardware import Hardware, imu
     from uingest.sensors.imu import MPU6050
 
     i2c = I2C(0, sda=Pin(PINS["sda"]), scl=Pin(PINS["scl"]), freq=I2C_HZ)
-    imu = MPU6050(
-        i2c,
-        addr=config.get("imu_addr", 0x68),
-        accel_range_g=config.get("accel_range_g", 2),
-        gyro_range_dps=config.get("gyro_range_dps", 250),
-        rate_hz=config["sample_rate_hz"],
-        gyro=config.get("gyro", False),
-    )
-    return Hardware(imu, wdt_timeout_ms=config.get("wdt_timeout_ms", WDT_TIMEOUT_MS))
+    sensor = imu(MPU6050, i2c, config)
+    return Hardware(sensor, wdt_timeout_ms=config.get("wdt_timeout_ms", WDT_TIMEOUT_MS))

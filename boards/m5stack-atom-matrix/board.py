@@ -13,42 +13,17 @@ LED_INDEX = 12  # the centre of the 5x5 matrix
 LED_COLOR = (0, 0, 16)
 
 
-class PixelLED:
-    """One pixel of a WS2812 matrix as an on()/off() LED; the others stay dark."""
-
-    def __init__(self, pixels, index=0, color=LED_COLOR):
-        self._np = pixels
-        self._i = index
-        self._color = color
-        pixels.fill((0, 0, 0))
-        pixels.write()
-
-    def on(self):
-        self._np[self._i] = self._color
-        self._np.write()
-
-    def off(self):
-        self._np[self._i] = (0, 0, 0)
-        self._np.write()
-
-
 def setup(config):
     """config: sample_rate_hz; optional accel_range_g (2), gyro_range_dps (250),
     gyro (False), wdt_timeout_ms."""
     import neopixel
     from machine import I2C, Pin
 
-    from uingest.sensors.hardware import Hardware
+    from uingest.sensors.hardware import Hardware, PixelLED, imu
     from uingest.sensors.imu import MPU6886
 
     i2c = I2C(0, sda=Pin(PINS["sda"]), scl=Pin(PINS["scl"]), freq=I2C_HZ)
-    imu = MPU6886(
-        i2c,
-        accel_range_g=config.get("accel_range_g", 2),
-        gyro_range_dps=config.get("gyro_range_dps", 250),
-        rate_hz=config["sample_rate_hz"],
-        gyro=config.get("gyro", False),
-    )
-    led = PixelLED(neopixel.NeoPixel(Pin(PINS["led"], Pin.OUT), MATRIX_PIXELS), LED_INDEX)
+    sensor = imu(MPU6886, i2c, config)
+    led = PixelLED(neopixel.NeoPixel(Pin(PINS["led"], Pin.OUT), MATRIX_PIXELS), LED_INDEX, LED_COLOR)
     button = Pin(PINS["button"], Pin.IN)
-    return Hardware(imu, led=led, button=button, wdt_timeout_ms=config.get("wdt_timeout_ms", WDT_TIMEOUT_MS))
+    return Hardware(sensor, led=led, button=button, wdt_timeout_ms=config.get("wdt_timeout_ms", WDT_TIMEOUT_MS))
