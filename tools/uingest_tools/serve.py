@@ -649,15 +649,20 @@ class _App:
                 os.unlink(path)
             raise
 
+    def _admit(self, request: Request):
+        """Checks every upload passes first: category, key, size. Returns the
+        category and the media type of the body."""
+        category = request.path_params["category"]
+        if category not in CATEGORIES:
+            raise Rejected(404, "unknown category %r" % category)
+        self._auth(request)
+        self._check_length(request)
+        return category, request.headers.get("content-type", "").split(";")[0].strip().lower()
+
     async def data(self, request: Request) -> Response:
         path = None
         try:
-            category = request.path_params["category"]
-            if category not in CATEGORIES:
-                raise Rejected(404, "unknown category %r" % category)
-            self._auth(request)
-            self._check_length(request)
-            media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            category, media = self._admit(request)
             fmt = CONTENT_TYPES.get(media)
             if fmt is None:
                 raise Rejected(415, "unsupported Content-Type %r: send application/cbor or application/json" % media)
@@ -744,12 +749,7 @@ class _App:
     async def files(self, request: Request) -> Response:
         form = None
         try:
-            category = request.path_params["category"]
-            if category not in CATEGORIES:
-                raise Rejected(404, "unknown category %r" % category)
-            self._auth(request)
-            self._check_length(request)
-            media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            category, media = self._admit(request)
             if media != "multipart/form-data":
                 raise Rejected(415, "unsupported Content-Type %r: send multipart/form-data" % media)
             no_label, header_label = self._header_label(request)
