@@ -58,6 +58,12 @@ def bundle(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def firmware(bundle):
+    """The shipped firmware bundle (a folder of .mpy files and main.py)."""
+    return bundle
+
+
+@pytest.fixture(scope="session")
 def mpy():
     exe = micropython_binary()
     if exe is None:

@@ -7,28 +7,18 @@ import os
 import random
 import signal
 import socket
-import struct
 import subprocess
 import time
 
-import pytest
-
 from conftest import ROOT
+from helpers import f32, read_index
 from uingest.sensors import synthetic
-from uingest_tools import bundle
 from uingest_tools.acquisition import decode, verify_signature
 from uingest_tools.serve import ServerThread, create_app
 
 API_KEY = "ei_app_test_key_42"
 HMAC_KEY = "app-hmac-key"
 BOARD = os.path.join(ROOT, "boards", "unix-sim")
-
-
-@pytest.fixture(scope="module")
-def firmware(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("fw"))
-    bundle.build(out, march="host")
-    return out
 
 
 def free_port():
@@ -64,18 +54,6 @@ def start_app(mpy, firmware, d, max_windows=None, heap="128K", stdin=subprocess.
     return subprocess.Popen(args, cwd=d, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def index(data):
-    path = os.path.join(data, "index.jsonl")
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f]
-
-
-def f32(x):
-    return struct.unpack("<f", struct.pack("<f", x))[0]
-
-
 def first_sample(label, rows, rate):
     """The sample counter t of a window's first row: the synthetic sensor is
     deterministic, so the rows must be exactly samples t, t+1, ... of label."""
@@ -91,7 +69,7 @@ def first_sample(label, rows, rate):
 
 def stored(data, fmt="cbor"):
     out = []
-    for e in index(data):
+    for e in read_index(data):
         with open(os.path.join(data, e["file"]), "rb") as f:
             body = f.read()
         assert verify_signature(body, fmt, HMAC_KEY)
@@ -196,7 +174,7 @@ def test_power_cuts_lose_no_queued_window_and_send_nothing_corrupt(mpy, firmware
         assert proc.returncode == 0, out
     finally:
         srv.stop()
-    entries = index(data)
+    entries = read_index(data)
     got = [e["sha256"] for e in entries]
     assert len(got) == len(set(got)) == len(queued) + 1  # each queued window once, plus the new one
     assert {m["sha256"] for m in queued.values()} <= set(got)
@@ -220,7 +198,7 @@ def test_steady_state_heap_does_not_grow(mpy, firmware, tmp_path):
     finally:
         srv.stop()
     free = [int(line.rsplit("free=", 1)[1]) for line in out.split("\n") if line.startswith("status: ")]
-    assert len(free) == 200 and len(index(data)) == 200
+    assert len(free) == 200 and len(read_index(data)) == 200
     warm = free[20:]
     print("heap free after collection: first %d, after warm-up %d..%d" % (free[0], min(warm), max(warm)))
     assert min(warm) >= warm[0] - 64  # no growth of live heap across 180 windows

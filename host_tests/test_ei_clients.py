@@ -13,7 +13,6 @@ bytes again with acquisition.verify_signature. Nothing here is skipped: a missin
 
 import hashlib
 import importlib.util
-import io
 import json
 import math
 import os
@@ -22,10 +21,10 @@ import shutil
 import subprocess
 import sys
 import time
-import wave
 
 import pytest
 
+from helpers import read_index, wav_bytes
 from uingest import message
 from uingest.window import Window
 from uingest_tools.acquisition import decode, verify_signature
@@ -50,13 +49,6 @@ def server(tmp_path):
         yield srv, data_dir
     finally:
         srv.stop()
-
-
-def index(data_dir):
-    path = data_dir / "index.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def stored_name(label, ext):
@@ -119,7 +111,7 @@ def test_data_forwarder_windows_are_stored_and_signed(node, server):
     results = forward(node, srv, uploads)
     assert all(r["ok"] for r in results), results
 
-    records = {r["file"].split("/")[-1]: r for r in index(data_dir)}
+    records = {r["file"].split("/")[-1]: r for r in read_index(data_dir)}
     assert len(records) == len(uploads)
     for up, res in zip(uploads, results):
         name = res["body"]  # /data answers with the stored file name
@@ -161,7 +153,7 @@ def test_data_forwarder_sees_the_servers_refusals(node, server):
     up[0]["category"] = "validation"
     [bad_cat] = forward(node, srv, up)
     assert not bad_cat["ok"] and "unknown category" in bad_cat["error"], bad_cat
-    assert index(data_dir) == []
+    assert read_index(data_dir) == []
 
 
 # --- the Python SDK (edgeimpulse)
@@ -191,16 +183,6 @@ def acquisition(fmt, rows, phase):
     return message.encode(imu_window(rows, phase), fmt, hmac_key=HMAC_KEY, device_type="ESP32_DEVKITC")
 
 
-def wav_bytes(frames=1600, rate=16000):
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(b"".join(int(8000 * math.sin(i / 9)).to_bytes(2, "little", signed=True) for i in range(frames)))
-    return buf.getvalue()
-
-
 def write_files(folder, files):
     for rel, data in files.items():
         path = folder / rel
@@ -217,7 +199,7 @@ def test_python_sdk_uploads_directories(server, tmp_path):
         "idle.01.cbor": acquisition("cbor", 40, 0),
         "idle.02.cbor": acquisition("cbor", 30, 1),
         "wave.01.json": acquisition("json", 20, 2),
-        "noise.01.wav": wav_bytes(),
+        "noise.01.wav": wav_bytes(1600),
         "updown.01.csv": b"timestamp,accX,accY\n0,0.5,1.25\n10,0.75,-2\n20,1,0\n",
         "notes.txt": b"not a sample: the SDK leaves it out\n",
     }
@@ -254,7 +236,7 @@ def test_python_sdk_uploads_directories(server, tmp_path):
             {"directory": str(tmp_path / "exported")},
         ],
     )
-    by_id = {r["sample_id"]: r for r in index(data_dir)}
+    by_id = {r["sample_id"]: r for r in read_index(data_dir)}
 
     def check(call, sources, category, label_of):
         assert call["fails"] == []

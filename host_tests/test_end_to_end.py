@@ -2,10 +2,8 @@
 MicroPython unix port (board unix-sim), posting to `uingest serve`. The stored
 files are judged with cbor2/json and Python's hmac."""
 
-import json
 import math
 import os
-import struct
 import sys
 import threading
 import time
@@ -13,6 +11,7 @@ import time
 import pytest
 
 from conftest import ROOT
+from helpers import f32, read_index
 from uingest_tools import simulate
 from uingest_tools.acquisition import decode, verify_signature
 from uingest_tools.serve import ServerThread, create_app
@@ -38,18 +37,6 @@ class CountConnections:
         await self.app(scope, receive, send)
 
 
-def index(data_dir):
-    path = os.path.join(data_dir, "index.jsonl")
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f]
-
-
-def f32(x):
-    return struct.unpack("<f", struct.pack("<f", x))[0]
-
-
 def expected_rows(label, window_index, rows=200, rate_hz=100):
     s = board.SyntheticIMU(label, rate_hz)
     w = 2 * math.pi * s.freq_hz / rate_hz
@@ -66,15 +53,6 @@ def window_index_of(label, values):
         if all(abs(a - b) <= 1e-5 for r, q in zip(values, want) for a, b in zip(r, q)):
             return i
     raise AssertionError("values match no window of label %s" % label)
-
-
-@pytest.fixture(scope="module")
-def firmware(tmp_path_factory):
-    from uingest_tools import bundle
-
-    out = str(tmp_path_factory.mktemp("fw"))
-    bundle.build(out, march="host")
-    return out
 
 
 def settings(url, labels, fmt="cbor", windows=10, **kw):
@@ -108,7 +86,7 @@ def test_three_labels_ten_windows_one_connection(tmp_path, firmware, fmt):
     assert rc == 0, lines[-5:]
     assert summary == {"accepted": 30, "rejected": 0, "failed": 0, "connections": 1}
     assert len(app.peers) == 1  # the server saw one TCP connection for 30 windows
-    entries = index(data)
+    entries = read_index(data)
     assert len(entries) == 30
     seen = set()
     for e in entries:
@@ -141,7 +119,7 @@ def test_server_restarted_mid_run_every_window_once(tmp_path, firmware):
     t = threading.Thread(target=run)
     t.start()
     deadline = time.monotonic() + 30
-    while len(index(data)) < 5 and time.monotonic() < deadline:
+    while len(read_index(data)) < 5 and time.monotonic() < deadline:
         time.sleep(0.01)
     srv.stop()  # in-flight requests finish; new connections are refused
     time.sleep(0.5)
@@ -152,7 +130,7 @@ def test_server_restarted_mid_run_every_window_once(tmp_path, firmware):
     assert rc == 0, lines[-5:]
     assert summary["accepted"] == 20 and summary["connections"] >= 2
     assert any("RETRY" in line for line in lines)  # it did see the server gone
-    entries = index(data)
+    entries = read_index(data)
     assert len(entries) == 20
     got = sorted(
         window_index_of("wave", decode(open(os.path.join(data, e["file"]), "rb").read(), "cbor")["payload"]["values"])

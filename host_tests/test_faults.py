@@ -10,10 +10,10 @@ import re
 import subprocess
 
 import pytest
-from fault_proxy import CUT, PASS, RESET_AFTER, RESET_BEFORE, FaultProxy, answer, slow, stall
 
 from conftest import ROOT
-from uingest_tools import bundle, simulate
+from fault_proxy import CUT, PASS, RESET_AFTER, RESET_BEFORE, FaultProxy, answer, slow, stall
+from uingest_tools import simulate
 from uingest_tools.acquisition import decode, verify_signature
 from uingest_tools.serve import ServerThread, create_app
 
@@ -29,13 +29,6 @@ HTTP_503 = answer(503, BUSY.encode(), {"Retry-After": "2"}, reason="Service Unav
 # for the app run: a Retry-After would hold its queue for that long (tested in test_app_unit.py)
 HTTP_503_NO_WAIT = answer(503, BUSY.encode(), reason="Service Unavailable")
 DUPLICATE = "already stored: duplicate: this sample is already stored (x-disallow-duplicates)"
-
-
-@pytest.fixture(scope="module")
-def firmware(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("fw"))
-    bundle.build(out, march="host")
-    return out
 
 
 @pytest.fixture

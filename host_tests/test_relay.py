@@ -18,10 +18,10 @@ import sys
 import threading
 import time
 import urllib.parse
-import wave
 
 import pytest
 
+from helpers import read_index, wav_bytes
 from uingest import message
 from uingest.window import Window
 from uingest_tools import relay
@@ -41,16 +41,6 @@ def window(rows, phase):
     for i in range(rows):
         w.append(math.sin(i / 7 + phase) * 9.81, i * 0.01 - 1, 9.81)
     return w
-
-
-def wav_bytes(frames=800, rate=16000):
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(b"".join(int(8000 * math.sin(i / 9)).to_bytes(2, "little", signed=True) for i in range(frames)))
-    return buf.getvalue()
 
 
 def post(url, path, body, headers):
@@ -110,19 +100,11 @@ def collect(data_dir, samples=SAMPLES, wav=True):
             status, reply = post(srv.url, "/api/%s/data" % category, body, h)
             assert status == 200, reply
         if wav:
-            status, reply = post_files(srv.url, "noise.01.wav", wav_bytes(), **{"x-metadata": '{"site":"lab"}'})
+            status, reply = post_files(srv.url, "noise.01.wav", wav_bytes(800), **{"x-metadata": '{"site":"lab"}'})
             assert status == 200 and json.loads(reply)["success"], reply
     finally:
         srv.stop()
-    return index(data_dir)
-
-
-def index(data_dir):
-    path = os.path.join(str(data_dir), "index.jsonl")
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f]
+    return read_index(data_dir)
 
 
 class Gate:
@@ -251,8 +233,8 @@ def expected_metadata(rec):
 
 
 def assert_arrived_once(src_dir, dst_dir):
-    src = index(src_dir)
-    dst = index(dst_dir)
+    src = read_index(src_dir)
+    dst = read_index(dst_dir)
     by_sha = {}
     for rec in dst:
         assert rec["sha256"] not in by_sha, "uploaded twice: %s" % rec["file"]
@@ -280,7 +262,7 @@ def state_lines(source):
 
 def test_every_sample_arrives_once_with_label_category_and_metadata(source, target, capsys):
     srv, gate, dst = target
-    src = index(source)
+    src = read_index(source)
     assert len(src) == len(SAMPLES) + 1
     assert {r["label"] for r in src} == {"idle", "wave", "left wave", "café", None, "noise"}
 
@@ -289,9 +271,9 @@ def test_every_sample_arrives_once_with_label_category_and_metadata(source, targ
     assert summary(out) == (len(src), 0, 0)
     assert len(gate.posts) == len(src)
     assert_arrived_once(source, dst)
-    wav = next(r for r in index(dst) if r["file"].endswith(".wav"))
+    wav = next(r for r in read_index(dst) if r["file"].endswith(".wav"))
     assert wav["metadata"] == {"site": "lab"} and wav["label"] == "noise"
-    imu = next(r for r in index(dst) if r["label"] == "left wave")
+    imu = next(r for r in read_index(dst) if r["label"] == "left wave")
     assert imu["metadata"] == {"device_name": "dev-3", "device_type": "ESP32_DEVKITC"}
 
     name, lines = state_lines(source)
@@ -317,7 +299,7 @@ def test_state_is_per_url(source, target, tmp_path, capsys):
         rc, out, _ = run(source, other.url + "/", capsys)
     finally:
         other.stop()
-    assert rc == 0 and summary(out) == (len(index(source)), 0, 0)
+    assert rc == 0 and summary(out) == (len(read_index(source)), 0, 0)
     assert_arrived_once(source, other_dir)
 
 
@@ -326,7 +308,7 @@ def test_state_is_per_url(source, target, tmp_path, capsys):
 
 def test_target_dies_after_k_uploads_then_resume(source, target, capsys):
     srv, gate, dst = target
-    n, k = len(index(source)), 3
+    n, k = len(read_index(source)), 3
     gate.policy = lambda attempt, total, name: "500" if total > k else None
     rc, out, err = run(source, srv.url, capsys, "--attempts", "3")
     assert rc == 1
@@ -336,7 +318,7 @@ def test_target_dies_after_k_uploads_then_resume(source, target, capsys):
     )
     [line] = err.splitlines()
     assert line.startswith("relay: ") and "gave up after 3 attempts: HTTP 500: internal server error (test)" in line
-    assert len(gate.posts) == k + 3 and len(index(dst)) == k
+    assert len(gate.posts) == k + 3 and len(read_index(dst)) == k
 
     gate.policy = None
     before = len(gate.posts)
@@ -349,7 +331,7 @@ def test_target_dies_after_k_uploads_then_resume(source, target, capsys):
 
 def test_killed_mid_run_then_resumed(source, target, capsys):
     srv, gate, dst = target
-    n = len(index(source))
+    n = len(read_index(source))
     gate.policy = lambda attempt, total, name: "slow"
     env = dict(os.environ, UINGEST_API_KEY=DST_KEY, PYTHONPATH=os.path.join(ROOT, "tools"))
     env.pop("EI_API_KEY", None)
@@ -376,7 +358,7 @@ def test_killed_mid_run_then_resumed(source, target, capsys):
     done = len(lines)
     assert 2 <= done < n
     posts_before = len(gate.posts)
-    assert len(index(dst)) in (posts_before - 1, posts_before)
+    assert len(read_index(dst)) in (posts_before - 1, posts_before)
 
     gate.policy = None
     rc, out, err = run(source, srv.url, capsys)
@@ -397,14 +379,14 @@ def test_refused_api_key_stops_at_once(source, target, capsys):
     rc, out, err = run(source, srv.url, capsys, key="ei_wrong_key_1234")
     assert rc == 2
     assert out == "" and err == "relay: the server refused the API key (401)\n"
-    assert len(gate.posts) == 1 and index(dst) == []
+    assert len(gate.posts) == 1 and read_index(dst) == []
     assert [x for x in os.listdir(source) if x.startswith(".relay-")] == [".relay-127.0.0.1-%d.jsonl" % srv.port]
     assert state_lines(source)[1] == []
 
 
 def test_5xx_retried_then_succeed(source, target, capsys, monkeypatch):
     srv, gate, dst = target
-    n = len(index(source))
+    n = len(read_index(source))
     gate.policy = lambda attempt, total, name: "500" if attempt <= 2 else None
     delays = []
     real_sleep = time.sleep
@@ -421,7 +403,7 @@ def test_5xx_retried_then_succeed(source, target, capsys, monkeypatch):
 
 def test_reply_lost_after_storing_counts_as_already_there(source, target, capsys):
     srv, gate, dst = target
-    n = len(index(source))
+    n = len(read_index(source))
     gate.policy = lambda attempt, total, name: "store-then-cut" if attempt == 1 else None
     rc, out, err = run(source, srv.url, capsys)
     assert (rc, err) == (0, "")
@@ -476,7 +458,7 @@ def test_rejected_files_are_reported_and_the_rest_goes_on(tmp_path, target, caps
         == "relay: %s: failed: the file changed since it was stored (sha256 differs from index.jsonl)"
         % (recs[5]["file"])
     )
-    assert sorted(r["sha256"] for r in index(dst)) == sorted([recs[0]["sha256"], recs[3]["sha256"]])
+    assert sorted(r["sha256"] for r in read_index(dst)) == sorted([recs[0]["sha256"], recs[3]["sha256"]])
 
     # failed samples are not marked: tried again next time, the good ones are not
     before = len(gate.posts)
@@ -488,7 +470,7 @@ def test_rejected_files_are_reported_and_the_rest_goes_on(tmp_path, target, caps
 def test_duplicate_in_the_target_already(source, target, capsys):
     """Samples the service already has (uploaded by someone else) are answered 'duplicate': already there."""
     srv, gate, dst = target
-    src = index(source)
+    src = read_index(source)
     first = src[0]
     data = (source / first["file"]).read_bytes()
     ctype, body = relay.multipart("x.cbor", data)
@@ -573,5 +555,5 @@ def test_progress_bar_only_on_a_terminal():
 
 
 def test_stored_bytes_match_hashes(source):
-    for rec in index(source):
+    for rec in read_index(source):
         assert hashlib.sha256((source / rec["file"]).read_bytes()).hexdigest() == rec["sha256"]

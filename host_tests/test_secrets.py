@@ -22,7 +22,7 @@ import pytest
 import trustme
 
 from conftest import ROOT
-from uingest_tools import bundle, serve, simulate
+from uingest_tools import serve, simulate
 from uingest_tools.serve import ServerThread, create_app
 
 MARK = "S3CR3T"  # in every secret: finds a secret cut short too
@@ -75,13 +75,6 @@ def test_the_scan_finds_what_it_looks_for(scan):
     scan.add("control", "key=" + HMAC_KEY.encode().hex())
     with pytest.raises(AssertionError, match="secret found"):
         scan.assert_clean()
-
-
-@pytest.fixture(scope="module")
-def firmware(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("fw"))
-    bundle.build(out, march="host")
-    return out
 
 
 @pytest.fixture

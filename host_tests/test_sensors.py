@@ -17,9 +17,9 @@ import sys
 import types
 
 import pytest
-from fake_hw import FakeI2C, FakeI2S, put_int16
 
 from conftest import FIRMWARE, HERE, ROOT
+from fake_hw import FakeI2C, FakeI2S, put_int16
 from uingest.sensors import sim, synthetic
 from uingest.sensors.adc import ADCSensor
 from uingest.sensors.csv_replay import CSVReplay

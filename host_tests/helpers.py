@@ -1,0 +1,33 @@
+"""Small helpers shared by the tests."""
+
+import io
+import json
+import math
+import os
+import struct
+import wave
+
+
+def read_index(data_dir):
+    """The JSON lines of a `uingest serve` data folder's index.jsonl ([] if none yet)."""
+    path = os.path.join(str(data_dir), "index.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def f32(x):
+    """x rounded to float32, as a window's 'f' array stores it."""
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def wav_bytes(frames, rate=16000):
+    """A mono int16 WAV file: a tone."""
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"".join(int(8000 * math.sin(i / 9)).to_bytes(2, "little", signed=True) for i in range(frames)))
+    return buf.getvalue()
