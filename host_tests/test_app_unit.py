@@ -147,3 +147,75 @@ def test_retry_after_holds_sending_and_windows_queue_meanwhile(tmp_path):
         a.close()
     finally:
         srv.close()
+
+
+def test_audio_windows_are_refilled_each_time(tmp_path):
+    srv = FakeServer([])
+    try:
+        a, _ = make_app(tmp_path, srv.url, window_ms=10, sample_rate_hz=16000)
+        a.hw.sensor = synthetic.SyntheticAudio("idle", 16000)  # fills the window itself, like the I2S mic
+        a.window = app.Window(a.hw.sensor.sensors, 1000 / 16000, 160, "h")
+        a.step()
+        a.step()
+        first, second = (cbor2.loads(body)["payload"]["values"] for _, body in srv.requests)
+        assert first == [synthetic.expected_audio("idle", t) for t in range(160)]
+        assert second == [synthetic.expected_audio("idle", t) for t in range(160, 320)]
+        a.close()
+    finally:
+        srv.close()
+
+
+class NaNSensor:
+    sensors = (("x", "V"),)
+    typecode = "f"
+
+    def __init__(self):
+        self.n = 0
+
+    def read(self, window):
+        self.n += 1
+        window.append(float("nan") if self.n <= 10 else 1.0)
+
+
+def test_a_window_the_encoder_refuses_is_skipped_and_the_app_goes_on(tmp_path):
+    srv = FakeServer([])
+    try:
+        a, lines = make_app(tmp_path, srv.url)
+        a.hw.sensor = NaNSensor()
+        a.window = app.Window(NaNSensor.sensors, 5, 10)
+        a.step()  # ten NaNs: skipped, nothing sent or queued
+        a.step()  # ten good samples: sent
+        assert lines[0].startswith("window 1 skipped: values: NaN or infinite")
+        assert len(srv.requests) == 1 and len(a.store) == 0 and " skipped=1 " in a.status()
+        a.close()
+    finally:
+        srv.close()
+
+
+def test_a_full_flash_loses_the_window_says_so_and_goes_on(tmp_path, monkeypatch):
+    import uingest.store
+
+    def full(*args, **kw):
+        raise OSError(28)  # ENOSPC
+
+    s = socket_refused_url()
+    a, lines = make_app(tmp_path, s)
+    monkeypatch.setattr(uingest.store, "open", full, raising=False)
+    a.step()  # refused -> RETRY -> the queue cannot be written
+    assert any(line == "window 1 lost: cannot write the queue on flash (errno 28)" for line in lines), lines
+    assert len(a.store) == 0 and " lost=1 " in a.status()
+    assert not [n for n in os.listdir(tmp_path / "q") if n.endswith(".tmp")]
+    monkeypatch.undo()
+    a.step()  # the flash has room again: queued
+    assert len(a.store) == 1
+    a.close()
+
+
+def socket_refused_url():
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))  # bound, never listening: refused
+    port = s.getsockname()[1]
+    s.close()
+    return "http://127.0.0.1:%d" % port

@@ -118,6 +118,12 @@ def test_retry_after_is_reported(server, after_ms):
     assert outs[0].kind == http.RETRY and outs[0].retry_after_ms == after_ms
 
 
+@pytest.mark.parametrize("server", [[reply(503, b"busy", {"Retry-After": "600"}), reply(500, b"x")]], indirect=True)
+def test_retry_after_belongs_to_its_reply_only(server):
+    _, outs = post(server.url, n=2)
+    assert [o.retry_after_ms for o in outs] == [600000, 0]
+
+
 @pytest.mark.parametrize("server", [[stall(3)]], indirect=True)
 def test_timeout_is_retry(server):
     _, outs = post(server.url, timeout_ms=300)

@@ -142,3 +142,16 @@ print(len(st), st.names()[0])
     assert out.rsplit(b"\n", 2)[-2] == b"2 00000002.msg"
     assert out.startswith(msg(0).encode())
     assert sorted(os.listdir(tmp_path / "q")) == ["00000002.msg", "00000003.msg", "rejected"]
+
+
+def test_rejected_folder_is_capped_and_numbers_go_on_after_a_reboot(tmp_path):
+    root = tmp_path / "q"
+    st = Store(str(root), 1 << 20)
+    for i in range(55):
+        st.keep_rejected(msg(i), "idle", "training", "401 bad key %d" % i)
+    aside = sorted(n for n in os.listdir(root / "rejected") if n.endswith(".msg"))
+    assert len(aside) == 50 and aside[0] == "00000006.msg"  # the oldest five went
+    st2 = Store(str(root), 1 << 20)  # a reboot with an empty queue
+    st2.keep_rejected(msg(99), "idle", "training", "400 again")
+    assert (root / "rejected" / "00000056.reason").read_text() == "400 again\n"
+    assert (root / "rejected" / "00000055.reason").read_text() == "401 bad key 54\n"  # not overwritten

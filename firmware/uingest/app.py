@@ -23,14 +23,27 @@ class Console:
 
             self._poll = select.poll()
             self._poll.register(sys.stdin, select.POLLIN)
+            self._buf = ""
         except (ImportError, AttributeError, OSError, TypeError, ValueError):
             self._poll = None
 
     def line(self):
-        if self._poll is None or not self._poll.poll(0):
+        """A complete line typed so far, or None. Reads only the characters
+        already there: a half-typed command never blocks sampling."""
+        if self._poll is None:
             return None
-        text = sys.stdin.readline()
-        return text.strip() if text else None
+        while self._poll.poll(0):
+            ch = sys.stdin.read(1)
+            if not ch:  # end of input (a closed pipe on the unix port)
+                self._poll = None
+                break
+            if ch in "\r\n":
+                line, self._buf = self._buf.strip(), ""
+                if line:
+                    return line
+            elif len(self._buf) < 80:
+                self._buf += ch
+        return None
 
 
 class App:
@@ -52,6 +65,8 @@ class App:
         self.device_name = cfg["device_name"] or link.mac() or getattr(hw, "device_name", None)
         self.counts = {http.ACCEPTED: 0, http.RETRY: 0, http.REJECTED: 0}
         self.windows = 0
+        self.skipped = 0  # windows the encoder refused (a NaN sample, ...)
+        self.lost = 0  # windows the flash could not take
         self._pressed = False
         self._hold_until = None  # ticks_ms before which the server asked us not to send (Retry-After)
         self.console = Console()
@@ -111,36 +126,55 @@ class App:
         self._inputs()
         sensor = self.hw.sensor
         if hasattr(sensor, "fill"):
+            self.window.clear()
             sensor.fill(self.window)  # audio: DMA-sized reads straight into the window
         else:
             self.sampler.start()
             self.sampler.fill(self.window, sensor)
         gc.collect()  # sampling leaves garbage; free it before the upload needs RAM
         label, category = self.label, self.cfg["category"]
-        msg = Message(
-            self.window,
-            self.cfg["format"],
-            self.cfg["hmac_key"],
-            self.device_type,
-            self.device_name,
-            _unix_time(),
-        )
         self.windows += 1
+        try:
+            msg = Message(
+                self.window,
+                self.cfg["format"],
+                self.cfg["hmac_key"],
+                self.device_type,
+                self.device_name,
+                _unix_time(),
+            )
+            _ = msg.length  # encodes once: a sample the format cannot carry shows up here
+        except ValueError as e:
+            self.skipped += 1
+            self.log("window %d skipped: %s" % (self.windows, e))
+            return
         up = self.link.ensure() and not self._holding()
         if up and len(self.store) == 0:
             out = self._post(msg, label, category)
             self._count(out)
             if out.kind == http.RETRY:
-                self.store.put(msg, label, category)
+                self._queue(msg, label, category)
             elif out.kind == http.REJECTED:
-                self.store.keep_rejected(msg, label, category, "%d %s" % (out.status, out.detail))
+                self._queue(msg, label, category, "%d %s" % (out.status, out.detail))
                 self.log("window %d rejected (%d): %s" % (self.windows, out.status, out.detail))
         else:
-            self.store.put(msg, label, category)  # keep the order: older windows go first
+            self._queue(msg, label, category)  # keep the order: older windows go first
         msg = None
         if up and not self._holding():  # a Retry-After from the post just made holds the queue too
             self.drain()
         gc.collect()
+
+    def _queue(self, msg, label, category, rejected=None):
+        """Put a window on flash (or aside, with the server's reason); a full
+        or failing flash loses this window, says so, and the app goes on."""
+        try:
+            if rejected is None:
+                self.store.put(msg, label, category)
+            else:
+                self.store.keep_rejected(msg, label, category, rejected)
+        except OSError as e:
+            self.lost += 1
+            self.log("window %d lost: cannot write the queue on flash (%s)" % (self.windows, _errno(e)))
 
     def drain(self):
         """Send queued windows, oldest first, until the queue is empty or the
@@ -177,20 +211,30 @@ class App:
                 self.log("server asks to wait %d s" % (out.retry_after_ms // 1000))
 
     def status(self):
-        return "status: windows=%d sent=%d retry=%d rejected=%d queued=%d dropped=%d label=%s %s free=%d" % (
-            self.windows,
-            self.counts[http.ACCEPTED],
-            self.counts[http.RETRY],
-            self.counts[http.REJECTED],
-            len(self.store),
-            self.store.dropped,
-            self.label,
-            self.link.status(),
-            gc.mem_free(),
+        return (
+            "status: windows=%d sent=%d retry=%d rejected=%d queued=%d dropped=%d skipped=%d lost=%d"
+            " label=%s %s free=%d"
+            % (
+                self.windows,
+                self.counts[http.ACCEPTED],
+                self.counts[http.RETRY],
+                self.counts[http.REJECTED],
+                len(self.store),
+                self.store.dropped,
+                self.skipped,
+                self.lost,
+                self.label,
+                self.link.status(),
+                gc.mem_free(),
+            )
         )
 
     def close(self):
         self.client.close()
+
+
+def _errno(e):
+    return "errno %d" % e.args[0] if e.args and isinstance(e.args[0], int) else str(e).split("\n")[0][:80]
 
 
 def _headers(api_key, label, fmt):
@@ -236,7 +280,12 @@ def main(config_path="config.json", max_windows=None, board=None, log=print):
     log("uingest: %s" % config_mod.describe(cfg))
     try:
         while max_windows is None or app.windows < max_windows:
-            app.step()
+            try:
+                app.step()
+            except OSError as e:
+                # a sensor or the flash failed this once: say so, keep sampling
+                log("window %d: %s; going on" % (app.windows, _errno(e)))
+                time.sleep_ms(1000)
             if wdt is not None:
                 wdt.feed()
             log(app.status())

@@ -89,6 +89,8 @@ class Client:
     def __init__(self, base_url, timeout_ms=10000, ca_file=None, insecure=False):
         self.scheme, self.host, self.port, self.base_path = parse_url(base_url)
         self.base_path = self.base_path.rstrip("/")
+        host = "[%s]" % self.host if ":" in self.host else self.host  # an IPv6 literal keeps its brackets
+        self._host_header = host if self.port in (80, 443) else "%s:%d" % (host, self.port)
         self.timeout_ms = timeout_ms
         self.ca_file = ca_file
         self.insecure = insecure
@@ -104,7 +106,7 @@ class Client:
 
     # -- connection ---------------------------------------------------------
     def _connect(self):
-        if self._addr is None:  # DNS once, reused for every reconnect
+        if self._addr is None:  # DNS once, reused while connecting works
             self._addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0][-1]
         s = socket.socket()
         try:
@@ -120,6 +122,7 @@ class Client:
                 s = self._wrap_tls(s)
         except BaseException:
             s.close()
+            self._addr = None  # look the name up again next time: the address may have moved
             raise
         self._sock = s
         # CPython's sockets only: MicroPython's (plain and TLS) have readline
@@ -247,12 +250,13 @@ class Client:
             method,
             self.base_path,
             path,
-            self.host if self.port in (80, 443) else "%s:%d" % (self.host, self.port),
+            self._host_header,
             length,
         )
         for k in headers:
             req += "%s: %s\r\n" % (k, headers[k])
         self._answered = False
+        self.retry_after_s = 0  # this reply's, not a previous one's
         self._out_used = 0
         self.write((req + "\r\n").encode())
         if write_body is not None:
@@ -336,8 +340,10 @@ def post_message(client, path, headers, msg):
     """POST a message.Message; returns an Outcome, never raises for the network."""
     h = dict(headers)
     h["Content-Type"] = msg.content_type
+    # Outside the try: an encoder error (a NaN sample, say) is the caller's,
+    # not the network's, and must not come back as RETRY.
+    length = msg.length  # signs in a first pass: Content-Length before the body
     try:
-        length = msg.length  # signs in a first pass: Content-Length before the body
         status, body = client.request("POST", path, h, length, msg.write)
     except (OSError, ValueError) as e:
         return Outcome(RETRY, 0, _describe(e))

@@ -32,7 +32,9 @@ class Sampler:
         self.missed = 0  # deadlines more than one period late
 
     def start(self):
-        """Restart the schedule now (after a pause such as an upload)."""
+        """Restart the schedule now (after a pause such as an upload); the
+        statistics then describe this run, and their sums stay small ints."""
+        self.reset_stats()
         self._next = time.ticks_us()
         self._frac = 0
 

@@ -14,6 +14,7 @@ import os
 from binascii import hexlify
 
 _CHUNK = 512
+_KEEP_REJECTED = 50  # entries kept in rejected/: the oldest go, so a bad key cannot fill the flash
 
 
 def _exists(path):
@@ -82,6 +83,12 @@ class Store:
             self._seq = max(self._seq, int(name[:-4]))
             self.count += 1
             self.used += size
+        # numbers go on after those in rejected/ too, so nothing there is overwritten
+        self._aside = 0
+        for item in os.ilistdir(self.root + "/rejected"):
+            if item[0].endswith(".msg"):
+                self._seq = max(self._seq, int(item[0][:-4]))
+                self._aside += 1
 
     def _entries(self, ext):
         """(name, size) of each file ending in ext, one at a time."""
@@ -129,12 +136,20 @@ class Store:
             "length": length,
             "sha256": hexlify(h.digest()).decode(),
         }
-        with open(tmp, "wb") as f:
-            f.write(json.dumps(meta).encode() + b"\n")
-            msg.write(f)
-            f.flush()
-        _sync()
-        os.rename(tmp, self._path(name))
+        try:
+            with open(tmp, "wb") as f:
+                f.write(json.dumps(meta).encode() + b"\n")
+                msg.write(f)
+                f.flush()
+            _sync()
+            os.rename(tmp, self._path(name))
+        except OSError:
+            # flash full or failing: leave no partial entry behind
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+            raise
         _sync()
         self.count += 1
         self.used += _size(self._path(name))
@@ -205,10 +220,29 @@ class Store:
         self._move_aside(entry.name, reason)
 
     def _move_aside(self, name, reason):
+        while self._aside >= _KEEP_REJECTED:
+            self._drop_oldest_aside()
+        self._aside += 1
         base = self.root + "/rejected/" + name[:-4]
         with open(base + ".reason", "w") as f:
             f.write(reason + "\n")
         self._forget(name, move_to=base + ".msg")
+
+    def _drop_oldest_aside(self):
+        folder = self.root + "/rejected/"
+        oldest = None
+        for item in os.ilistdir(folder):
+            if item[0].endswith(".msg") and (oldest is None or item[0] < oldest):
+                oldest = item[0]
+        if oldest is None:
+            self._aside = 0
+            return
+        for ext in (".msg", ".reason"):
+            try:
+                os.remove(folder + oldest[:-4] + ext)
+            except OSError:
+                pass
+        self._aside -= 1
 
 
 class _Hasher:
