@@ -18,6 +18,8 @@ def test_bench_runs_and_prints_every_table():
             "5",
             "--sampler-seconds",
             "1",
+            "--link-windows",
+            "3",
             "--devices",
             "2",
             "--device-windows",
@@ -38,6 +40,7 @@ def test_bench_runs_and_prints_every_table():
         "sampler at 100 Hz",
         "streamed from flash and uploaded",
         "smallest -X heapsize",
+        "round trip (a latency proxy)",
         "uingest serve: 2 devices x 2",
     ):
         assert needle in out, needle

@@ -25,10 +25,11 @@ class Responder:
     """A minimal HTTP/1.1 server: reads each request and answers 200 at once,
     so upload timings show the client's own costs (connect, send, parse)."""
 
-    def __init__(self):
+    def __init__(self, tls_context=None):
         import socket
         import threading
 
+        self.tls = tls_context
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -50,6 +51,12 @@ class Responder:
         import socket
 
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is not None:
+            try:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            except OSError:
+                conn.close()
+                return
         f = conn.makefile("rb")
         try:
             while True:
@@ -74,10 +81,13 @@ class Responder:
         self.sock.close()
 
 
-def run_upload_bench(n: int, url: str, bundle_dir: str, round_no: int = 0) -> dict[str, tuple[int, int, int]]:
+def run_upload_bench(
+    n: int, url: str, bundle_dir: str, round_no: int = 0, ca_file: str | None = None
+) -> dict[str, tuple[int, int, int]]:
     env = dict(os.environ, MICROPYPATH=os.pathsep.join([bundle_dir, ".frozen"]))
     proc = subprocess.run(
-        [micropython(), "-X", "heapsize=1M", BENCH_UPLOAD, url, str(n), str(round_no * 2 * n)],
+        [micropython(), "-X", "heapsize=1M", BENCH_UPLOAD, url, str(n), str(round_no * 2 * n)]
+        + ([ca_file] if ca_file else []),
         input=BENCH_API_KEY + "\n",
         capture_output=True,
         text=True,
@@ -176,6 +186,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=25, help="runs per case; the median is reported (default 25)")
     ap.add_argument("--uploads", type=int, default=200, help="windows posted per upload case (default 200)")
     ap.add_argument("--sampler-seconds", type=int, default=60, help="length of the 100 Hz sampler run (default 60)")
+    ap.add_argument("--link-windows", type=int, default=40, help="windows per round over the delayed link (40)")
     ap.add_argument("--devices", type=int, default=20, help="concurrent devices posting to uingest serve (default 20)")
     ap.add_argument("--device-windows", type=int, default=25, help="windows each device posts (default 25)")
     args = ap.parse_args(argv)
@@ -188,6 +199,7 @@ def main(argv=None) -> int:
         sampler = sampler_line(args.sampler_seconds, tmp)
         audio_flash = audio_flash_line(tmp)
         heap = smallest_heap_line(tmp)
+        link = delayed_link_line(tmp, args.link_windows)
     serve_load = serve_load_line(args.devices, args.device_windows)
     print(
         "uingest bench, %s, %d repeats per case, kernels %s"
@@ -196,6 +208,7 @@ def main(argv=None) -> int:
     print(table(r))
     print()
     print(uploads)
+    print(link)
     print()
     print(sampler)
     print(audio_flash)
@@ -443,3 +456,105 @@ def audio_flash_line(bundle_dir: str, target_k: int = 48) -> str:
     finally:
         responder.close()
     raise SystemExit("audio from flash benchmark: no heap up to 128K worked:\n" + run.stdout + run.stderr)
+
+
+def responder_rates(url: str, n: int, bundle_dir: str, rounds: int = 3, ca_file=None) -> tuple[float, float]:
+    """Median windows/s, kept alive and a connection each."""
+    runs = [run_upload_bench(n, url, bundle_dir, k, ca_file) for k in range(rounds)]
+    ka = sorted(r["keepalive"][1] / (r["keepalive"][0] / 1e6) for r in runs)[rounds // 2]
+    rq = sorted(r["requests"][1] / (r["requests"][0] / 1e6) for r in runs)[rounds // 2]
+    return ka, rq
+
+
+class LatencyProxy:
+    """A TCP proxy that makes loopback behave like a network with a round trip
+    of 2 x one_way_ms: a new connection waits one round trip (the handshake a
+    real link costs), then every byte waits one_way_ms in each direction."""
+
+    def __init__(self, target_port: int, one_way_ms: float):
+        import socket
+        import threading
+
+        self.delay = one_way_ms / 1000
+        self.target = target_port
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            up = socket.create_connection(("127.0.0.1", self.target))
+            for s in (conn, up):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            opened = __import__("time").monotonic() + 2 * self.delay  # SYN, SYN-ACK
+            threading.Thread(target=self._pipe, args=(conn, up, opened), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(up, conn, opened), daemon=True).start()
+
+    def _pipe(self, src, dst, opened):
+        import time
+
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                due = max(time.monotonic() + self.delay, opened + self.delay)
+                left = due - time.monotonic()
+                if left > 0:
+                    time.sleep(left)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(2)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.sock.close()
+
+
+def delayed_link_line(bundle_dir: str, n: int, one_way_ms: float = 5) -> str:
+    """Keep-alive against a connection per window over a slow link (a latency
+    proxy in front of a minimal responder), plain and over TLS (where each new
+    connection also costs a handshake)."""
+    import ssl
+    import tempfile
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    results = []
+    with tempfile.TemporaryDirectory() as d:
+        ca_path = os.path.join(d, "ca.pem")
+        ca.cert_pem.write_to_path(ca_path)
+        server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(server_ctx)
+        for tls in (False, True):
+            responder = Responder(server_ctx if tls else None)
+            proxy = LatencyProxy(int(responder.url.rsplit(":", 1)[1]), one_way_ms)
+            url = "%s://127.0.0.1:%d" % ("https" if tls else "http", proxy.port)
+            try:
+                results.append(responder_rates(url, n, bundle_dir, ca_file=ca_path if tls else None))
+            finally:
+                proxy.close()
+                responder.close()
+    (pka, prq), (tka, trq) = results
+    return (
+        "%d windows over a %g ms round trip (a latency proxy): kept alive vs a connection each "
+        "(requests): plain HTTP %.0f vs %.0f windows/s = %.2fx; TLS %.0f vs %.0f windows/s = %.2fx (target 3x)"
+        % (n, 2 * one_way_ms, pka, prq, pka / prq, tka, trq, tka / trq)
+    )
