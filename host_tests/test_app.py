@@ -191,8 +191,8 @@ def test_steady_state_heap_does_not_grow(mpy, firmware, tmp_path):
     srv = ServerThread(create_app(data, api_key=API_KEY, hmac_key=HMAC_KEY)).start()
     try:
         write_config(d, srv.port, window_ms=25, sample_rate_hz=200)
-        # 96K on the x64 port, whose objects are twice an ESP32's
-        proc = start_app(mpy, firmware, d, max_windows=200, heap="96K")
+        # 88K on the x64 port, whose objects are twice an ESP32's
+        proc = start_app(mpy, firmware, d, max_windows=200, heap="88K")
         out = proc.communicate(timeout=120)[0].decode()
         assert proc.returncode == 0, out[-2000:]
     finally:

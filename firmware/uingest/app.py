@@ -5,7 +5,6 @@ import gc
 import sys
 import time
 
-from . import config as config_mod
 from . import http
 from .message import Message
 from .sampler import Sampler
@@ -252,12 +251,30 @@ def _unix_time():
     return int(t) if t > 1577836800 else None  # after 2020-01-01
 
 
+def _load_config(path):
+    """Load and validate the config, then unload the validator: it is needed
+    once at boot, and its tables would hold heap for as long as the app runs."""
+    from . import config
+
+    try:
+        cfg = config.load(path)
+        cfg["_summary"] = config.describe(cfg)
+        return cfg
+    finally:
+        sys.modules.pop("uingest.config", None)
+        import uingest
+
+        if hasattr(uingest, "config"):
+            delattr(uingest, "config")
+        gc.collect()
+
+
 def main(config_path="config.json", max_windows=None, board=None, log=print):
     """Boot and run; returns an exit status (0 after Ctrl-C or max_windows)."""
     try:
-        cfg = config_mod.load(config_path)
-    except config_mod.ConfigError as e:
-        for line in e.problems:
+        cfg = _load_config(config_path)
+    except ValueError as e:  # config.ConfigError
+        for line in getattr(e, "problems", [str(e)]):
             log(line)
         return 2
     if board is None:
@@ -277,7 +294,7 @@ def main(config_path="config.json", max_windows=None, board=None, log=print):
         wdt = WDT(timeout=hw.wdt_timeout_ms)  # pyright: ignore[reportArgumentType] (not None: checked above)
     gc.collect()  # imports and boot leave garbage: clear it before the long-lived buffers are placed
     app = App(cfg, hw, link, board.DEVICE_TYPE, log)
-    log("uingest: %s" % config_mod.describe(cfg))
+    log("uingest: %s" % cfg.pop("_summary"))
     try:
         while max_windows is None or app.windows < max_windows:
             try:

@@ -154,7 +154,7 @@ def loads(text):
     except ValueError as e:
         raise ConfigError(["config: not valid JSON (%s)" % (str(e) or "syntax error")])
     cfg, problems = validate(raw)
-    if problems:
+    if problems or cfg is None:
         raise ConfigError(problems)
     return cfg
 
