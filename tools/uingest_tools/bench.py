@@ -21,31 +21,37 @@ BENCH_API_KEY = "ei_bench_key"
 ROUNDS = 5  # upload rounds per server; the table shows the median
 
 
+def _listen(on_connection):
+    """A loopback listener on a free port; each accepted connection is handed to
+    on_connection(conn) on a thread of its own. Returns the listening socket."""
+    import socket
+    import threading
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+
+    def accept():
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=on_connection, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return sock
+
+
 class Responder:
     """A minimal HTTP/1.1 server: reads each request and answers 200 at once,
     so upload timings show the client's own costs (connect, send, parse)."""
 
     def __init__(self, tls_context=None):
-        import socket
-        import threading
-
         self.tls = tls_context
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
+        self.sock = _listen(self._serve)
         self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        import threading
-
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn):
         import socket
@@ -472,33 +478,23 @@ class LatencyProxy:
     real link costs), then every byte waits one_way_ms in each direction."""
 
     def __init__(self, target_port: int, one_way_ms: float):
-        import socket
-        import threading
 
         self.delay = one_way_ms / 1000
         self.target = target_port
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
+        self.sock = _listen(self._connect)
         self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
 
-    def _accept(self):
+    def _connect(self, conn):
         import socket
         import threading
+        import time
 
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            up = socket.create_connection(("127.0.0.1", self.target))
-            for s in (conn, up):
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            opened = __import__("time").monotonic() + 2 * self.delay  # SYN, SYN-ACK
-            threading.Thread(target=self._pipe, args=(conn, up, opened), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(up, conn, opened), daemon=True).start()
+        up = socket.create_connection(("127.0.0.1", self.target))
+        for s in (conn, up):
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        opened = time.monotonic() + 2 * self.delay  # SYN, SYN-ACK
+        threading.Thread(target=self._pipe, args=(up, conn, opened), daemon=True).start()
+        self._pipe(conn, up, opened)
 
     def _pipe(self, src, dst, opened):
         import time
