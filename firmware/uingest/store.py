@@ -14,6 +14,7 @@ import os
 from binascii import hexlify
 
 _CHUNK = 512
+_NO_HASH = "0" * 64  # the header's sha256 until the body has been written
 _KEEP_REJECTED = 50  # entries kept in rejected/: the oldest go, so a bad key cannot fill the flash
 
 
@@ -125,21 +126,22 @@ class Store:
         self._seq += 1
         name = "%08d.msg" % self._seq
         tmp = self._path("%08d.tmp" % self._seq)
-        # The body's hash goes in the header, so the header is written after
-        # a first pass that hashes the body (the encoder is deterministic).
-        h = hashlib.sha256()
-        msg.write(_Hasher(h))
         meta = {
             "label": label,
             "category": category,
             "content_type": msg.content_type,
             "length": length,
-            "sha256": hexlify(h.digest()).decode(),
+            "sha256": _NO_HASH,
         }
+        head = json.dumps(meta).encode()
+        at = head.find(_NO_HASH.encode())  # a fixed-width field: patched once the body is hashed
         try:
             with open(tmp, "wb") as f:
-                f.write(json.dumps(meta).encode() + b"\n")
-                msg.write(f)
+                f.write(head + b"\n")
+                w = _HashingWriter(f)
+                msg.write(w)  # one encoding pass: written and hashed together
+                f.seek(at)
+                f.write(hexlify(w.h.digest()))
                 f.flush()
             _sync()
             os.rename(tmp, self._path(name))
@@ -245,11 +247,15 @@ class Store:
         self._aside -= 1
 
 
-class _Hasher:
-    def __init__(self, h):
-        self.h = h
+class _HashingWriter:
+    """Writes to a file and hashes what it writes."""
+
+    def __init__(self, f):
+        self.f = f
+        self.h = hashlib.sha256()
 
     def write(self, b):
+        self.f.write(b)
         self.h.update(b)
         return len(b)
 
