@@ -31,3 +31,17 @@ def wav_bytes(frames, rate=16000):
         w.setframerate(rate)
         w.writeframes(b"".join(int(8000 * math.sin(i / 9)).to_bytes(2, "little", signed=True) for i in range(frames)))
     return buf.getvalue()
+
+
+class ChunkSink:
+    """A sink that keeps each write as a separate chunk."""
+
+    def __init__(self):
+        self.parts = []
+
+    def write(self, b):
+        self.parts.append(bytes(b))
+        return len(b)
+
+    def value(self):
+        return b"".join(self.parts)

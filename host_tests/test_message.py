@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import ChunkSink
 from uingest import message
 from uingest.window import Window
 from uingest_tools.acquisition import check_structure, decode, verify_signature
@@ -33,18 +34,6 @@ def audio_window(n=1600):
     for i in range(n):
         w.append(int(32767 * math.sin(i / 3)) if i % 97 else (-32768 if i % 2 else 32767))
     return w
-
-
-class ChunkSink:
-    def __init__(self):
-        self.parts = []
-
-    def write(self, b):
-        self.parts.append(bytes(b))
-        return len(b)
-
-    def value(self):
-        return b"".join(self.parts)
 
 
 @pytest.mark.parametrize("fmt", ["cbor", "json"])

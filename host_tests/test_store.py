@@ -8,18 +8,10 @@ import os
 import cbor2
 import pytest
 
+from helpers import ChunkSink
 from sample_windows import imu
 from uingest import message
 from uingest.store import Store
-
-
-class Sink:
-    def __init__(self):
-        self.parts = []
-
-    def write(self, b):
-        self.parts.append(bytes(b))
-        return len(b)
 
 
 def msg(i, rows=20):
@@ -28,7 +20,7 @@ def msg(i, rows=20):
 
 
 def body_of(entry):
-    s = Sink()
+    s = ChunkSink()
     entry.write(s)
     return b"".join(s.parts)
 
