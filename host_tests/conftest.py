@@ -64,6 +64,18 @@ def firmware(bundle):
 
 
 @pytest.fixture(scope="session")
+def romfs(bundle, tmp_path_factory):
+    """The bundle's uingest/ as a ROMFS image file (what a board with a ROMFS
+    partition runs in place); boards/unix-sim/romboot.py mounts it."""
+    from uingest_tools import bundle as b
+
+    path = str(tmp_path_factory.mktemp("romfs") / "uingest.romfs")
+    with open(path, "wb") as f:
+        f.write(b.romfs_image(bundle))
+    return path
+
+
+@pytest.fixture(scope="session")
 def mpy():
     exe = micropython_binary()
     if exe is None:

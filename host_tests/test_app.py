@@ -14,6 +14,7 @@ from conftest import ROOT
 from helpers import f32, read_index
 from uingest.sensors import synthetic
 from uingest_tools.acquisition import decode, verify_signature
+from uingest_tools.bundle import fresh_free, romboot_args
 from uingest_tools.serve import ServerThread, create_app
 
 API_KEY = "ei_app_test_key_42"
@@ -45,12 +46,20 @@ def write_config(d, port, **kw):
     return cfg
 
 
-def start_app(mpy, firmware, d, max_windows=None, heap="128K", stdin=subprocess.DEVNULL):
-    env = dict(os.environ, MICROPYPATH=os.pathsep.join([firmware, BOARD, ".frozen"]))
-    # the bundle's own main.py: MicroPython puts a script's folder first on the path
-    args = [mpy.exe, "-X", "heapsize=" + heap, os.path.join(firmware, "main.py"), "config.json"]
-    if max_windows is not None:
-        args.append(str(max_windows))
+def start_app(mpy, firmware, d, max_windows=None, heap="128K", stdin=subprocess.DEVNULL, romfs=None):
+    """The app as main.py starts it on a board. With romfs (an image file),
+    the firmware runs in place from the image as on a board with a ROMFS
+    partition, heap is then the free heap it gets (in K), and nothing of
+    uingest can load from the bundle folder (it is not on the path)."""
+    extra = [] if max_windows is None else [str(max_windows)]
+    if romfs is None:
+        env = dict(os.environ, MICROPYPATH=os.pathsep.join([firmware, BOARD, ".frozen"]))
+        # the bundle's own main.py: MicroPython puts a script's folder first on the path
+        args = [mpy.exe, "-X", "heapsize=" + heap, os.path.join(firmware, "main.py"), "config.json"] + extra
+    else:
+        env = dict(os.environ, MICROPYPATH=os.pathsep.join([BOARD, ".frozen"]))
+        main = os.path.join(firmware, "main.py")
+        args = romboot_args(mpy.exe, romfs, int(heap.rstrip("K")), main, "config.json", *extra)
     return subprocess.Popen(args, cwd=d, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
@@ -191,15 +200,68 @@ def test_steady_state_heap_does_not_grow(mpy, firmware, tmp_path):
     srv = ServerThread(create_app(data, api_key=API_KEY, hmac_key=HMAC_KEY)).start()
     try:
         write_config(d, srv.port, window_ms=25, sample_rate_hz=200)
-        # 88K on the x64 port, whose objects are twice an ESP32's
+        # 88K on the x64 port (whose objects are twice an ESP32's) with the
+        # .mpy files loaded into the heap; 64K with them in ROMFS (below)
         proc = start_app(mpy, firmware, d, max_windows=200, heap="88K")
         out = proc.communicate(timeout=120)[0].decode()
         assert proc.returncode == 0, out[-2000:]
     finally:
         srv.stop()
+    assert_flat_heap(out, 200, data)
+
+
+def assert_flat_heap(out, windows, data):
     free = [int(line.rsplit("free=", 1)[1]) for line in out.split("\n") if line.startswith("status: ")]
-    assert len(free) == 200 and len(read_index(data)) == 200
+    assert len(free) == windows and len(read_index(data)) == windows
     warm = free[20:]
     print("heap free after collection: first %d, after warm-up %d..%d" % (free[0], min(warm), max(warm)))
-    assert min(warm) >= warm[0] - 64  # no growth of live heap across 180 windows
+    assert min(warm) >= warm[0] - 64  # no growth of live heap after warm-up
     assert warm[-1] >= warm[0] - 64
+
+
+def test_steady_state_in_64k_with_the_firmware_in_romfs(mpy, firmware, romfs, tmp_path):
+    """Issue 4's leak test at 64K: with the .mpy files run in place from a
+    ROMFS image, as on a board whose firmware has a ROMFS partition, the
+    whole app runs 200 windows with the free heap of a fresh 64K heap, and
+    the live heap stays flat."""
+    d = str(tmp_path)
+    data = str(tmp_path / "data")
+    srv = ServerThread(create_app(data, api_key=API_KEY, hmac_key=HMAC_KEY)).start()
+    try:
+        write_config(d, srv.port, window_ms=25, sample_rate_hz=200)
+        proc = start_app(mpy, firmware, d, max_windows=200, heap="64K", romfs=romfs)
+        out = proc.communicate(timeout=120)[0].decode()
+        assert proc.returncode == 0, out[-2000:]
+    finally:
+        srv.stop()
+    first = out.split("\n", 1)[0]
+    assert first.startswith("romboot: ") and first.endswith(" %d bytes of heap free" % fresh_free(mpy.exe, 64))
+    assert_flat_heap(out, 200, data)
+
+
+def test_outage_queue_and_drain_in_64k_with_the_firmware_in_romfs(mpy, firmware, romfs, tmp_path):
+    """The same 64K, now with the store at work: 200x3 windows queue on flash
+    while no server answers, then drain when it comes up; every window
+    arrives exactly once."""
+    d = str(tmp_path)
+    data = str(tmp_path / "data")
+    port = free_port()
+    write_config(d, port, window_ms=250, sample_rate_hz=800, timeout_ms=500)
+    proc = start_app(mpy, firmware, d, max_windows=24, heap="64K", romfs=romfs)
+    srv = None
+    try:
+        lines = read_until(proc, " queued=8 ", timeout=30)
+        srv = ServerThread(create_app(data, api_key=API_KEY, hmac_key=HMAC_KEY), port=port).start()
+        rest = proc.communicate(timeout=60)[0].decode()
+        assert proc.returncode == 0, rest[-2000:]
+    finally:
+        if srv is not None:
+            srv.stop()
+        if proc.poll() is None:
+            proc.kill()
+    status = [line for line in lines + rest.split("\n") if line.startswith("status: ")]
+    assert len(status) == 24 and " queued=0 " in status[-1], status[-1]
+    entries = read_index(data)
+    assert len(entries) == len({e["sha256"] for e in entries}) == 24
+    for _, msg in stored(data):
+        assert len(msg["payload"]["values"]) == 200 and len(msg["payload"]["values"][0]) == 3

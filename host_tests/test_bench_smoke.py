@@ -39,7 +39,7 @@ def test_bench_runs_and_prints_every_table():
         "uingest serve",
         "sampler at 100 Hz",
         "streamed from flash and uploaded",
-        "smallest -X heapsize",
+        "run in place from ROMFS",
         "round trip (a latency proxy)",
         "uingest serve: 2 devices x 2",
     ):

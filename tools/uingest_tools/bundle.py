@@ -59,3 +59,70 @@ def build(out_dir: str, march: str | None = None) -> list[str]:
     shutil.copyfile(os.path.join(FIRMWARE, "main.py"), os.path.join(out_dir, "main.py"))
     written.append(os.path.join(out_dir, "main.py"))
     return written
+
+
+# -- ROMFS ------------------------------------------------------------------------------------------
+# On a board whose MicroPython has a ROMFS partition (MICROPY_VFS_ROM, 1.25+), the
+# firmware's .mpy files run in place from flash: their bytecode never enters the heap.
+ROMBOOT = os.path.join(ROOT, "boards", "unix-sim", "romboot.py")
+
+
+def romfs_image(bundle_dir: str) -> bytes:
+    """A ROMFS image (MicroPython's VfsRom format, written with mpremote's
+    writer) holding bundle_dir/uingest as /uingest: what `mpremote romfs
+    deploy` puts in a board's ROMFS partition, mounted there at /rom."""
+    from mpremote.romfs import VfsRomWriter
+
+    rom = VfsRomWriter()
+
+    def add(folder: str) -> None:
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            if os.path.isdir(path):
+                rom.opendir(name)
+                add(path)
+                rom.closedir()
+            elif name.endswith(".mpy"):
+                with open(path, "rb") as f:
+                    rom.mkfile(name, f.read())
+
+    rom.opendir("uingest")
+    add(os.path.join(bundle_dir, "uingest"))
+    rom.closedir()
+    return rom.finalise()
+
+
+_fresh_free: dict[tuple[str, int], int] = {}
+
+
+def fresh_free(exe: str, heap_kb: int) -> int:
+    """Bytes free in a fresh unix-port process with -X heapsize=heap_kb K."""
+    key = (exe, heap_kb)
+    if key not in _fresh_free:
+        out = subprocess.run(
+            [exe, "-X", "heapsize=%dK" % heap_kb, "-c", "import gc; gc.collect(); print(gc.mem_free())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        _fresh_free[key] = int(out.split()[-1])
+    return _fresh_free[key]
+
+
+def romboot_args(exe: str, image_path: str, heap_kb: int, script: str, *args: str) -> list[str]:
+    """The unix-port command line that runs script with the firmware executed
+    in place from the ROMFS image, and no more free heap than a fresh
+    heap_kb K heap has (romboot.py holds the rest). The heap is made larger
+    by the image (a board keeps it in flash) and 8K for romboot's own code
+    and the bigger allocation table, which romboot then gives away."""
+    size_kb = (os.path.getsize(image_path) + 1023) // 1024
+    return [
+        exe,
+        "-X",
+        "heapsize=%dK" % (heap_kb + size_kb + 8),
+        ROMBOOT,
+        image_path,
+        str(fresh_free(exe, heap_kb)),
+        script,
+        *args,
+    ]
