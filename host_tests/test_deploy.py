@@ -125,6 +125,16 @@ def test_dry_run_with_a_port_and_no_config_keeps_the_boards_config(capsys):
     assert all(c[1:3] == ["connect", "/dev/ttyACM0"] for c in commands)  # no `connect list`
 
 
+def test_dry_run_with_romfs_lists_the_image_and_its_steps(capsys):
+    assert deploy.main(["--board", "m5stack-atom-matrix", "--romfs", "--dry-run"], runner=no_runner) == 0
+    out = capsys.readouterr().out
+    files, commands = listed(out)
+    assert list(files) == ["uingest.romfs", "main.py", "board.py"] and files["uingest.romfs"] > 20000
+    steps = [c[3:] for c in commands[1:]]
+    assert steps[:3] == [["exec", deploy.QUERY], ["exec", deploy.ROMFS_QUERY], ["romfs", "deploy", "uingest.romfs"]]
+    assert ["cp", "-f", "main.py", ":main.py"] in steps and not any(":uingest/" in s[-1] for s in steps)
+
+
 def test_dry_run_into_a_folder_writes_nothing(tmp_path, capsys):
     cfg = write_config(tmp_path / "c.json", "unix-sim")
     target = tmp_path / "dev"
@@ -375,17 +385,26 @@ class FakeMpremote:
     """A runner standing in for mpremote: answers `connect list` and the
     query, records every command."""
 
-    def __init__(self, ports="/dev/ttyS0 None 0000:0000 None None\n", platform="esp32", mpy=None, uingest=True):
+    def __init__(
+        self, ports="/dev/ttyS0 None 0000:0000 None None\n", platform="esp32", mpy=None, uingest=True, romfs=False
+    ):
         self.ports = ports
         self.answer = "%s %d %d\n" % (platform, sys_mpy(6, 3, "xtensawin") if mpy is None else mpy, int(uingest))
+        self.romfs = romfs
         self.calls = []
 
     def __call__(self, args, cwd):
         self.calls.append(args)
         if args == ["connect", "list"]:
             return 0, self.ports
+        if args[2:4] == ["exec", deploy.ROMFS_QUERY]:
+            return 0, "romfs %d\n" % self.romfs
         if args[2] == "exec":
             return 0, self.answer
+        if args[2:4] == ["romfs", "deploy"]:
+            image = os.path.join(cwd, args[4])
+            with open(image, "rb") as f:
+                assert f.read(3) == b"\xd2\xcd\x31", "not a ROMFS image"  # VfsRom's header
         if args[2] == "cp":
             for src in args[4:-1]:  # the staged files, relative to mpremote's folder
                 assert os.path.isfile(os.path.join(cwd, src)), src
@@ -423,6 +442,59 @@ def test_a_good_board_gets_every_file_then_a_reset(tmp_path, capsys):
     copied = {src for s in steps if s[0] == "cp" for src in s[2:-1]}
     assert copied == shipped_files()
     assert no_secrets(capsys.readouterr().out)
+
+
+def test_romfs_puts_uingest_in_the_partition_and_the_rest_on_the_filesystem(tmp_path, capsys):
+    fake = FakeMpremote(ports=USB, romfs=True)
+    cfg = write_config(tmp_path / "c.json", "esp32-devkitc-mpu6050")
+    assert deploy.main(["--board", "esp32-devkitc-mpu6050", "--config", cfg, "--romfs"], runner=fake) == 0
+    steps = [c[2:] for c in fake.calls[1:]]
+    assert steps[:4] == [
+        ["exec", deploy.QUERY],
+        ["exec", deploy.ROMFS_QUERY],
+        ["romfs", "deploy", "uingest.romfs"],
+        ["rm", "-r", ":uingest"],  # a uingest/ on the filesystem would shadow /rom's
+    ]
+    copied = {src for s in steps if s[0] == "cp" for src in s[2:-1]}
+    assert copied == {"main.py", "board.py", "config.json"} and steps[-1] == ["reset"]
+    assert no_secrets(capsys.readouterr().out)
+
+
+def test_romfs_on_a_firmware_without_a_partition_stops_before_anything_is_written(capsys):
+    fake = FakeMpremote(ports=USB, romfs=False)
+    assert deploy.main(["--board", "esp32-s3-devkitc-1", "--romfs"], runner=fake) == 1
+    assert capsys.readouterr().err == deploy.NO_ROMFS + "\n"
+    assert [c[2:4] for c in fake.calls[1:]] == [["exec", deploy.QUERY], ["exec", deploy.ROMFS_QUERY]]
+
+
+def test_romfs_to_the_emulated_board_with_real_mpremote_is_refused_in_one_line(mpy, tmp_path, capsys):
+    # the unix port has VfsRom but no ROMFS partition (vfs.rom_ioctl): nothing may be written
+    with EmulatedBoard(mpy.exe, tmp_path) as board:
+        rc = deploy.main(["--board", "unix-sim", "--port", board.port, "--romfs"])
+    assert rc == 1 and capsys.readouterr().err == deploy.NO_ROMFS + "\n"
+    assert os.listdir(tmp_path) == []
+
+
+def test_romfs_target_dir_image_runs_the_app_in_place_in_64k(mpy, tmp_path, capsys):
+    """--romfs --target-dir: the image, main.py and board.py; mounted at /rom
+    as a board's firmware does (romboot.py on the unix port), the app runs from
+    it with the free heap of a 64K heap and nothing of uingest on the filesystem."""
+    dev = tmp_path / "device"
+    dev.mkdir()
+    data = str(tmp_path / "data")
+    srv = ServerThread(create_app(data, api_key=API_KEY, hmac_key=HMAC_KEY)).start()
+    try:
+        cfg = write_config(tmp_path / "c.json", "unix-sim", url=srv.url)
+        assert deploy.main(["--board", "unix-sim", "--config", cfg, "--target-dir", str(dev), "--romfs"]) == 0
+        assert tree(dev) == {"uingest.romfs", "main.py", "board.py", "config.json"}
+        env = dict(os.environ, MICROPYPATH=os.pathsep.join([str(dev), ".frozen"]))
+        args = bundle.romboot_args(mpy.exe, str(dev / "uingest.romfs"), 64, "main.py", "config.json", "3")
+        proc = subprocess.run(args, cwd=str(dev), env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        srv.stop()
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    check_stored(data, 3)
+    assert no_secrets(capsys.readouterr().out + proc.stdout)
 
 
 def test_the_default_runner_calls_the_mpremote_executable(tmp_path, monkeypatch, capsys):

