@@ -105,6 +105,31 @@ def test_three_labels_ten_windows_one_connection(tmp_path, firmware, fmt):
     assert seen == {(label, i) for label in labels for i in range(10)}
 
 
+@pytest.mark.parametrize("fmt", ["cbor", "json"])
+def test_simulate_romfs_runs_both_formats_in_64k(tmp_path, fmt, capsys):
+    """`uingest simulate --romfs`: the modules run in place from a ROMFS image,
+    as on a board with a ROMFS partition; with the bytecode out of the heap,
+    JSON fits the same 64K as CBOR."""
+    data = str(tmp_path / "data")
+    srv = ServerThread(create_app(data, api_key=API_KEY, hmac_key=HMAC_KEY)).start()
+    try:
+        argv = ["--url", srv.url, "--api-key", API_KEY, "--hmac-key", HMAC_KEY, "--format", fmt]
+        argv += ["--label", "idle", "--label", "wave", "--windows", "3", "--romfs", "--heap", "64K", "--quiet"]
+        rc = simulate.main(argv)
+    finally:
+        srv.stop()
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert out.strip().endswith("simulate idle,wave: 6/6 windows accepted, 0 rejected, 0 failed, over 1 connection(s)")
+    entries = read_index(data)
+    assert len(entries) == 6
+    for e in entries:
+        with open(os.path.join(data, e["file"]), "rb") as f:
+            body = f.read()
+        assert verify_signature(body, fmt, HMAC_KEY)
+        assert window_index_of(e["label"], decode(body, fmt)["payload"]["values"]) in range(3)
+
+
 def test_server_restarted_mid_run_every_window_once(tmp_path, firmware):
     data = str(tmp_path / "data")
     srv = ServerThread(create_app(data, api_key=API_KEY, hmac_key=HMAC_KEY)).start()

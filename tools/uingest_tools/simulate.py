@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 
-from .bundle import ROOT, build
+from .bundle import ROOT, build, romboot_args, romfs_image
 
 BOARD_DIR = os.path.join(ROOT, "boards", "unix-sim")
 
@@ -21,18 +21,34 @@ def micropython() -> str:
 
 
 def run(
-    settings: dict, heap: str = "64K", firmware_dir: str | None = None, timeout: float = 600, echo=None
+    settings: dict,
+    heap: str = "64K",
+    firmware_dir: str | None = None,
+    timeout: float = 600,
+    echo=None,
+    romfs: bool = False,
 ) -> tuple[int, dict | None, list[str]]:
     """Run the simulator; returns (exit status, summary dict or None, output lines).
     firmware_dir: a folder holding the uingest package (.py or .mpy); default: a
-    fresh .mpy build for this CPU, i.e. what deploy ships."""
+    fresh .mpy build for this CPU, i.e. what deploy ships. romfs: the package
+    runs in place from a ROMFS image of that build, as on a board with a ROMFS
+    partition, and heap (in K) is the free heap it gets."""
     with tempfile.TemporaryDirectory() as tmp:
         if firmware_dir is None:
             build(tmp, march="host")
             firmware_dir = tmp
-        env = dict(os.environ, MICROPYPATH=os.pathsep.join([firmware_dir, BOARD_DIR, ".frozen"]))
+        script = os.path.join(BOARD_DIR, "simulate.py")
+        if romfs:
+            image = os.path.join(tmp, "uingest.romfs")
+            with open(image, "wb") as f:
+                f.write(romfs_image(firmware_dir))
+            env = dict(os.environ, MICROPYPATH=os.pathsep.join([BOARD_DIR, ".frozen"]))
+            args = romboot_args(micropython(), image, int(heap.upper().rstrip("K")), script)
+        else:
+            env = dict(os.environ, MICROPYPATH=os.pathsep.join([firmware_dir, BOARD_DIR, ".frozen"]))
+            args = [micropython(), "-X", "heapsize=" + heap, script]
         proc = subprocess.Popen(
-            [micropython(), "-X", "heapsize=" + heap, os.path.join(BOARD_DIR, "simulate.py")],
+            args,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -98,7 +114,13 @@ def main(argv=None) -> int:
     ap.add_argument("--format", default="cbor", choices=["cbor", "json"])
     ap.add_argument("--windows", type=int, default=5, help="windows per label (default 5)")
     ap.add_argument("--rows", type=int, default=200, help="rows per window (default 200: 2 s at 100 Hz)")
-    ap.add_argument("--heap", default="64K", help="MicroPython heap size (default 64K)")
+    ap.add_argument("--heap", default="64K", help="MicroPython heap size, in K (default 64K)")
+    ap.add_argument(
+        "--romfs",
+        action="store_true",
+        help="run the firmware in place from a ROMFS image, as on a board with a ROMFS partition "
+        "(--heap is then the heap left free beside it)",
+    )
     ap.add_argument("--device-name", default="unix-sim")
     ap.add_argument("--ca-file", help="CA certificate file for https URLs")
     ap.add_argument("--insecure", action="store_true", help="skip TLS certificate verification")
@@ -120,7 +142,10 @@ def main(argv=None) -> int:
         "ca_file": args.ca_file,
         "insecure": args.insecure,
     }
-    rc, summary, lines = run(settings, heap=args.heap, echo=None if args.quiet else print)
+    if args.romfs and not args.heap.upper().rstrip("K").isdigit():
+        print("uingest simulate: with --romfs, --heap takes a size in K, like 64K: %s" % args.heap, file=sys.stderr)
+        return 2
+    rc, summary, lines = run(settings, heap=args.heap, echo=None if args.quiet else print, romfs=args.romfs)
     if summary is None:
         tail = lines[-1] if lines else "no output"
         print("uingest simulate: the firmware stopped: %s" % tail, file=sys.stderr)
