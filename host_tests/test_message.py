@@ -142,6 +142,33 @@ def test_streamed_write_equals_encode_and_length(fmt, key, kind):
         assert m.signature == decode(body, fmt)["signature"]
 
 
+@pytest.mark.parametrize("fmt", ["cbor", "json"])
+@pytest.mark.parametrize("key", [None, KEY])
+@pytest.mark.parametrize("kind", ["imu", "audio"])
+def test_encode_into_a_reused_buffer_writes_the_same_bytes(fmt, key, kind):
+    w = imu_window(333) if kind == "imu" else audio_window(5000)
+    body = message.encode(w, fmt, hmac_key=key, device_name="dev", iat=7)
+    buf = bytearray(len(body) + 7 * 5000 * 3)  # made once, bigger than any of these messages
+    for _ in range(2):  # reused: the second message overwrites the first
+        m = message.Message(w, fmt, hmac_key=key, device_name="dev", iat=7)
+        assert m.max_length() >= len(body)
+        n = m.encode_into(buf)
+        assert n == len(body) and bytes(buf[:n]) == body
+        assert m.encode_into(memoryview(buf)[3:]) == n and bytes(buf[3 : 3 + n]) == body  # and again, the same
+    assert message.encode_into(w, buf, fmt, hmac_key=key, device_name="dev", iat=7) == len(body)
+    if fmt == "cbor" and kind == "imu":  # fixed-size rows: the bound is exact
+        assert message.Message(w, fmt, hmac_key=key).max_length() == len(message.encode(w, fmt, hmac_key=key))
+
+
+def test_encode_into_a_buffer_too_small_says_so_and_writes_nothing():
+    w = audio_window(100)
+    m = message.Message(w, "cbor")
+    buf = bytearray(m.max_length() - 1)
+    with pytest.raises(ValueError, match=r"^buffer: %d bytes, the message needs up to %d$" % (len(buf), len(buf) + 1)):
+        m.encode_into(buf)
+    assert buf == bytearray(len(buf))
+
+
 def test_wide_rows_and_float_interval():
     sensors = [("s%d" % i, "V") for i in range(30)]
     w = Window(sensors, 2.5, 3)

@@ -261,6 +261,34 @@ def test_signed_streaming_heap_does_not_grow_with_rows(mpy, bundle, kernels):
         assert c200 == c400 == c800 == 0
 
 
+def test_encode_into_allocates_the_same_few_bytes_for_any_window_size(mpy, bundle):
+    """1 s and 4 s of 16 kHz audio into one preallocated buffer: the heap a
+    message takes does not grow with the window (GC off, nothing hidden)."""
+    script = """
+from uingest import message
+from uingest.window import Window
+import gc
+buf = bytearray(3 * 64000 + 200)
+def cost(rows):
+    w = Window((("audio", "wav"),), 0.0625, rows, "h")
+    for i in range(rows):
+        w.append(i - 32768)
+    message.encode_into(w, buf, "cbor", hmac_key="k")  # warm-up
+    gc.collect()
+    gc.disable()
+    before = gc.mem_alloc()
+    n = message.encode_into(w, buf, "cbor", hmac_key="k")
+    used = gc.mem_alloc() - before
+    gc.enable()
+    return n, used
+print(*cost(16000), *cost(64000))
+"""
+    n1, used1, n4, used4 = map(int, lines(mpy.run(script, path=bundle, heap="1M"))[0].split())
+    print("encode_into: 1 s of audio (%d B) allocates %d B, 4 s (%d B) %d B" % (n1, used1, n4, used4))
+    assert n4 > 3.9 * n1
+    assert used4 == used1 < 4096  # the Message, its head and the HMAC state: a fixed cost
+
+
 def test_encode_fits_64k_heap(mpy):
     script = """
 from uingest import message

@@ -185,38 +185,48 @@ class Message:
         sink.write(self._head)
         return len(self._head) + self._chunks(sink.write)
 
+    def _one_pass(self):
+        # Rows of bounded size (CBOR, int16 text) go straight into a buffer
+        # sized for the longest rows and are signed there; float text (2 to 17
+        # bytes a value) and file windows (read in chunks) are measured (and
+        # signed) first, then written.
+        return not self._file and self.signature is None and (self.fmt == "cbor" or self.window.typecode == "h")
+
+    def max_length(self):
+        """The buffer size encode_into() needs: the exact length, or for rows
+        of bounded size the most they can take."""
+        if self._one_pass():  # (for float32 CBOR, the bound is exact)
+            return len(self._head) + self.window.rows * self._max_row + len(self._tail)
+        return self.length
+
+    def encode_into(self, buf):
+        """Write the whole message into buf (a bytearray or writable memoryview
+        of at least max_length() bytes, made once and reused: nothing that
+        grows with the window is allocated); returns the message's length."""
+        need = self.max_length()
+        if len(buf) < need:
+            raise ValueError("buffer: %d bytes, the message needs up to %d" % (len(buf), need))
+        if not self._one_pass():
+            return self.write(_BufferSink(buf))
+        head = self._head
+        h = len(head)
+        t = len(self._tail)
+        buf[:h] = head
+        self._row = 0
+        pos = self._values(buf, h, need - t)
+        buf[pos : pos + t] = self._tail
+        end = pos + t
+        self._values_len = pos - h
+        if self._key is not None:
+            self._set_signature(HMAC(self._key, memoryview(buf)[:end]))
+            buf[self._sig_at : self._sig_at + _SIG_LEN] = head[self._sig_at : self._sig_at + _SIG_LEN]
+        return end
+
     def encode(self):
-        """The whole message as bytes."""
-        w = self.window
-        if (
-            not self._file
-            and self.signature is None
-            and (self._values_len is not None or self.fmt == "cbor" or w.typecode == "h")
-        ):
-            # Rows of bounded size (CBOR, int16 text): one pass into a buffer
-            # sized for the longest rows, then sign it in place.
-            head = self._head
-            h = len(head)
-            t = len(self._tail)
-            n = self._values_len if self._values_len is not None else w.rows * self._max_row
-            buf = bytearray(h + n + t)
-            buf[:h] = head
-            self._row = 0
-            pos = self._values(buf, h, h + n)
-            buf[pos : pos + t] = self._tail
-            end = pos + t
-            self._values_len = pos - h
-            mv = memoryview(buf)[:end]
-            if self._key is not None:
-                self._set_signature(HMAC(self._key, mv))
-                buf[self._sig_at : self._sig_at + _SIG_LEN] = self._head[self._sig_at : self._sig_at + _SIG_LEN]
-            return bytes(mv)
-        # Float text (rows vary from 2 to 17 bytes a value) or a file window
-        # (read in chunks): measure (and sign) first, then fill an exact-size
-        # buffer. A file window bigger than the heap needs write() instead.
-        buf = bytearray(self.length)
-        self.write(_BufferSink(buf))
-        return bytes(buf)
+        """The whole message as bytes. A file window bigger than the heap
+        needs write() instead."""
+        buf = bytearray(self.max_length())
+        return bytes(memoryview(buf)[: self.encode_into(buf)])
 
 
 class _BufferSink:
@@ -238,6 +248,12 @@ def _discard(b):
 def encode(window, fmt="cbor", hmac_key=None, device_type=DEFAULT_DEVICE_TYPE, device_name=None, iat=None):
     """The signed (or alg 'none') message for window, as bytes."""
     return Message(window, fmt, hmac_key, device_type, device_name, iat).encode()
+
+
+def encode_into(window, buf, fmt="cbor", hmac_key=None, device_type=DEFAULT_DEVICE_TYPE, device_name=None, iat=None):
+    """The same bytes as encode(), written into buf (made once, reused for
+    every window); returns their length. See Message.max_length()."""
+    return Message(window, fmt, hmac_key, device_type, device_name, iat).encode_into(buf)
 
 
 def write(window, sink, fmt="cbor", hmac_key=None, device_type=DEFAULT_DEVICE_TYPE, device_name=None, iat=None):
