@@ -21,7 +21,7 @@ _size = os.stat(sys.argv[1])[6]
 _image = bytearray(_size)
 with open(sys.argv[1], "rb") as _f:
     _f.readinto(_image)
-vfs.mount(vfs.VfsRom(_image), "/rom")
+vfs.mount(vfs.VfsRom(_image), "/rom")  # pyright: ignore[reportAttributeAccessIssue] (not in the ESP32 stubs)
 sys.path.insert(0, "/rom")
 _want = int(sys.argv[2])
 _script = sys.argv[3]
