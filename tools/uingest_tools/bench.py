@@ -189,7 +189,7 @@ def table(r: dict[str, tuple[int, int]]) -> str:
     line(
         "  uingest CBOR signed, encode_into()",
         si,
-        "%.2fx hashing; encode_into + hash = %.2fx" % (si / h, (i + h) / h),
+        "%.2fx hashing (encode+hash: %.2fx)" % (si / h, (i + h) / h),
     )
     head = "| %-58s | %10s | %-40s | %8s |" % ("case (MicroPython unix port, median)", "us", "ratio", "bytes")
     sep = "|" + "-" * 60 + "|" + "-" * 12 + "|" + "-" * 42 + "|" + "-" * 10 + "|"
