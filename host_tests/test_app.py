@@ -239,6 +239,28 @@ def test_steady_state_in_64k_with_the_firmware_in_romfs(mpy, firmware, romfs, tm
     assert_flat_heap(out, 200, data)
 
 
+def test_audio_windows_larger_than_the_heap_are_recorded_to_flash(mpy, firmware, romfs, tmp_path):
+    """2.3 s of 16 kHz audio a window (74 KB) in the app's 64K: record_to_flash
+    "auto" picks flash, each window passes through RAM 2 KB at a time and is
+    streamed from its file into the signed post; every sample arrives."""
+    d = str(tmp_path)
+    data = str(tmp_path / "data")
+    srv = ServerThread(create_app(data, api_key=API_KEY, hmac_key=HMAC_KEY)).start()
+    try:
+        # 36816 rows, not a multiple of the tone's period: identical windows would be duplicates to the server
+        write_config(d, srv.port, audio=True, window_ms=2301, sample_rate_hz=16000, labels=["idle"])
+        proc = start_app(mpy, firmware, d, max_windows=3, heap="64K", romfs=romfs)
+        out = proc.communicate(timeout=120)[0].decode()
+        assert proc.returncode == 0, out[-2000:]
+    finally:
+        srv.stop()
+    assert " record=flash" in out.split("\n")[1], out[:500]
+    got = stored(data)
+    assert len(got) == 3, out[-3000:]
+    values = [v for _, msg in got for v in msg["payload"]["values"]]  # in the order they arrived
+    assert values == [synthetic.expected_audio("idle", t) for t in range(3 * 36816)]
+
+
 def test_outage_queue_and_drain_in_64k_with_the_firmware_in_romfs(mpy, firmware, romfs, tmp_path):
     """The same 64K, now with the store at work: 200x3 windows queue on flash
     while no server answers, then drain when it comes up; every window

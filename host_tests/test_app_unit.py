@@ -7,7 +7,9 @@ import cbor2
 import pytest
 
 from fake_http import FakeServer, reply
+from helpers import f32
 from uingest import app, config
+from uingest.filewindow import FileWindow
 from uingest.sensors import synthetic
 from uingest.sensors.hardware import Hardware
 from uingest.sensors.synthetic import SyntheticIMU
@@ -160,6 +162,55 @@ def test_audio_windows_are_refilled_each_time(tmp_path):
         first, second = (cbor2.loads(body)["payload"]["values"] for _, body in srv.requests)
         assert first == [synthetic.expected_audio("idle", t) for t in range(160)]
         assert second == [synthetic.expected_audio("idle", t) for t in range(160, 320)]
+        a.close()
+    finally:
+        srv.close()
+
+
+def test_record_to_flash_sampled_window_goes_through_a_file_in_chunks(tmp_path):
+    """200 rows of 3 float axes (2400 bytes) recorded in 2 KB chunks of 170
+    rows: the window that arrives is the sensor's samples in order, the
+    schedule is one run (not restarted per chunk), the file is not a queue entry."""
+    srv = FakeServer([])
+    try:
+        a, _ = make_app(tmp_path, srv.url, window_ms=1000, sample_rate_hz=200, record_to_flash=True)
+        assert a._chunk_rows == 170 and a._chunk.capacity == 170
+        a.step()
+        a.step()
+        assert a.sampler.samples == 200  # the second window's run: all of its rows on one schedule
+        assert len(a.store) == 0 and os.path.getsize(tmp_path / "q" / "recording.raw") == 2400
+        first, second = (cbor2.loads(body)["payload"]["values"] for _, body in srv.requests)
+        assert len(first) == len(second) == 200
+        want = [[f32(v) for v in SyntheticIMU("idle", 200).row(t)] for t in range(400)]
+        assert first + second == want
+        a.close()
+    finally:
+        srv.close()
+
+
+def test_record_to_flash_audio_fills_chunk_by_chunk(tmp_path):
+    srv = FakeServer([])
+    try:
+        a, _ = make_app(tmp_path, srv.url, window_ms=500, sample_rate_hz=16000, record_to_flash=True)
+        # make_app built an IMU app; give it an audio sensor and chunk, as a board with a microphone would have
+        a.hw.sensor = synthetic.SyntheticAudio("idle", 16000)
+        a._chunk = app.Window(a.hw.sensor.sensors, 1000 / 16000, 1024, "h")
+        a._chunk_rows = 1024
+        a.window = FileWindow(str(tmp_path / "q" / "recording.raw"), a.hw.sensor.sensors, 1000 / 16000, "h")
+        a.step()  # 8000 rows: 7 chunks of 1024 and one of 832
+        a.step()
+        first, second = (cbor2.loads(body)["payload"]["values"] for _, body in srv.requests)
+        assert first + second == [synthetic.expected_audio("idle", t) for t in range(16000)]
+        a.close()
+    finally:
+        srv.close()
+
+
+def test_record_to_flash_auto_keeps_small_windows_in_ram(tmp_path):
+    srv = FakeServer([])
+    try:
+        a, _ = make_app(tmp_path, srv.url)  # "auto"; under CPython the free heap is not known: RAM
+        assert a._chunk is None and isinstance(a.window, app.Window) and a.window.capacity == 10
         a.close()
     finally:
         srv.close()

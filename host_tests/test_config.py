@@ -74,6 +74,7 @@ BROKEN = [
     ("fractional rows", broken(window_ms=15, sample_rate_hz=100), "whole number of samples"),
     ("insecure string", broken(insecure="yes"), "insecure: expected true"),
     ("budget zero", broken(queue_budget_bytes=0), "queue_budget_bytes: expected"),
+    ("record_to_flash word", broken(record_to_flash="sometimes"), "record_to_flash: expected true to record"),
     ("typo field", broken(sample_rate=100), "unknown field sample_rate"),
     ("wifi password not string", broken(wifi_password=12345678), "wifi_password: expected"),
     ("accel range", broken(accel_range_g=3), "accel_range_g: expected the accelerometer range: 2, 4, 8 or 16"),

@@ -53,6 +53,22 @@ def test_int16_window_and_range():
     assert list(w.samples[:2]) == [-32768, 32767] and w.rows == 2
 
 
+def test_clear_with_a_capacity_fills_part_of_the_samples():
+    w = Window((("x", "u"),), 1, 4, "h")
+    w.clear(2)  # the last, shorter chunk of a window recorded to flash
+    w.append(1)
+    w.append(2)
+    with pytest.raises(IndexError):
+        w.append(3)
+    assert len(w.samples) == 4 and w.free_rows() == 0
+    w.clear(4)
+    assert w.capacity == 4 and w.rows == 0
+    for bad in (0, 5):
+        with pytest.raises(ValueError, match="capacity: expected 1..4 rows"):
+            w.clear(bad)
+    assert w.capacity == 4
+
+
 def test_direct_fill_and_commit():
     w = Window([("audio", "wav")], 0.0625, 4, typecode="h")
     w.samples[0] = 5

@@ -5,11 +5,15 @@ import gc
 import sys
 import time
 
+from micropython import const
+
 from . import http
 from .message import Message
 from .sampler import Sampler
 from .store import Store
 from .window import Window
+
+_CHUNK_BYTES = const(2048)  # RAM per chunk of a window recorded to flash
 
 
 class Console:
@@ -57,10 +61,27 @@ class App:
         sensor = hw.sensor
         rate = cfg["sample_rate_hz"]
         rows = int(cfg["window_ms"] * rate / 1000)
-        self.window = Window(sensor.sensors, 1000 / rate, rows, getattr(sensor, "typecode", "f"))
+        typecode = getattr(sensor, "typecode", "f")
+        row_bytes = len(sensor.sensors) * (2 if typecode == "h" else 4)
+        to_flash = cfg["record_to_flash"]
+        if to_flash == "auto":
+            gc.collect()
+            free = gc.mem_free()  # -1 (or CPython's 0): not known, so RAM
+            to_flash = free > 0 and rows * row_bytes > free // 4
+        # Recorded to flash, a window passes through RAM one chunk at a time:
+        # it may be longer than the heap (10 s of 16 kHz audio: 320 KB).
+        self._rows = rows
+        self._chunk_rows = min(rows, max(1, _CHUNK_BYTES // row_bytes)) if to_flash else 0
+        self.window = Window(sensor.sensors, 1000 / rate, self._chunk_rows or rows, typecode)
         self.sampler = Sampler(rate)
         self.client = http.Client(cfg["url"], cfg["timeout_ms"], cfg["ca_file"], cfg["insecure"])
         self.store = Store(cfg["queue_dir"], cfg["queue_budget_bytes"])
+        self._chunk = None
+        if to_flash:
+            from .filewindow import FileWindow
+
+            self._chunk = self.window
+            self.window = FileWindow(cfg["queue_dir"] + "/recording.raw", sensor.sensors, 1000 / rate, typecode)
         self.device_name = cfg["device_name"] or link.mac() or getattr(hw, "device_name", None)
         self.counts = {http.ACCEPTED: 0, http.RETRY: 0, http.REJECTED: 0}
         self.windows = 0
@@ -124,7 +145,10 @@ class App:
         """Sample one window, then send it and whatever waits on flash."""
         self._inputs()
         sensor = self.hw.sensor
-        if hasattr(sensor, "fill"):
+        chunk = self._chunk
+        if chunk is not None:
+            self._record(sensor, chunk)
+        elif hasattr(sensor, "fill"):
             self.window.clear()
             sensor.fill(self.window)  # audio: DMA-sized reads straight into the window
         else:
@@ -162,6 +186,23 @@ class App:
         if up and not self._holding():  # a Retry-After from the post just made holds the queue too
             self.drain()
         gc.collect()
+
+    def _record(self, sensor, chunk):
+        """Sample one window into its file on flash, a chunk at a time, on one
+        schedule (the sampler is started once, not per chunk)."""
+        self.window.clear()
+        if not hasattr(sensor, "fill"):
+            self.sampler.start()
+        left = self._rows
+        while left:
+            n = left if left < self._chunk_rows else self._chunk_rows
+            chunk.clear(n)
+            if hasattr(sensor, "fill"):
+                sensor.fill(chunk)  # audio: DMA-sized reads; the I2S buffer covers the flash write
+            else:
+                self.sampler.fill(chunk, sensor)
+            self.window.append_chunk(chunk.samples, n)  # pyright: ignore[reportAttributeAccessIssue] (a FileWindow)
+            left -= n
 
     def _queue(self, msg, label, category, rejected=None):
         """Put a window on flash (or aside, with the server's reason); a full
@@ -230,6 +271,8 @@ class App:
 
     def close(self):
         self.client.close()
+        if self._chunk is not None:
+            self.window.close()  # pyright: ignore[reportAttributeAccessIssue] (a FileWindow)
 
 
 def _errno(e):
@@ -294,7 +337,7 @@ def main(config_path="config.json", max_windows=None, board=None, log=print):
         wdt = WDT(timeout=hw.wdt_timeout_ms)  # pyright: ignore[reportArgumentType] (not None: checked above)
     gc.collect()  # imports and boot leave garbage: clear it before the long-lived buffers are placed
     app = App(cfg, hw, link, board.DEVICE_TYPE, log)
-    log("uingest: %s" % cfg.pop("_summary"))
+    log("uingest: %s record=%s" % (cfg.pop("_summary"), "ram" if app._chunk is None else "flash"))
     try:
         while max_windows is None or app.windows < max_windows:
             try:

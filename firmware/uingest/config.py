@@ -31,6 +31,13 @@ FIELDS = (
     ("timeout_ms", 10000, "posint", "network timeout in milliseconds, a positive integer"),
     ("queue_dir", "queue", "str", "folder on flash for windows waiting to be sent"),
     ("queue_budget_bytes", 262144, "posint", "the most bytes the queue may use on flash, a positive integer"),
+    (
+        "record_to_flash",
+        "auto",
+        "auto",
+        "true to record each window to a file on flash (windows bigger than the heap), false to keep it in RAM, "
+        'or "auto" (flash when a window needs more than a quarter of the free heap)',
+    ),
     # board options, read by boards/<name>/board.py setup()
     ("gyro", OPTIONAL, "bool", "true to add the IMU's gyroscope axes, else false"),
     ("accel_range_g", OPTIONAL, "g", "the accelerometer range: 2, 4, 8 or 16 (g)"),
@@ -88,6 +95,8 @@ def _check(name, kind, v):
         return _is_label(v)
     if kind == "bool":
         return v is True or v is False
+    if kind == "auto":
+        return v is True or v is False or v == "auto"
     if kind == "posint":
         return isinstance(v, int) and not isinstance(v, bool) and v > 0
     if kind in ("g", "dps", "i2c", "shift"):

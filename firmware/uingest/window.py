@@ -55,6 +55,7 @@ class Window:
             raise ValueError("typecode: expected 'f' (float32) or 'h' (int16)")
         self.width = len(self.sensors)
         self.capacity = capacity
+        self._allocated = capacity
         self.typecode = typecode
         self.samples = array(typecode, bytes(capacity * self.width * (4 if typecode == "f" else 2)))
         self.rows = 0
@@ -112,7 +113,13 @@ class Window:
             raise ValueError("commit: %d rows do not fit (%d free)" % (n, self.capacity - self.rows))
         self.rows += n
 
-    def clear(self):
+    def clear(self, capacity=None):
+        """Forget the rows; with capacity, fill only that many rows from now on
+        (at most what was allocated): a chunk of a window recorded to flash."""
+        if capacity is not None:
+            if not 1 <= capacity <= self._allocated:
+                raise ValueError("capacity: expected 1..%d rows, got %r" % (self._allocated, capacity))
+            self.capacity = capacity
         self.rows = 0
 
     def __len__(self):
