@@ -21,6 +21,7 @@ GOOD = {
     "hmac_key": HMAC_KEY,
     "wifi_password": WIFI_PASSWORD,
     "labels": ["idle", "wave"],
+    "ca_file": "ca.der",  # the default url is https
 }
 
 
@@ -75,12 +76,31 @@ BROKEN = [
     ("insecure string", broken(insecure="yes"), "insecure: expected true"),
     ("budget zero", broken(queue_budget_bytes=0), "queue_budget_bytes: expected"),
     ("record_to_flash word", broken(record_to_flash="sometimes"), "record_to_flash: expected true to record"),
+    ("https without a CA file", broken(ca_file=DELETE), "ca_file: an https url needs the server's CA certificate"),
+    ("CA file not on the device", json.dumps(GOOD), "ca_file: ca.der is not on the device"),
     ("typo field", broken(sample_rate=100), "unknown field sample_rate"),
     ("wifi password not string", broken(wifi_password=12345678), "wifi_password: expected"),
     ("accel range", broken(accel_range_g=3), "accel_range_g: expected the accelerometer range: 2, 4, 8 or 16"),
     ("i2c address", broken(imu_addr=300), "imu_addr: expected"),
     ("csv sensors", broken(sensors=[["a"]]), "sensors: expected"),
 ]
+
+
+def test_no_ca_file_is_fine_over_http_or_when_told_to_skip_checks():
+    assert config.loads(broken(ca_file=DELETE, url="http://192.168.1.20:4810"))["ca_file"] is None
+    assert config.loads(broken(ca_file=DELETE, insecure=True))["insecure"] is True
+
+
+def test_the_ca_file_must_be_on_the_device(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(GOOD))
+    with pytest.raises(config.ConfigError) as e:
+        config.load()
+    assert e.value.problems == [
+        "config: ca_file: ca.der is not on the device (uingest deploy copies it from next to the config)"
+    ]
+    (tmp_path / "ca.der").write_bytes(b"0")
+    assert config.load()["ca_file"] == "ca.der"
 
 
 def test_board_options_are_kept_only_when_given():

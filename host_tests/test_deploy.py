@@ -38,6 +38,7 @@ def sys_mpy(version, sub, arch):
 def write_config(path, board, **kw):
     cfg = {
         "board": board,
+        "url": "http://192.168.1.20:4810",  # a laptop running `uingest serve`: no CA file needed
         "wifi_ssid": "lab",
         "wifi_password": WIFI_PASSWORD,
         "api_key": API_KEY,
@@ -133,6 +134,28 @@ def test_dry_run_with_romfs_lists_the_image_and_its_steps(capsys):
     steps = [c[3:] for c in commands[1:]]
     assert steps[:3] == [["exec", deploy.QUERY], ["exec", deploy.ROMFS_QUERY], ["romfs", "deploy", "uingest.romfs"]]
     assert ["cp", "-f", "main.py", ":main.py"] in steps and not any(":uingest/" in s[-1] for s in steps)
+
+
+def test_the_configs_ca_file_is_shipped_from_next_to_the_config(tmp_path, capsys):
+    cfg = write_config(tmp_path / "config.json", "esp32-devkitc-mpu6050", url="https://ingestion.edgeimpulse.com")
+    argv = ["--board", "esp32-devkitc-mpu6050", "--config", cfg, "--dry-run"]
+    assert deploy.main(argv, runner=no_runner) == 2  # the config names no CA file: an https url needs one
+    assert "ca_file: an https url needs the server's CA certificate" in capsys.readouterr().err
+
+    cfg = write_config(
+        tmp_path / "config.json", "esp32-devkitc-mpu6050", url="https://ingestion.edgeimpulse.com", ca_file="ca.der"
+    )
+    assert deploy.main(argv, runner=no_runner) == 2  # named, but not there
+    err = capsys.readouterr().err
+    assert err.startswith("deploy: %s names ca_file 'ca.der', not found next to it: `uingest ca " % cfg), err
+
+    (tmp_path / "ca.der").write_bytes(b"0\x82 a DER certificate")
+    assert deploy.main(argv, runner=no_runner) == 0
+    out = capsys.readouterr().out
+    files, commands = listed(out)
+    assert set(files) == shipped_files() | {"ca.der"}
+    assert ["mpremote", "connect", "PORT", "cp", "-f", "ca.der", ":ca.der"] in commands
+    assert "ca_file ca.der: the server's CA certificate, from %s" % (tmp_path / "ca.der") in out
 
 
 def test_dry_run_into_a_folder_writes_nothing(tmp_path, capsys):

@@ -216,21 +216,29 @@ def test_serve_simulate_inspect_relay_command_lines(scan, tmp_path, logs):
 
 
 FAKE_NETWORK = """
-# a WLAN for the unix port: up at the first connect, drops every 4th check
+# a WLAN for the unix port: up at each connect (the check right after it
+# always sees it up), then dropped at every 4th check of a live link. So it
+# drops and comes back however many checks the status lines add.
 STA_IF = 0
 class WLAN:
     def __init__(self, i):
         self.up = False
+        self.fresh = False
         self.n = 0
     def active(self, on=None):
         return True
     def isconnected(self):
-        self.n += 1
-        if self.n % 4 == 0:
-            self.up = False
+        if self.fresh:
+            self.fresh = False
+            return True
+        if self.up:
+            self.n += 1
+            if self.n % 4 == 0:
+                self.up = False
         return self.up
     def connect(self, ssid, password):
         self.up = True
+        self.fresh = True
     def disconnect(self):
         self.up = False
     def status(self, what=None):

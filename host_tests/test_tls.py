@@ -209,3 +209,63 @@ def test_serve_command_line_over_tls(pki, tmp_path):
             proc.kill()
             proc.wait()
         proc.stderr.close()
+
+
+# -- `uingest ca`: the root a board needs, fetched and checked on the computer ---------------------
+
+
+@pytest.fixture(scope="module")
+def chained(tmp_path_factory):
+    """A server whose certificate comes from an intermediate CA, as public
+    servers' do: (root PEM path, root DER bytes, the served server)."""
+    d = tmp_path_factory.mktemp("chain")
+    root = trustme.CA()
+    intermediate = root.create_child_ca()
+    intermediate.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(str(d / "srv.pem"))
+    root.cert_pem.write_to_path(str(d / "root.pem"))
+    served = Served(str(d / "srv.pem"), str(d / "data"))
+    yield str(d / "root.pem"), ssl.PEM_cert_to_DER_cert(root.cert_pem.bytes().decode()), served
+    served.srv.stop()
+
+
+def test_ca_writes_the_root_of_the_servers_chain_and_a_board_verifies_with_it(chained, tmp_path, capsys, mpy):
+    from uingest_tools import ca
+
+    root_pem, root_der, served = chained
+    out = str(tmp_path / "ca.der")
+    assert ca.main([served.url, "--trust", root_pem, "--out", out]) == 0
+    with open(out, "rb") as f:
+        assert f.read() == root_der  # the root, not the intermediate the server sent
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("ca: wrote %s (%d bytes): " % (out, len(root_der))) and "127.0.0.1's chain" in line
+    assert line.endswith('set "ca_file": "ca.der" in config.json')
+    # the firmware on the unix port (mbedTLS) verifies the server with that file
+    script = "STEPS = %r\nKEY = %r\nHKEY = %r\n%s" % ([[served.url, out, False]], KEY, HKEY, SCENARIO)
+    proc = mpy.run(script + "print(json.dumps(result))\n", path=FIRMWARE + ":" + HERE, heap="256K")
+    [[kind, status, _]] = json.loads(proc.stdout.decode().strip().splitlines()[-1])["outcomes"]
+    assert (kind, status) == ("ACCEPTED", 200)
+
+
+def test_ca_refuses_a_server_the_trust_store_does_not_vouch_for(chained, pki, tmp_path, capsys):
+    from uingest_tools import ca
+
+    _, _, served = chained
+    out = tmp_path / "ca.der"
+    assert ca.main([served.url, "--trust", pki["wrong.pem"], "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "ca: %s: the server's certificate does not verify against %s: " % (served.url, pki["wrong.pem"])
+    )
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "url,problem",
+    [("http://127.0.0.1:1", "expected an https://host[:port] URL"), ("https://127.0.0.1:1", "cannot connect")],
+)
+def test_ca_bad_url_or_no_server_is_one_line(url, problem, tmp_path, capsys):
+    from uingest_tools import ca
+
+    assert ca.main([url, "--out", str(tmp_path / "ca.der")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert problem in err and len(err.splitlines()) == 1

@@ -148,6 +148,11 @@ def validate(raw):
             cfg["label"] = cfg["labels"][0]
         elif cfg["label"] not in cfg["labels"]:
             problems.append("config: label: expected one of the labels %s, got %r" % (cfg["labels"], cfg["label"]))
+        if cfg["url"].startswith("https://") and cfg["ca_file"] is None and not cfg["insecure"]:
+            problems.append(
+                "config: ca_file: an https url needs the server's CA certificate in a file on the device "
+                "(MicroPython has no built-in list): `uingest ca %s` gets it; name the file here" % cfg["url"]
+            )
         rows = cfg["window_ms"] * cfg["sample_rate_hz"] / 1000
         if rows < 1 or rows != int(rows):
             problems.append(
@@ -169,12 +174,26 @@ def loads(text):
 
 
 def load(path="config.json"):
+    """loads() of the file, and the CA file it names must be on the device."""
     try:
         with open(path) as f:
             text = f.read()
     except OSError:
         raise ConfigError(["config: cannot read %s: copy config.example.json there and fill it in" % path])
-    return loads(text)
+    cfg = loads(text)
+    if cfg["ca_file"] is not None:
+        import os
+
+        try:
+            os.stat(cfg["ca_file"])
+        except OSError:
+            raise ConfigError(
+                [
+                    "config: ca_file: %s is not on the device (uingest deploy copies it from next to the config)"
+                    % cfg["ca_file"]
+                ]
+            )
+    return cfg
 
 
 def describe(cfg):

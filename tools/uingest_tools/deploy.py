@@ -119,9 +119,9 @@ def _config_module():
     return config
 
 
-def check_config(path: str, board: str) -> int:
-    """Validate the config file for board; returns its size. Raises
-    DeployError with one line per problem (secrets shown as (hidden))."""
+def check_config(path: str, board: str) -> dict:
+    """Validate the config file for board; returns it. Raises DeployError
+    with one line per problem (secrets shown as (hidden))."""
     if not os.path.isfile(path):
         raise DeployError("deploy: config file not found: %s" % path)
     try:
@@ -140,7 +140,24 @@ def check_config(path: str, board: str) -> int:
         raise DeployError(*("deploy: %s: %s" % (path, line) for line in lines))
     if cfg["board"] != board:
         raise DeployError("deploy: %s: board is %r, but --board is %r" % (path, cfg["board"], board))
-    return len(data)
+    return cfg
+
+
+def ca_to_ship(config_path: str, cfg: dict) -> tuple[str, str] | None:
+    """(file on this computer, path on the device) of the CA certificate the
+    config names, looked for next to the config; None when it names none.
+    Raises DeployError when it is not there: the board could not verify
+    its server without it."""
+    name = cfg.get("ca_file")
+    if not name:
+        return None
+    local = os.path.join(os.path.dirname(os.path.abspath(config_path)), name)
+    if not os.path.isfile(local):
+        raise DeployError(
+            "deploy: %s names ca_file %r, not found next to it: `uingest ca %s --out %s` fetches it"
+            % (config_path, name, cfg["url"], local)
+        )
+    return local, name.lstrip("/")
 
 
 # -- .mpy versions ----------------------------------------------------------------------------------
@@ -270,9 +287,12 @@ def _cmd(args: list) -> str:
 # -- the bundle -----------------------------------------------------------------------------------
 
 
-def stage(board: dict, config_path: str | None, out: str, romfs: bool = False) -> list[tuple[str, int]]:
+def stage(
+    board: dict, config_path: str | None, out: str, romfs: bool = False, ca: tuple[str, str] | None = None
+) -> list[tuple[str, int]]:
     """Everything the device gets, in out: [(relative path, size)], uingest/
-    (or with romfs, its image uingest.romfs) first."""
+    (or with romfs, its image uingest.romfs) first; ca: (local file, device
+    path) of the config's CA certificate."""
     build(out, march=None if board["arch"] == "none" else board["arch"])
     if romfs:
         with open(os.path.join(out, ROMFS_IMAGE), "wb") as f:
@@ -280,6 +300,10 @@ def stage(board: dict, config_path: str | None, out: str, romfs: bool = False) -
     shutil.copyfile(os.path.join(board["dir"], "board.py"), os.path.join(out, "board.py"))
     if config_path:
         shutil.copyfile(config_path, os.path.join(out, "config.json"))
+    if ca:
+        dst = os.path.join(out, *ca[1].split("/"))
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.copyfile(ca[0], dst)
     files = []
     for dirpath, _, names in os.walk(out):
         for n in names:
@@ -318,11 +342,18 @@ def device_steps(port: str, files: list[tuple[str, int]], remove_old: bool = Tru
 
 class Deploy:
     def __init__(
-        self, board: dict, config_path: str | None, out=print, runner: Runner | None = None, romfs: bool = False
+        self,
+        board: dict,
+        config_path: str | None,
+        out=print,
+        runner: Runner | None = None,
+        romfs: bool = False,
+        ca: tuple[str, str] | None = None,
     ):
         self.board = board
         self.config_path = config_path
         self.romfs = romfs
+        self.ca = ca
         self.out = out
         self.runner = runner or subprocess_runner
         # what sys.platform says on the board: the port's name (esp32), unless board.json says otherwise
@@ -338,6 +369,8 @@ class Deploy:
             self.out("--romfs: uingest/ goes into the board's ROMFS partition as %s (run in place, /rom)" % ROMFS_IMAGE)
         if self.config_path:
             self.out("config %s: valid for %s (not shown: it holds secrets)" % (self.config_path, b["name"]))
+            if self.ca:
+                self.out("ca_file %s: the server's CA certificate, from %s" % (self.ca[1], self.ca[0]))
         else:
             self.out("no --config: the config.json already there is kept")
         self.out("files (%d, %d bytes):" % (len(files), sum(s for _, s in files)))
@@ -433,7 +466,7 @@ class Deploy:
     def run(self, target_dir=None, port=None, dry_run=False) -> int:
         with tempfile.TemporaryDirectory(prefix="uingest-deploy-") as staging:
             try:
-                files = stage(self.board, self.config_path, staging, self.romfs)
+                files = stage(self.board, self.config_path, staging, self.romfs, self.ca)
             except FileNotFoundError as e:
                 raise DeployError(
                     "deploy: %s not found (pip install -r requirements-dev.txt)" % (e.filename or e), code=1
@@ -477,9 +510,10 @@ def main(argv=None, runner: Runner | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         board = load_board(args.board)
+        ca = None
         if args.config:
-            check_config(args.config, board["name"])
-        deployer = Deploy(board, args.config, runner=runner, romfs=args.romfs)
+            ca = ca_to_ship(args.config, check_config(args.config, board["name"]))
+        deployer = Deploy(board, args.config, runner=runner, romfs=args.romfs, ca=ca)
         return deployer.run(args.target_dir, args.port, args.dry_run)
     except DeployError as e:
         for line in e.args:
