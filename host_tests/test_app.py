@@ -261,6 +261,22 @@ def test_audio_windows_larger_than_the_heap_are_recorded_to_flash(mpy, firmware,
     assert values == [synthetic.expected_audio("idle", t) for t in range(3 * 36816)]
 
 
+def test_romboot_puts_rom_first_and_its_own_folder_nowhere(mpy, romfs, tmp_path):
+    """However romboot.py is named on the command line (here relative, from its
+    folder), the board folder it lives in must not shadow the program's modules."""
+    probe = "import sys\nfrom uingest import http\nprint('path', sys.path)\nprint(http.__file__)\n"
+    (tmp_path / "probe.py").write_text(probe)
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([str(tmp_path), ".frozen"]))
+    args = romboot_args(mpy.exe, romfs, 64, "probe")
+    args[3] = "romboot.py"
+    proc = subprocess.run(args, cwd=BOARD, env=env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    path_line, where = proc.stdout.strip().splitlines()[-2:]
+    path = eval(path_line[5:])
+    assert path[0] == "/rom" and not any(p.rstrip("/").endswith("unix-sim") for p in path), path
+    assert where.startswith("/rom/uingest")
+
+
 def test_outage_queue_and_drain_in_64k_with_the_firmware_in_romfs(mpy, firmware, romfs, tmp_path):
     """The same 64K, now with the store at work: 200x3 windows queue on flash
     while no server answers, then drain when it comes up; every window

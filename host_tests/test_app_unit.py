@@ -206,14 +206,25 @@ def test_record_to_flash_audio_fills_chunk_by_chunk(tmp_path):
         srv.close()
 
 
-def test_record_to_flash_auto_keeps_small_windows_in_ram(tmp_path):
-    srv = FakeServer([])
-    try:
-        a, _ = make_app(tmp_path, srv.url)  # "auto"; under CPython the free heap is not known: RAM
-        assert a._chunk is None and isinstance(a.window, app.Window) and a.window.capacity == 10
-        a.close()
-    finally:
-        srv.close()
+@pytest.mark.parametrize(
+    "free,window_ms,where",
+    [
+        (100_000, 50, "ram"),  # 10 rows x 12 bytes
+        (100_000, 10_000, "ram"),  # 24 KB: under a quarter of the free heap
+        (100_000, 11_000, "flash"),  # 26.4 KB: over it
+        (-1, 100_000, "ram"),  # the free heap is not known (CPython says 0, some ports -1): as configured
+        (0, 100_000, "ram"),
+    ],
+)
+def test_record_to_flash_auto_decides_by_the_free_heap(tmp_path, monkeypatch, free, window_ms, where):
+    monkeypatch.setattr(app.gc, "mem_free", lambda: free)
+    a, _ = make_app(tmp_path, "http://127.0.0.1:9", window_ms=window_ms)  # 200 Hz, 3 float axes
+    rows = window_ms // 5
+    if where == "ram":
+        assert a._chunk is None and isinstance(a.window, app.Window) and a.window.capacity == rows
+    else:
+        assert isinstance(a.window, FileWindow) and a._chunk.capacity == a._chunk_rows == 170
+    a.close()
 
 
 class NaNSensor:

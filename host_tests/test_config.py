@@ -103,6 +103,12 @@ def test_the_ca_file_must_be_on_the_device(tmp_path, monkeypatch):
     assert config.load()["ca_file"] == "ca.der"
 
 
+def test_an_http_url_never_reads_the_named_ca_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.json").write_text(broken(url="http://192.168.1.20:4810"))  # names ca.der, not there
+    assert config.load()["ca_file"] == "ca.der"
+
+
 def test_board_options_are_kept_only_when_given():
     cfg = config.loads(broken(gyro=True, accel_range_g=8))
     assert cfg["gyro"] is True and cfg["accel_range_g"] == 8 and "imu_addr" not in cfg and "csv" not in cfg

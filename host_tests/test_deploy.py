@@ -158,6 +158,26 @@ def test_the_configs_ca_file_is_shipped_from_next_to_the_config(tmp_path, capsys
     assert "ca_file ca.der: the server's CA certificate, from %s" % (tmp_path / "ca.der") in out
 
 
+@pytest.mark.parametrize("name", ["certs/ca.der", "../ca.der", "/certs/ca.der", ".."])
+def test_a_ca_file_outside_the_boards_root_is_refused(name, tmp_path, capsys):
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "ca.der").write_bytes(b"0")
+    (tmp_path.parent / "ca.der").write_bytes(b"0")
+    https = "https://ingestion.edgeimpulse.com"
+    cfg = write_config(tmp_path / "config.json", "esp32-s3-devkitc-1", url=https, ca_file=name)
+    assert deploy.main(["--board", "esp32-s3-devkitc-1", "--config", cfg, "--dry-run"], runner=no_runner) == 2
+    assert capsys.readouterr().err == (
+        "deploy: %s: ca_file %r: name a file at the board's root, next to config.json (like ca.der)\n" % (cfg, name)
+    )
+
+
+def test_an_http_url_needs_no_ca_file_and_ships_none(tmp_path, capsys):
+    # the template names ca.der; a user who points url at a laptop's `uingest serve` may leave it
+    cfg = write_config(tmp_path / "config.json", "esp32-s3-devkitc-1", ca_file="ca.der")
+    assert deploy.main(["--board", "esp32-s3-devkitc-1", "--config", cfg, "--dry-run"], runner=no_runner) == 0
+    assert set(listed(capsys.readouterr().out)[0]) == shipped_files()
+
+
 def test_dry_run_into_a_folder_writes_nothing(tmp_path, capsys):
     cfg = write_config(tmp_path / "c.json", "unix-sim")
     target = tmp_path / "dev"

@@ -160,6 +160,22 @@ def test_encode_into_a_reused_buffer_writes_the_same_bytes(fmt, key, kind):
         assert message.Message(w, fmt, hmac_key=key).max_length() == len(message.encode(w, fmt, hmac_key=key))
 
 
+def test_max_length_fits_any_samples_of_the_same_window_size():
+    """One buffer for every window: float text varies from 1 to 15 characters
+    a value, so the buffer made for a window of zeros must take the longest."""
+    zeros = Window((("x", "u"), ("y", "u"), ("z", "u")), 10, 100)
+    wide = Window((("x", "u"), ("y", "u"), ("z", "u")), 10, 100)
+    for _ in range(100):
+        zeros.append(0.0, 0.0, 0.0)
+        wide.append(-1.2345678e-30, 3.4028235e38, -1.1754944e-38)
+    for fmt in ("cbor", "json"):
+        buf = bytearray(message.Message(zeros, fmt, hmac_key=KEY, iat=7).max_length())
+        n = message.encode_into(wide, buf, fmt, hmac_key=KEY, iat=7)
+        assert bytes(buf[:n]) == message.encode(wide, fmt, hmac_key=KEY, iat=7)
+        m = message.encode_into(zeros, buf, fmt, hmac_key=KEY, iat=7)
+        assert m == n if fmt == "cbor" else m < n  # float32 CBOR: every message the same size
+
+
 def test_encode_into_a_buffer_too_small_says_so_and_writes_nothing():
     w = audio_window(100)
     m = message.Message(w, "cbor")

@@ -238,7 +238,7 @@ def test_ca_writes_the_root_of_the_servers_chain_and_a_board_verifies_with_it(ch
         assert f.read() == root_der  # the root, not the intermediate the server sent
     line = capsys.readouterr().out.strip()
     assert line.startswith("ca: wrote %s (%d bytes): " % (out, len(root_der))) and "127.0.0.1's chain" in line
-    assert line.endswith('set "ca_file": "ca.der" in config.json')
+    assert line.endswith('keep it next to config.json, with "ca_file": "ca.der" there')
     # the firmware on the unix port (mbedTLS) verifies the server with that file
     script = "STEPS = %r\nKEY = %r\nHKEY = %r\n%s" % ([[served.url, out, False]], KEY, HKEY, SCENARIO)
     proc = mpy.run(script + "print(json.dumps(result))\n", path=FIRMWARE + ":" + HERE, heap="256K")

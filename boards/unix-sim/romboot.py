@@ -22,13 +22,10 @@ _image = bytearray(_size)
 with open(sys.argv[1], "rb") as _f:
     _f.readinto(_image)
 vfs.mount(vfs.VfsRom(_image), "/rom")  # pyright: ignore[reportAttributeAccessIssue] (not in the ESP32 stubs)
-# The unix port put romboot.py's own folder first on the path: /rom takes its
-# place, and a script's own folder comes next, as the port would have put it.
-_here = __file__.rpartition("/")[0]
-if sys.path and sys.path[0] == _here:
-    sys.path[0] = "/rom"
-else:
-    sys.path.insert(0, "/rom")
+# The unix port put romboot.py's own folder first on the path (resolved, so
+# not always as typed): /rom takes its place, and a script's own folder comes
+# next, as the port would have put it for that script.
+sys.path[0] = "/rom"
 if sys.argv[3].endswith(".py"):
     sys.path.insert(1, sys.argv[3].rpartition("/")[0])
 _want = int(sys.argv[2])

@@ -148,7 +148,7 @@ def validate(raw):
             cfg["label"] = cfg["labels"][0]
         elif cfg["label"] not in cfg["labels"]:
             problems.append("config: label: expected one of the labels %s, got %r" % (cfg["labels"], cfg["label"]))
-        if cfg["url"].startswith("https://") and cfg["ca_file"] is None and not cfg["insecure"]:
+        if cfg["url"].startswith("https://") and not cfg["ca_file"] and not cfg["insecure"]:
             problems.append(
                 "config: ca_file: an https url needs the server's CA certificate in a file on the device "
                 "(MicroPython has no built-in list): `uingest ca %s` gets it; name the file here" % cfg["url"]
@@ -181,7 +181,7 @@ def load(path="config.json"):
     except OSError:
         raise ConfigError(["config: cannot read %s: copy config.example.json there and fill it in" % path])
     cfg = loads(text)
-    if cfg["ca_file"] is not None:
+    if cfg["ca_file"] and cfg["url"].startswith("https://") and not cfg["insecure"]:
         import os
 
         try:

@@ -193,20 +193,20 @@ class Message:
         return not self._file and self.signature is None and (self.fmt == "cbor" or self.window.typecode == "h")
 
     def max_length(self):
-        """The buffer size encode_into() needs: the exact length, or for rows
-        of bounded size the most they can take."""
-        if self._one_pass():  # (for float32 CBOR, the bound is exact)
-            return len(self._head) + self.window.rows * self._max_row + len(self._tail)
-        return self.length
+        """A buffer size that takes this message whatever the samples are (for
+        windows of the same rows, format, key and names): exact for float32
+        CBOR, the longest text for JSON."""
+        return len(self._head) + self.window.rows * self._max_row + len(self._tail)
 
     def encode_into(self, buf):
         """Write the whole message into buf (a bytearray or writable memoryview
-        of at least max_length() bytes, made once and reused: nothing that
-        grows with the window is allocated); returns the message's length."""
-        need = self.max_length()
+        of max_length() bytes, made once and reused: nothing that grows with
+        the window is allocated); returns the message's length."""
+        one_pass = self._one_pass()
+        need = self.max_length() if one_pass else self.length
         if len(buf) < need:
             raise ValueError("buffer: %d bytes, the message needs up to %d" % (len(buf), need))
-        if not self._one_pass():
+        if not one_pass:
             return self.write(_BufferSink(buf))
         head = self._head
         h = len(head)
@@ -225,7 +225,7 @@ class Message:
     def encode(self):
         """The whole message as bytes. A file window bigger than the heap
         needs write() instead."""
-        buf = bytearray(self.max_length())
+        buf = bytearray(self.max_length() if self._one_pass() else self.length)
         return bytes(memoryview(buf)[: self.encode_into(buf)])
 
 

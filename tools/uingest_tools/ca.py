@@ -89,7 +89,7 @@ def main(argv=None) -> int:
         return 1
     print(
         "ca: wrote %s (%d bytes): %s, the root of %s's chain (checked %s); "
-        'set "ca_file": "%s" in config.json'
+        'keep it next to config.json, with "ca_file": "%s" there'
         % (
             args.out,
             len(root),

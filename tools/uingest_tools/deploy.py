@@ -53,10 +53,10 @@ _ARM_COMPATIBLE = ("armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp")  # e
 QUERY = 'import sys, os; print(sys.platform, getattr(sys.implementation, "_mpy", 0), int("uingest" in os.listdir()))'
 NO_BOARD = "deploy: no board found on any serial port (connect it, or give --port)"
 # Run on the board for --romfs: whether its MicroPython can write and mount a ROMFS partition
-ROMFS_QUERY = "import vfs; print('romfs', int(hasattr(vfs, 'rom_ioctl')))"
+ROMFS_QUERY = "import vfs; print('romfs', int(hasattr(vfs, 'rom_ioctl') and vfs.rom_ioctl(1) > 0))"
 ROMFS_IMAGE = "uingest.romfs"
 NO_ROMFS = (
-    "deploy: the board's MicroPython has no ROMFS partition (no vfs.rom_ioctl): "
+    "deploy: the board's MicroPython has no ROMFS partition (vfs.rom_ioctl missing or 0 partitions): "
     "deploy without --romfs, or flash a firmware built with one (MicroPython 1.25+, MICROPY_VFS_ROM)"
 )
 
@@ -149,15 +149,21 @@ def ca_to_ship(config_path: str, cfg: dict) -> tuple[str, str] | None:
     Raises DeployError when it is not there: the board could not verify
     its server without it."""
     name = cfg.get("ca_file")
-    if not name:
-        return None
-    local = os.path.join(os.path.dirname(os.path.abspath(config_path)), name)
+    if not name or not cfg["url"].startswith("https://"):
+        return None  # an http url never reads it
+    device = name[1:] if name.startswith("/") else name
+    if not device or "/" in device or device in (".", ".."):
+        raise DeployError(
+            "deploy: %s: ca_file %r: name a file at the board's root, next to config.json (like ca.der)"
+            % (config_path, name)
+        )
+    local = os.path.join(os.path.dirname(os.path.abspath(config_path)), device)
     if not os.path.isfile(local):
         raise DeployError(
             "deploy: %s names ca_file %r, not found next to it: `uingest ca %s --out %s` fetches it"
             % (config_path, name, cfg["url"], local)
         )
-    return local, name.lstrip("/")
+    return local, device
 
 
 # -- .mpy versions ----------------------------------------------------------------------------------
