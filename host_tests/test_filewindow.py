@@ -51,6 +51,7 @@ def file_window(path, sensors, interval_ms, typecode, values, chunk_rows=97):
     for r in range(0, len(values) // width, chunk_rows):
         part = a[r * width : (r + chunk_rows) * width]
         w.append_chunk(part, len(part) // width)
+    w.close()  # the recording is done: its rows are in the file
     return w
 
 
@@ -102,6 +103,7 @@ def test_append_bytes_keep_and_clear(tmp_path):
     assert w.append_chunk(raw + b"\0\0\0\0", 1) == 1 and w.rows == 3  # only the rows asked for
     with pytest.raises(ValueError, match="fewer than 3 rows"):
         w.append_chunk(raw, 3)
+    w.close()
     assert FileWindow(path, SENSORS[2], 1, "h", keep=True).rows == 3  # a recording that survived a reboot
     into = array("h", bytes(8))
     assert w.read_rows(1, 2, into) == 2 and list(into) == [300, -4000, 1, -2]
@@ -114,6 +116,21 @@ def test_append_bytes_keep_and_clear(tmp_path):
     assert FileWindow(str(tmp_path / "missing.bin"), SENSORS[1], 1, keep=True).rows == 0
     with pytest.raises(ValueError, match="typecode"):
         FileWindow(path, SENSORS[1], 1, "b")
+
+
+def test_a_recording_keeps_one_append_handle_until_it_is_read(tmp_path):
+    path = str(tmp_path / "r.bin")
+    w = FileWindow(path, SENSORS[1], 1, "h")
+    for k in range(5):
+        w.append_chunk(array("h", [k, -k]), 2)
+    handle = w._wf
+    assert handle is not None and w.rows == 10  # one open for the whole recording
+    into = array("h", bytes(20))
+    assert w.read_rows(0, 10, into) == 10 and list(into) == [0, 0, 1, -1, 2, -2, 3, -3, 4, -4]
+    assert w._wf is None and handle.closed and os.path.getsize(path) == 20
+    w.append_chunk(array("h", [7]), 1)  # the next recording starts after clear(); here it just appends
+    w.clear()
+    assert w._wf is None and os.path.getsize(path) == 0
 
 
 def expected_audio_message():

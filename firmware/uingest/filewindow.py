@@ -27,6 +27,7 @@ class FileWindow:
         self.typecode = typecode
         self.row_bytes = self.width * _ITEMSIZE[typecode]
         self._rf = None  # read handle while Message streams the rows
+        self._wf = None  # append handle while a recording goes on
         self._at = 0  # its byte offset
         self.rows = 0
         if keep:
@@ -39,17 +40,27 @@ class FileWindow:
 
     def append_chunk(self, buf, n_rows):
         """Append n_rows rows from buf: bytes/bytearray of raw samples (what
-        I2S.readinto fills), or an array (or memoryview of one) of typecode."""
+        I2S.readinto fills), or an array (or memoryview of one) of typecode.
+        The file stays open for the next chunk (one open and one metadata
+        commit per recording, not per chunk): the rows are in the file once
+        close(), read_rows() or a Message over the window has run."""
         if n_rows < 1:
             return 0
         nbytes = n_rows * self.row_bytes
         k = nbytes if isinstance(buf, (bytes, bytearray)) else n_rows * self.width
         if k > len(buf):
             raise ValueError("append_chunk: buf holds fewer than %d rows" % n_rows)
-        self.close()
-        with open(self.path, "ab") as f:
-            if f.write(memoryview(buf)[:k]) != nbytes:
-                raise OSError(28)  # ENOSPC: the flash is full
+        if self._wf is None:
+            self.close()
+            self._wf = open(self.path, "ab")
+        try:
+            written = self._wf.write(memoryview(buf)[:k])
+        except OSError:
+            self.close()
+            raise
+        if written != nbytes:
+            self.close()
+            raise OSError(28)  # ENOSPC: the flash is full
         self.rows += n_rows
         return n_rows
 
@@ -59,6 +70,8 @@ class FileWindow:
         if row0 < 0 or n < 0 or row0 + n > self.rows:
             raise ValueError("read_rows: rows %d..%d not in the window (%d rows)" % (row0, row0 + n - 1, self.rows))
         at = row0 * self.row_bytes
+        if self._wf is not None:
+            self.close()  # the recording is complete: its rows go to the file
         if self._rf is None:
             self._rf = open(self.path, "rb")
             self._at = 0
@@ -75,6 +88,9 @@ class FileWindow:
         return n
 
     def close(self):
+        if self._wf is not None:
+            self._wf.close()
+            self._wf = None
         if self._rf is not None:
             self._rf.close()
             self._rf = None
