@@ -1,7 +1,9 @@
 """uingest.app under CPython with fakes: the button, the REPL label command,
 a rejected window kept aside, the queue used while the link is down."""
 
+import json
 import os
+import sys
 
 import cbor2
 import pytest
@@ -131,6 +133,89 @@ def test_link_down_queues_then_drains_oldest_first(tmp_path):
         a.close()
     finally:
         srv.close()
+
+
+class FakeWDT:
+    def __init__(self):
+        self.feeds = 0
+
+    def feed(self):
+        self.feeds += 1
+
+
+def test_the_watchdog_is_fed_through_a_long_drain_and_a_long_window(tmp_path):
+    """A backlog after an outage, or a window of many samples, can outlast the
+    watchdog's timeout: it is fed per queued window sent, every 256 samples,
+    and per chunk recorded to flash, not only between windows."""
+    srv = FakeServer([])
+    try:
+        link = Link(up=False)
+        a, _ = make_app(tmp_path, srv.url, link=link)
+        a.wdt = wdt = FakeWDT()
+        for _ in range(6):
+            a.step()
+        assert wdt.feeds == 0 and len(a.store) == 6  # steps themselves do not feed: main() does, after each
+        link.is_up = True
+        a.step()
+        assert len(srv.requests) == 7 and wdt.feeds == 7  # one per window the drain sent
+        a.close()
+
+        b, _ = make_app(tmp_path / "b", srv.url, window_ms=100, sample_rate_hz=10000)  # 1000 rows in RAM
+        b.wdt = wdt = FakeWDT()
+        b.step()
+        assert wdt.feeds == 3  # after samples 256, 512 and 768
+        b.close()
+
+        c, _ = make_app(tmp_path / "c", srv.url, window_ms=1000, sample_rate_hz=200, record_to_flash=True)
+        c.wdt = wdt = FakeWDT()
+        c.step()  # 200 rows in chunks of 170 and 30
+        assert wdt.feeds == 2
+        c.close()
+    finally:
+        srv.close()
+
+
+def test_main_starts_the_boards_watchdog_and_feeds_it_every_window(tmp_path, monkeypatch):
+    made = []
+
+    class WDT(FakeWDT):
+        def __init__(self, timeout):
+            super().__init__()
+            self.timeout = timeout
+            made.append(self)
+
+    machine = type(sys)("machine")
+    machine.WDT = WDT
+    monkeypatch.setitem(sys.modules, "machine", machine)
+
+    class Board:
+        DEVICE_TYPE = "TEST_DEVICE"
+
+        @staticmethod
+        def setup(cfg):
+            return Hardware(SyntheticIMU("idle", 200), wdt_timeout_ms=5000)
+
+    srv = FakeServer([])
+    try:
+        (tmp_path / "config.json").write_text(
+            json.dumps(
+                {
+                    "board": "unix-sim",
+                    "api_key": "ei_unit",
+                    "url": srv.url,
+                    "labels": ["idle"],
+                    "window_ms": 50,
+                    "sample_rate_hz": 200,
+                    "queue_dir": str(tmp_path / "q"),
+                }
+            )
+        )
+        lines = []
+        assert app.main(str(tmp_path / "config.json"), max_windows=3, board=Board, log=lines.append) == 0
+    finally:
+        srv.close()
+    [wdt] = made
+    assert wdt.timeout == 5000 and wdt.feeds == 3 and len(srv.requests) == 3, lines
 
 
 def test_retry_after_holds_sending_and_windows_queue_meanwhile(tmp_path):

@@ -50,7 +50,7 @@ class Console:
 
 
 class App:
-    def __init__(self, cfg, hw, link, device_type, log=print):
+    def __init__(self, cfg, hw, link, device_type, log=print, wdt=None):
         self.cfg = cfg
         self.device_type = device_type
         self.hw = hw
@@ -88,6 +88,7 @@ class App:
         self.skipped = 0  # windows the encoder refused (a NaN sample, ...)
         self.lost = 0  # windows the flash could not take
         self._pressed = False
+        self.wdt = wdt  # machine.WDT on boards: fed between windows and inside long ones
         self._hold_until = None  # ticks_ms before which the server asked us not to send (Retry-After)
         self.console = Console()
         b = hw.button
@@ -153,7 +154,7 @@ class App:
             sensor.fill(self.window)  # audio: DMA-sized reads straight into the window
         else:
             self.sampler.start()
-            self.sampler.fill(self.window, sensor)
+            self.sampler.fill(self.window, sensor, self.feed if self.wdt is not None else None)
         gc.collect()  # sampling leaves garbage; free it before the upload needs RAM
         label, category = self.label, self.cfg["category"]
         self.windows += 1
@@ -203,6 +204,7 @@ class App:
                 self.sampler.fill(chunk, sensor)
             self.window.append_chunk(chunk.samples, n)  # pyright: ignore[reportAttributeAccessIssue] (a FileWindow)
             left -= n
+            self.feed()  # a window may last longer than the watchdog's timeout
 
     def _queue(self, msg, label, category, rejected=None):
         """Put a window on flash (or aside, with the server's reason); a full
@@ -224,6 +226,7 @@ class App:
             if entry is None:
                 return
             out = self._post(entry, entry.meta["label"], entry.meta["category"])
+            self.feed()  # a long backlog takes longer than the watchdog's timeout
             self._count(out)
             if out.kind == http.ACCEPTED:
                 self.store.delete(entry)
@@ -232,6 +235,10 @@ class App:
                 self.log("queued %s rejected (%d): %s" % (entry.name, out.status, out.detail))
             else:
                 return
+
+    def feed(self):
+        if self.wdt is not None:
+            self.wdt.feed()
 
     def _holding(self):
         if self._hold_until is None:
@@ -336,7 +343,7 @@ def main(config_path="config.json", max_windows=None, board=None, log=print):
 
         wdt = WDT(timeout=hw.wdt_timeout_ms)  # pyright: ignore[reportArgumentType] (not None: checked above)
     gc.collect()  # imports and boot leave garbage: clear it before the long-lived buffers are placed
-    app = App(cfg, hw, link, board.DEVICE_TYPE, log)
+    app = App(cfg, hw, link, board.DEVICE_TYPE, log, wdt)
     log("uingest: %s record=%s" % (cfg.pop("_summary"), "ram" if app._chunk is None else "flash"))
     try:
         while max_windows is None or app.windows < max_windows:
@@ -346,8 +353,7 @@ def main(config_path="config.json", max_windows=None, board=None, log=print):
                 # a sensor or the flash failed this once: say so, keep sampling
                 log("window %d: %s; going on" % (app.windows, _errno(e)))
                 time.sleep_ms(1000)
-            if wdt is not None:
-                wdt.feed()
+            app.feed()
             log(app.status())
     except KeyboardInterrupt:
         log("uingest: stopped (Ctrl-C)")

@@ -70,12 +70,15 @@ class Sampler:
         self._advance()
         return late
 
-    def fill(self, window, sensor):
-        """Sample sensor.read(window) on schedule until the window is full."""
+    def fill(self, window, sensor, tick=None):
+        """Sample sensor.read(window) on schedule until the window is full;
+        tick() every 256 samples (a watchdog feed during a long window)."""
         window.clear()
         while window.rows < window.capacity:
             self.wait()
             sensor.read(window)
+            if tick is not None and not window.rows & 255:
+                tick()
 
     def drift_us(self):
         """How far the last sample's interval sum is off the nominal schedule
