@@ -175,7 +175,22 @@ def test_the_watchdog_is_fed_through_a_long_drain_and_a_long_window(tmp_path):
         srv.close()
 
 
-def test_main_starts_the_boards_watchdog_and_feeds_it_every_window(tmp_path, monkeypatch):
+class StopAfter(SyntheticIMU):
+    """Ctrl-C typed while the window after `reads` samples is being sampled."""
+
+    def __init__(self, reads):
+        super().__init__("idle", 200)
+        self.left = reads
+
+    def read(self, window):
+        self.left -= 1
+        if self.left < 0:
+            raise KeyboardInterrupt
+        super().read(window)
+
+
+@pytest.mark.parametrize("timeout_ms", [5000, 0])
+def test_main_starts_the_boards_watchdog_and_feeds_it_every_window(tmp_path, monkeypatch, timeout_ms):
     made = []
 
     class WDT(FakeWDT):
@@ -193,7 +208,7 @@ def test_main_starts_the_boards_watchdog_and_feeds_it_every_window(tmp_path, mon
 
         @staticmethod
         def setup(cfg):
-            return Hardware(SyntheticIMU("idle", 200), wdt_timeout_ms=5000)
+            return Hardware(StopAfter(3 * 10 + 4), wdt_timeout_ms=cfg.get("wdt_timeout_ms", timeout_ms))
 
     srv = FakeServer([])
     try:
@@ -207,15 +222,24 @@ def test_main_starts_the_boards_watchdog_and_feeds_it_every_window(tmp_path, mon
                     "window_ms": 50,
                     "sample_rate_hz": 200,
                     "queue_dir": str(tmp_path / "q"),
+                    "wdt_timeout_ms": timeout_ms,
                 }
             )
         )
         lines = []
-        assert app.main(str(tmp_path / "config.json"), max_windows=3, board=Board, log=lines.append) == 0
+        assert app.main(str(tmp_path / "config.json"), board=Board, log=lines.append) == 0
     finally:
         srv.close()
-    [wdt] = made
-    assert wdt.timeout == 5000 and wdt.feeds == 3 and len(srv.requests) == 3, lines
+    assert len(srv.requests) == 3  # three windows of 10 rows, then Ctrl-C in the fourth
+    if timeout_ms:
+        [wdt] = made
+        assert wdt.timeout == 5000 and wdt.feeds == 3, lines
+        assert lines[-1] == (
+            "uingest: stopped (Ctrl-C); the watchdog cannot be stopped and resets the board within 5 s"
+            " (config wdt_timeout_ms: 0 turns it off)"
+        )
+    else:
+        assert made == [] and lines[-1] == "uingest: stopped (Ctrl-C)"
 
 
 def test_retry_after_holds_sending_and_windows_queue_meanwhile(tmp_path):

@@ -76,6 +76,7 @@ BROKEN = [
     ("insecure string", broken(insecure="yes"), "insecure: expected true"),
     ("budget zero", broken(queue_budget_bytes=0), "queue_budget_bytes: expected"),
     ("record_to_flash word", broken(record_to_flash="sometimes"), "record_to_flash: expected true to record"),
+    ("watchdog negative", broken(wdt_timeout_ms=-1), "wdt_timeout_ms: expected watchdog timeout in milliseconds"),
     ("https without a CA file", broken(ca_file=DELETE), "ca_file: an https url needs the server's CA certificate"),
     ("CA file not on the device", json.dumps(GOOD), "ca_file: ca.der is not on the device"),
     ("typo field", broken(sample_rate=100), "unknown field sample_rate"),
@@ -107,6 +108,10 @@ def test_an_http_url_never_reads_the_named_ca_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "config.json").write_text(broken(url="http://192.168.1.20:4810"))  # names ca.der, not there
     assert config.load()["ca_file"] == "ca.der"
+
+
+def test_a_watchdog_timeout_of_0_means_none():
+    assert config.loads(broken(wdt_timeout_ms=0))["wdt_timeout_ms"] == 0
 
 
 def test_board_options_are_kept_only_when_given():

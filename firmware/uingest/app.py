@@ -338,10 +338,11 @@ def main(config_path="config.json", max_windows=None, board=None, log=print):
 
     link = wifi.link(cfg)
     wdt = None
-    if getattr(hw, "wdt_timeout_ms", None):
+    wdt_ms = getattr(hw, "wdt_timeout_ms", None) or 0  # None (unix-sim) or 0 (config): no watchdog
+    if wdt_ms:
         from machine import WDT
 
-        wdt = WDT(timeout=hw.wdt_timeout_ms)  # pyright: ignore[reportArgumentType] (not None: checked above)
+        wdt = WDT(timeout=wdt_ms)
     gc.collect()  # imports and boot leave garbage: clear it before the long-lived buffers are placed
     app = App(cfg, hw, link, board.DEVICE_TYPE, log, wdt)
     log("uingest: %s record=%s" % (cfg.pop("_summary"), "ram" if app._chunk is None else "flash"))
@@ -356,7 +357,14 @@ def main(config_path="config.json", max_windows=None, board=None, log=print):
             app.feed()
             log(app.status())
     except KeyboardInterrupt:
-        log("uingest: stopped (Ctrl-C)")
+        if wdt is None:
+            log("uingest: stopped (Ctrl-C)")
+        else:
+            # machine.WDT cannot be stopped: say what will happen, and how to avoid it
+            log(
+                "uingest: stopped (Ctrl-C); the watchdog cannot be stopped and resets the board within %d s"
+                " (config wdt_timeout_ms: 0 turns it off)" % (wdt_ms // 1000)
+            )
     finally:
         app.close()
     return 0

@@ -44,7 +44,12 @@ FIELDS = (
     ("gyro_range_dps", OPTIONAL, "dps", "the gyroscope range: 250, 500, 1000 or 2000 (degrees/s)"),
     ("imu_addr", OPTIONAL, "i2c", "the IMU's I2C address, 0..127 (0x68 = 104 by default)"),
     ("audio_shift", OPTIONAL, "shift", "bits to drop from the microphone's 32-bit samples, 8..16"),
-    ("wdt_timeout_ms", OPTIONAL, "posint", "watchdog timeout in milliseconds, a positive integer"),
+    (
+        "wdt_timeout_ms",
+        OPTIONAL,
+        "ms0",
+        "watchdog timeout in milliseconds, a positive integer (0: no watchdog, while developing)",
+    ),
     ("csv", OPTIONAL, "str", "unix-sim: a CSV file to replay instead of the synthetic sensor"),
     ("audio", OPTIONAL, "bool", "unix-sim: true for a synthetic int16 tone instead of the accelerometer"),
     ("sensors", OPTIONAL, "sensors", "unix-sim CSV: a list of [name, units] pairs"),
@@ -97,8 +102,8 @@ def _check(name, kind, v):
         return v is True or v is False
     if kind == "auto":
         return v is True or v is False or v == "auto"
-    if kind == "posint":
-        return isinstance(v, int) and not isinstance(v, bool) and v > 0
+    if kind in ("posint", "ms0"):
+        return isinstance(v, int) and not isinstance(v, bool) and (v > 0 or (kind == "ms0" and v == 0))
     if kind in ("g", "dps", "i2c", "shift"):
         if not isinstance(v, int) or isinstance(v, bool):
             return False
