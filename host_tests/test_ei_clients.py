@@ -286,3 +286,39 @@ def test_python_sdk_uploads_directories(server, tmp_path):
     assert by_id[exp["sample_id"]]["metadata"] == {"site": "lab"}
 
     assert n == len(by_id) == 8
+
+
+def test_python_sdk_multi_label_samples_and_bounding_boxes(server, tmp_path):
+    """upload_samples with structured_labels (a structured_labels.labels part) and bounding_boxes
+    (the x-bounding-boxes header), as the SDK sends them."""
+    srv, data_dir = server
+    (tmp_path / "session.cbor").write_bytes(acquisition("cbor", 40, 6))
+    (tmp_path / "desk.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(32))
+    segments = [{"label": "idle", "startIndex": 0, "endIndex": 19}, {"label": "wave", "startIndex": 20, "endIndex": 39}]
+    boxes = [{"label": "cup", "x": 4, "y": 5, "width": 16, "height": 12}]
+    [call] = sdk_upload(
+        srv,
+        [
+            {
+                "samples": [
+                    {
+                        "path": str(tmp_path / "session.cbor"),
+                        "filename": "session.cbor",
+                        "category": "training",
+                        "structured_labels": segments,
+                    },
+                    {
+                        "path": str(tmp_path / "desk.png"),
+                        "filename": "desk.png",
+                        "category": "training",
+                        "label": "cup",
+                        "bounding_boxes": boxes,
+                    },
+                ]
+            }
+        ],
+    )
+    assert call["fails"] == [] and len(call["successes"]) == 2
+    recs = {r["file_name"]: r for r in read_index(data_dir)}
+    assert recs["session.cbor"]["structured_labels"] == segments and recs["session.cbor"]["rows"] == 40
+    assert recs["desk.png"]["bounding_boxes"] == boxes and recs["desk.png"]["label"] == "cup"

@@ -467,6 +467,42 @@ def test_rejected_files_are_reported_and_the_rest_goes_on(tmp_path, target, caps
     assert len(gate.posts) - before == 2  # the two the server refused; missing and edited files are not sent
 
 
+def test_multi_label_samples_and_bounding_boxes_are_relayed_with_them(tmp_path, target, capsys):
+    srv, gate, dst = target
+    src = tmp_path / "src"
+    first = ServerThread(create_app(str(src), api_key=SRC_KEY, hmac_key=HMAC_KEY)).start()
+    segments = [{"label": "idle", "startIndex": 0, "endIndex": 9}, {"label": "wave", "startIndex": 10, "endIndex": 29}]
+    boxes = [{"label": "cup", "x": 1, "y": 2, "width": 3, "height": 4}]
+    try:
+        body = message.encode(window(30, 0.5), "cbor", hmac_key=HMAC_KEY)
+        doc = {"version": 1, "type": "structured-labels", "structuredLabels": {"session.cbor": segments}}
+        boundary = "b0undary"
+        multipart = b""
+        for name, data in (("session.cbor", body), ("structured_labels.labels", json.dumps(doc).encode())):
+            multipart += b'--%s\r\nContent-Disposition: form-data; name="data"; filename="%s"\r\n\r\n%s\r\n' % (
+                boundary.encode(),
+                name.encode(),
+                data,
+            )
+        multipart += b"--%s--\r\n" % boundary.encode()
+        h = {"Content-Type": "multipart/form-data; boundary=" + boundary, "x-api-key": SRC_KEY}
+        assert post(first.url, "/api/training/files", multipart, h)[0] == 200
+        png = b"\x89PNG\r\n\x1a\n" + bytes(16)
+        assert post_files(first.url, "desk.png", png, **{"x-bounding-boxes": json.dumps(boxes)})[0] == 200
+    finally:
+        first.stop()
+    rc, out, err = run(src, srv.url, capsys)
+    assert rc == 0 and summary(out) == (2, 0, 0), err
+    got = {r["sha256"]: r for r in read_index(dst)}
+    for rec in read_index(src):
+        d = got[rec["sha256"]]
+        assert d.get("structured_labels") == rec.get("structured_labels")
+        assert d.get("bounding_boxes") == rec.get("bounding_boxes")
+    assert sorted(str(r.get("structured_labels") or r.get("bounding_boxes")) for r in got.values()) == sorted(
+        [str(segments), str(boxes)]
+    )
+
+
 def test_duplicate_in_the_target_already(source, target, capsys):
     """Samples the service already has (uploaded by someone else) are answered 'duplicate': already there."""
     srv, gate, dst = target

@@ -466,6 +466,49 @@ def test_files_partial_failures(client):
     assert client.healthy()
 
 
+def labels_part(per_file, version=1):
+    doc = {"version": version, "type": "structured-labels", "structuredLabels": per_file}
+    return ("data", "structured_labels.labels", json.dumps(doc).encode())
+
+
+def test_multi_label_samples_and_bounding_boxes_are_kept(client):
+    segments = [{"label": "wave", "startIndex": 10, "endIndex": 19}, {"label": "idle", "startIndex": 0, "endIndex": 9}]
+    boxes = [{"label": "cup", "x": 1, "y": 2, "width": 30, "height": 40}]
+    status, reply = client.post_files(
+        [("data", "session.1.cbor", msg_bytes(rows=20)), labels_part({"session.1.cbor": segments})],
+        **{"x-bounding-boxes": json.dumps(boxes)},
+    )
+    assert status == 200 and reply["success"] is True and [f["fileName"] for f in reply["files"]] == ["session.1.cbor"]
+    [rec] = client.index()
+    assert rec["structured_labels"] == sorted(segments, key=lambda s: s["endIndex"])  # in order
+    assert rec["bounding_boxes"] == boxes and rec["rows"] == 20
+    assert_consistent(client)
+
+
+@pytest.mark.parametrize(
+    "parts,headers,status,reason",
+    [
+        ([labels_part({"a.cbor": [{"label": "x", "startIndex": 0, "endIndex": 1}]}, version=2)], {}, 400, "must be"),
+        ([labels_part({"a.cbor": [{"label": "x", "startIndex": 3, "endIndex": 1}]})], {}, 400, "startIndex <= end"),
+        ([labels_part({"a.cbor": [{"label": "../x", "startIndex": 0, "endIndex": 1}]})], {}, 400, "label must not"),
+        ([labels_part({"other.cbor": [{"label": "x", "startIndex": 0, "endIndex": 1}]})], {}, 400, "not in this"),
+        ([], {"x-bounding-boxes": '[{"label": "cup", "x": -1, "y": 0, "width": 1, "height": 1}]'}, 400, "bounding"),
+        ([], {"x-bounding-boxes": "not json"}, 400, "x-bounding-boxes must be"),
+    ],
+)
+def test_bad_multi_labels_or_boxes_are_refused_whole(client, parts, headers, status, reason):
+    got, reply = client.post_files([("data", "a.cbor", msg_bytes(rows=20))] + parts, **headers)
+    assert got == status and reason in reply["error"] and client.index() == []
+
+
+def test_segments_past_the_sample_fail_that_file(client):
+    late = [{"label": "wave", "startIndex": 0, "endIndex": 20}]  # 20 rows: 0..19
+    status, reply = client.post_files([("data", "a.cbor", msg_bytes(rows=20)), labels_part({"a.cbor": late})])
+    assert status == 200 and reply["success"] is False
+    assert reply["files"][0]["error"] == "structured labels reach row 20; the sample has 20 rows"
+    assert client.index() == []
+
+
 def test_files_request_errors(client):
     before = client.snapshot()
     status, reply = client.post_files([("data", "idle.1.cbor", msg_bytes())], key="wrong")

@@ -6,6 +6,9 @@ EI_API_KEY. Reads a JSON list of calls on stdin:
 
     [{"directory": "...", "category": null, "label": null, "infer_from_filename": false}, ...]
 
+or, for upload_samples, {"samples": [{"path": ..., "filename": ..., "category": ..., "label": ...,
+"structured_labels": [...], "bounding_boxes": [...]}]} (multi-label samples and bounding boxes).
+
 and prints, for each call, what the SDK reported: {"successes": [...], "fails": [...]}, each entry with
 the sample's filename, category and label as the SDK sent them and the server's sampleId or error.
 """
@@ -33,13 +36,30 @@ def main() -> int:
     calls = json.load(sys.stdin)
     out = {"version": edgeimpulse.__version__, "endpoint": edgeimpulse.INGESTION_ENDPOINT, "calls": []}
     for call in calls:
-        res = data.upload_directory(
-            directory=call["directory"],
-            category=call.get("category"),
-            label=call.get("label"),
-            metadata=call.get("metadata"),
-            transform=data.infer_from_filename if call.get("infer_from_filename") else None,
-        )
+        if "samples" in call:
+            samples = []
+            for s in call["samples"]:
+                with open(s["path"], "rb") as f:
+                    raw = f.read()
+                samples.append(
+                    data.Sample(
+                        filename=s["filename"],
+                        data=raw,
+                        category=s.get("category"),
+                        label=s.get("label"),
+                        structured_labels=s.get("structured_labels"),
+                        bounding_boxes=s.get("bounding_boxes"),
+                    )
+                )
+            res = data.upload_samples(samples)
+        else:
+            res = data.upload_directory(
+                directory=call["directory"],
+                category=call.get("category"),
+                label=call.get("label"),
+                metadata=call.get("metadata"),
+                transform=data.infer_from_filename if call.get("infer_from_filename") else None,
+            )
         out["calls"].append(
             {
                 "successes": [describe(r) for r in res.successes],

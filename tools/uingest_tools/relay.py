@@ -221,19 +221,27 @@ def metadata_for(rec: dict) -> dict:
     return out
 
 
-def multipart(filename: str, data: bytes):
-    """(Content-Type header, body) for one part named 'data'."""
+def multipart(filename: str, data: bytes, structured_labels=None):
+    """(Content-Type header, body) for one part named 'data', and with structured_labels (the sample's
+    segments) a second one, structured_labels.labels, as Edge Impulse's SDK sends multi-label samples."""
     safe_name = filename.replace("\\", "%5C").replace('"', "%22").replace("\r", "").replace("\n", "")
-    ctype = PART_TYPES.get(os.path.splitext(filename)[1].lower(), "application/octet-stream")
+    parts = [(safe_name, PART_TYPES.get(os.path.splitext(filename)[1].lower(), "application/octet-stream"), data)]
+    if structured_labels:
+        doc = {"version": 1, "type": "structured-labels", "structuredLabels": {filename: structured_labels}}
+        parts.append(("structured_labels.labels", "application/json", json.dumps(doc).encode()))
     while True:
         boundary = "uingest-relay-" + secrets.token_hex(16)
-        if boundary.encode() not in data:
+        if not any(boundary.encode() in p[2] for p in parts):
             break
-    head = (
-        '--%s\r\nContent-Disposition: form-data; name="data"; filename="%s"\r\nContent-Type: %s\r\n\r\n'
-        % (boundary, safe_name, ctype)
-    ).encode("utf-8")
-    return "multipart/form-data; boundary=" + boundary, head + data + ("\r\n--%s--\r\n" % boundary).encode()
+    body = b""
+    for name, ctype, payload in parts:
+        head = '--%s\r\nContent-Disposition: form-data; name="data"; filename="%s"\r\nContent-Type: %s\r\n\r\n' % (
+            boundary,
+            name,
+            ctype,
+        )
+        body += head.encode("utf-8") + payload + b"\r\n"
+    return "multipart/form-data; boundary=" + boundary, body + ("--%s--\r\n" % boundary).encode()
 
 
 class Target:
@@ -459,7 +467,7 @@ def _relay_one(target, prefix, api_key, data_dir, rec, attempts, retry_delay):
         return FAILED, "cannot read the file: %s" % (e.strerror or e)
     if hashlib.sha256(data).hexdigest() != rec["sha256"]:
         return FAILED, "the file changed since it was stored (sha256 differs from index.jsonl)"
-    ctype, body = multipart(os.path.basename(path), data)
+    ctype, body = multipart(os.path.basename(path), data, rec.get("structured_labels"))
     headers = {"x-api-key": api_key, "Content-Type": ctype, "x-disallow-duplicates": "1"}
     if rec.get("label") is None:
         headers["x-no-label"] = "1"
@@ -468,6 +476,8 @@ def _relay_one(target, prefix, api_key, data_dir, rec, attempts, retry_delay):
     meta = metadata_for(rec)
     if meta:
         headers["x-metadata"] = json.dumps(meta, separators=(",", ":"))
+    if rec.get("bounding_boxes") is not None:
+        headers["x-bounding-boxes"] = json.dumps(rec["bounding_boxes"], separators=(",", ":"))
     return send(target, "%s/api/%s/files" % (prefix, category), body, headers, attempts, retry_delay)
 
 

@@ -31,6 +31,12 @@ Choices where the real service is unknown or where we are stricter:
 - ``split`` sends a sample to training or testing by the sha256 of its bytes (about 80/20, deterministic).
 - /files answers 200 with a per-part result; the top-level ``success`` is true only when every part was
   stored. Its ``sampleId`` is the index line's ``sample_id``.
+- Multi-label samples (the Python SDK's ``structured_labels``): a part whose file name is
+  ``structured_labels.labels`` holds ``{"version": 1, "type": "structured-labels", "structuredLabels":
+  {file name: [{"label", "startIndex", "endIndex"}, ...]}}`` for files of the same request; each segment's
+  label follows the label rules, 0 <= startIndex <= endIndex < the sample's rows. They are kept in the
+  index as ``structured_labels``. ``x-bounding-boxes`` (a JSON list of ``{"label", "x", "y", "width",
+  "height"}``, non-negative integers) is kept as ``bounding_boxes`` for every file of the request.
 
 Dashboard (read-only; see the ``_Dashboard`` class): ``GET /`` is a page that lists the stored samples by
 category, label and device with counts, plots a sample's axes against time when it is clicked (on a
@@ -200,6 +206,65 @@ def _parse_metadata(request: Request):
     if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
         raise Rejected(400, "x-metadata must be a JSON object of string values")
     return meta
+
+
+def _parse_bounding_boxes(request: Request):
+    raw = request.headers.get("x-bounding-boxes")
+    if raw is None:
+        return None
+    try:
+        boxes = json.loads(raw)
+    except (ValueError, RecursionError):
+        boxes = None
+    ok = isinstance(boxes, list) and all(
+        isinstance(b, dict)
+        and isinstance(b.get("label"), str)
+        and all(isinstance(b.get(k), int) and not isinstance(b.get(k), bool) and b[k] >= 0 for k in _BOX_KEYS)
+        for b in boxes
+    )
+    if not ok:
+        raise Rejected(400, 'x-bounding-boxes must be a JSON list of {"label", "x", "y", "width", "height"}')
+    return [dict(label=check_label(b["label"]), **{k: b[k] for k in _BOX_KEYS}) for b in boxes]
+
+
+_BOX_KEYS = ("x", "y", "width", "height")
+STRUCTURED_LABELS_NAME = "structured_labels.labels"
+
+
+def parse_structured_labels(data: bytes) -> dict:
+    """{file name: [segment, ...]} from a structured_labels.labels part, or Rejected(400)."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        doc = None
+    per_file = doc.get("structuredLabels") if isinstance(doc, dict) else None
+    if not (
+        isinstance(doc, dict)
+        and doc.get("version") == 1
+        and doc.get("type") == "structured-labels"
+        and isinstance(per_file, dict)
+    ):
+        raise Rejected(
+            400,
+            '%s must be {"version": 1, "type": "structured-labels", "structuredLabels": {file: [...]}}'
+            % STRUCTURED_LABELS_NAME,
+        )
+    out = {}
+    for name, segments in per_file.items():
+        if not isinstance(segments, list) or not segments:
+            raise Rejected(400, "%s: %s: expected a non-empty list of segments" % (STRUCTURED_LABELS_NAME, name))
+        clean = []
+        for seg in segments:
+            if not isinstance(seg, dict) or not isinstance(seg.get("label"), str):
+                raise Rejected(400, "%s: %s: each segment needs a label string" % (STRUCTURED_LABELS_NAME, name))
+            start, end = seg.get("startIndex"), seg.get("endIndex")
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)) or not 0 <= start <= end:
+                raise Rejected(
+                    400, "%s: %s: needs integers 0 <= startIndex <= endIndex" % (STRUCTURED_LABELS_NAME, name)
+                )
+            clean.append({"label": check_label(seg["label"]), "startIndex": start, "endIndex": end})
+        out[name] = clean
+    return out
 
 
 def split_category(sha256_hex: str) -> str:
@@ -440,6 +505,7 @@ class Store:
         metadata=None,
         disallow_duplicates: bool = False,
         src_path: str | None = None,
+        extra: dict | None = None,
     ) -> dict:
         """Store data (already in src_path when given) and append its index line; return the record.
 
@@ -494,6 +560,7 @@ class Store:
                 "sha256": sha,
                 "file_name": file_name,
                 "metadata": metadata,
+                **(extra or {}),
                 "received_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
             }
             try:
@@ -722,8 +789,9 @@ class _App:
 
         return Request(request.scope, receive)
 
-    def _store_part(self, category, header_label, no_label, metadata, disallow, name, data) -> dict:
-        """Validate and store one uploaded file; runs in a worker thread."""
+    def _store_part(self, category, header_label, no_label, metadata, disallow, name, data, extra=None) -> dict:
+        """Validate and store one uploaded file; runs in a worker thread. extra: its structured_labels
+        and bounding_boxes, for the index."""
         check_file_name(name)
         ext = os.path.splitext(name)[1].lower()
         kind = FILE_TYPES.get(ext)
@@ -735,6 +803,12 @@ class _App:
         else:
             check_file(data, kind)
             fields = dict(_NO_MESSAGE)
+        segments = (extra or {}).get("structured_labels")
+        rows = fields.get("rows")
+        if segments and rows is not None and segments[-1]["endIndex"] >= rows:
+            raise Rejected(
+                400, "structured labels reach row %d; the sample has %d rows" % (segments[-1]["endIndex"], rows)
+            )
         return self.store.commit(
             category=category,
             label=label,
@@ -744,6 +818,7 @@ class _App:
             file_name=name,
             metadata=metadata,
             disallow_duplicates=disallow,
+            extra=extra,
         )
 
     async def files(self, request: Request) -> Response:
@@ -756,14 +831,22 @@ class _App:
             if header_label is not None:
                 self._state(request, label=header_label)
             metadata = _parse_metadata(request)
+            boxes = _parse_bounding_boxes(request)
             disallow = _flag(request, "x-disallow-duplicates")
             try:
                 form = await self._limited_request(request).form(max_files=1000, max_fields=1000)
             except HTTPException as e:
                 raise Rejected(400, "invalid multipart body: %s" % e.detail)
             parts = [v for k, v in form.multi_items() if k == "data"]
+            structured = {}
+            for part in [p for p in parts if getattr(p, "filename", None) == STRUCTURED_LABELS_NAME]:
+                structured.update(parse_structured_labels(await part.read()))
+                parts.remove(part)
             if not parts:
                 raise Rejected(400, "no part named 'data' in the multipart body")
+            unknown = sorted(set(structured) - {getattr(p, "filename", None) for p in parts})
+            if unknown:
+                raise Rejected(400, "%s names files not in this request: %s" % (STRUCTURED_LABELS_NAME, unknown))
             results = []
             labels = []
             for part in parts:
@@ -772,9 +855,14 @@ class _App:
                     results.append({"success": False, "fileName": None, "error": "part 'data' has no filename"})
                     continue
                 data = await part.read()
+                extra = {}
+                if name in structured:
+                    extra["structured_labels"] = sorted(structured[name], key=lambda s: s["endIndex"])
+                if boxes is not None:
+                    extra["bounding_boxes"] = boxes
                 try:
                     record = await anyio.to_thread.run_sync(
-                        self._store_part, category, header_label, no_label, metadata, disallow, name, data
+                        self._store_part, category, header_label, no_label, metadata, disallow, name, data, extra
                     )
                 except Rejected as e:
                     results.append({"success": False, "fileName": name, "error": _one_line(e.reason)})
