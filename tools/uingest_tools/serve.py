@@ -195,14 +195,19 @@ def _flag(request: Request, name: str) -> bool:
     return request.headers.get(name, "").strip().lower() in _TRUE
 
 
+def _json_or_none(raw):
+    """raw (str or bytes) as JSON, or None when it is not JSON."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: nested too deep ([[[[...); bad UTF-8 is a ValueError
+        return None
+
+
 def _parse_metadata(request: Request):
     raw = request.headers.get("x-metadata")
     if raw is None:
         return None
-    try:
-        meta = json.loads(raw)
-    except (ValueError, RecursionError):  # RecursionError: nested too deep ([[[[...)
-        meta = None
+    meta = _json_or_none(raw)
     if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
         raise Rejected(400, "x-metadata must be a JSON object of string values")
     return meta
@@ -212,10 +217,7 @@ def _parse_bounding_boxes(request: Request):
     raw = request.headers.get("x-bounding-boxes")
     if raw is None:
         return None
-    try:
-        boxes = json.loads(raw)
-    except (ValueError, RecursionError):
-        boxes = None
+    boxes = _json_or_none(raw)
     ok = isinstance(boxes, list) and all(
         isinstance(b, dict)
         and isinstance(b.get("label"), str)
@@ -233,10 +235,7 @@ STRUCTURED_LABELS_NAME = "structured_labels.labels"
 
 def parse_structured_labels(data: bytes) -> dict:
     """{file name: [segment, ...]} from a structured_labels.labels part, or Rejected(400)."""
-    try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError, UnicodeDecodeError):
-        doc = None
+    doc = _json_or_none(data)
     per_file = doc.get("structuredLabels") if isinstance(doc, dict) else None
     if not (
         isinstance(doc, dict)
