@@ -304,36 +304,52 @@ def sampler_line(seconds: int, bundle_dir: str, rate: float = 100.0) -> str:
 SIMULATOR = os.path.join(ROOT, "boards", "unix-sim", "simulate.py")
 
 
+def compile_program(bundle_dir: str, folder: str, sources) -> str:
+    """A benchmark's own program compiled like the firmware (a board runs its
+    program as .mpy or frozen, not parsed from source) into bundle_dir/folder;
+    returns that folder."""
+    from .bundle import compile_file
+
+    prog_dir = os.path.join(bundle_dir, folder)
+    os.makedirs(prog_dir, exist_ok=True)
+    for src in sources:
+        proc = compile_file(src, os.path.join(prog_dir, os.path.basename(src)[:-3] + ".mpy"), "host")
+        if proc.returncode != 0:
+            raise SystemExit("mpy-cross failed on %s: %s" % (os.path.basename(src), proc.stderr))
+    return prog_dir
+
+
+def program_run(module: str, heap_kb: int, prog_dir: str, bundle_dir: str, romfs: str | None = None):
+    """(argv, env) that run the compiled program module with a heap_kb heap and
+    the firmware's .mpy files loaded into it; or, with romfs (an image of the
+    bundle), with the firmware run in place from the image and heap_kb of free
+    heap beside it (uingest then comes only from the image)."""
+    if romfs is None:
+        path = [prog_dir, bundle_dir]
+        args = [micropython(), "-X", "heapsize=%dK" % heap_kb, "-m", module]
+    else:
+        path = [prog_dir]
+        args = romboot_args(micropython(), romfs, heap_kb, module)
+    return args, dict(os.environ, MICROPYPATH=os.pathsep.join(path + [".frozen"]))
+
+
 def cycle_completes(heap_kb: int, prog_dir: str, bundle_dir: str, url: str, romfs: str | None = None) -> bool:
     """One full cycle of a 200x3 IMU window (sample, encode, sign, post) in a
-    fresh unix-port process with this heap; with romfs (an image of the
-    bundle), the modules run in place from it and heap_kb is the free heap.
+    fresh unix-port process with this heap (see program_run for romfs).
     prog_dir holds simulate.mpy and board.mpy."""
     import json
 
     cfg = {"url": url, "api_key": BENCH_API_KEY, "hmac_key": "k", "labels": ["idle"], "windows": 1, "retries": 0}
-    if romfs is None:
-        path = [prog_dir, bundle_dir]
-        args = [micropython(), "-X", "heapsize=%dK" % heap_kb, "-m", "simulate"]
-    else:
-        path = [prog_dir]  # uingest only from the image
-        args = romboot_args(micropython(), romfs, heap_kb, "simulate")
-    env = dict(os.environ, MICROPYPATH=os.pathsep.join(path + [".frozen"]))
+    args, env = program_run("simulate", heap_kb, prog_dir, bundle_dir, romfs)
     proc = subprocess.run(args, input=json.dumps(cfg) + "\n", capture_output=True, text=True, env=env)
     return proc.returncode == 0 and '"accepted": 1' in proc.stdout
 
 
 def smallest_heap_line(bundle_dir: str, romfs: str) -> str:
-    from .bundle import compile_file
-
-    # the simulator and its board compiled like the firmware: a board runs its program as .mpy or frozen
-    prog_dir = os.path.join(bundle_dir, "cycle-program")
-    os.makedirs(prog_dir, exist_ok=True)
-    for src in (SIMULATOR, os.path.join(os.path.dirname(SIMULATOR), "board.py")):
-        name = os.path.basename(src)[:-3] + ".mpy"
-        proc = compile_file(src, os.path.join(prog_dir, name), "host")
-        if proc.returncode != 0:
-            raise SystemExit("mpy-cross failed on %s: %s" % (src, proc.stderr))
+    # the simulator and its board
+    prog_dir = compile_program(
+        bundle_dir, "cycle-program", (SIMULATOR, os.path.join(os.path.dirname(SIMULATOR), "board.py"))
+    )
     responder = Responder()
     found = {}
     try:
@@ -457,29 +473,17 @@ def audio_flash_line(bundle_dir: str, romfs: str, target_k: int = 48) -> str:
     .mpy files loaded into the heap, and run in place from ROMFS."""
     import tempfile
 
-    from .bundle import compile_file
-
-    # compiled like the firmware: a board runs its program as .mpy or frozen, not parsed from source
-    prog_dir = os.path.join(bundle_dir, "bench-program")
-    os.makedirs(prog_dir, exist_ok=True)
-    proc = compile_file(BENCH_AUDIO_FLASH, os.path.join(prog_dir, "bench_audio_flash.mpy"), "host")
-    if proc.returncode != 0:
-        raise SystemExit("mpy-cross failed on bench_audio_flash.py: " + proc.stderr)
+    prog_dir = compile_program(bundle_dir, "bench-program", (BENCH_AUDIO_FLASH,))
     responder = Responder()
     found = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             stdin = "%s\n%s\n%s\nbench-hmac\n160000\n" % (responder.url, os.path.join(tmp, "audio.bin"), BENCH_API_KEY)
             for mode in ("mpy", "romfs"):
-                if mode == "mpy":
-                    env = dict(os.environ, MICROPYPATH=os.pathsep.join([prog_dir, bundle_dir, ".frozen"]))
-                else:
-                    env = dict(os.environ, MICROPYPATH=os.pathsep.join([prog_dir, ".frozen"]))
                 for k in range(16, 130, 2):
-                    if mode == "mpy":
-                        args = [micropython(), "-X", "heapsize=%dK" % k, "-m", "bench_audio_flash"]
-                    else:
-                        args = romboot_args(micropython(), romfs, k, "bench_audio_flash")
+                    args, env = program_run(
+                        "bench_audio_flash", k, prog_dir, bundle_dir, romfs if mode == "romfs" else None
+                    )
                     run = subprocess.run(args, input=stdin, capture_output=True, text=True, env=env, timeout=60)
                     out = dict(line.split(" ", 1) for line in run.stdout.splitlines() if " " in line)
                     if run.returncode == 0 and out.get("outcome") == "ACCEPTED 200":
