@@ -10,9 +10,11 @@ import socket
 import subprocess
 import time
 
+import pytest
+
 from conftest import ROOT
 from helpers import f32, read_index
-from uingest.sensors import synthetic
+from uingest.sensors import synthetic, tone
 from uingest_tools.acquisition import decode, verify_signature
 from uingest_tools.bundle import fresh_free, romboot_args
 from uingest_tools.serve import ServerThread, create_app
@@ -258,22 +260,28 @@ def test_audio_windows_larger_than_the_heap_are_recorded_to_flash(mpy, firmware,
     got = stored(data)
     assert len(got) == 3, out[-3000:]
     values = [v for _, msg in got for v in msg["payload"]["values"]]  # in the order they arrived
-    assert values == [synthetic.expected_audio("idle", t) for t in range(3 * 36816)]
+    assert values == [tone.expected_audio("idle", t) for t in range(3 * 36816)]
 
 
-def test_romboot_puts_rom_first_and_its_own_folder_nowhere(mpy, romfs, tmp_path):
-    """However romboot.py is named on the command line (here relative, from its
-    folder), the board folder it lives in must not shadow the program's modules."""
+@pytest.mark.parametrize("form", ["compiled", "script"])
+def test_romboot_puts_rom_first_and_its_own_folder_nowhere(mpy, romfs, tmp_path, form):
+    """As romboot_args runs it (compiled, from a folder of its own) and as a
+    script named relative to its folder, the folder romboot comes from must
+    not shadow the program's modules."""
     probe = "import sys\nfrom uingest import http\nprint('path', sys.path)\nprint(http.__file__)\n"
     (tmp_path / "probe.py").write_text(probe)
     env = dict(os.environ, MICROPYPATH=os.pathsep.join([str(tmp_path), ".frozen"]))
     args = romboot_args(mpy.exe, romfs, 64, "probe")
-    args[3] = "romboot.py"
+    assert args[3] == "-c"
+    if form == "script":
+        args[3:5] = ["romboot.py"]
     proc = subprocess.run(args, cwd=BOARD, env=env, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     path_line, where = proc.stdout.strip().splitlines()[-2:]
     path = eval(path_line[5:])
-    assert path[0] == "/rom" and not any(p.rstrip("/").endswith("unix-sim") for p in path), path
+    assert path[0] == "/rom" and not any(p.rstrip("/").endswith("unix-sim") or "uingest-romboot-" in p for p in path), (
+        path
+    )
     assert where.startswith("/rom/uingest")
 
 

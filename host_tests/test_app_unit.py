@@ -12,7 +12,7 @@ from fake_http import FakeServer, reply
 from helpers import f32
 from uingest import app, config
 from uingest.filewindow import FileWindow
-from uingest.sensors import synthetic
+from uingest.sensors import synthetic, tone
 from uingest.sensors.hardware import Hardware
 from uingest.sensors.synthetic import SyntheticIMU
 
@@ -264,13 +264,13 @@ def test_audio_windows_are_refilled_each_time(tmp_path):
     srv = FakeServer([])
     try:
         a, _ = make_app(tmp_path, srv.url, window_ms=10, sample_rate_hz=16000)
-        a.hw.sensor = synthetic.SyntheticAudio("idle", 16000)  # fills the window itself, like the I2S mic
+        a.hw.sensor = tone.SyntheticAudio("idle", 16000)  # fills the window itself, like the I2S mic
         a.window = app.Window(a.hw.sensor.sensors, 1000 / 16000, 160, "h")
         a.step()
         a.step()
         first, second = (cbor2.loads(body)["payload"]["values"] for _, body in srv.requests)
-        assert first == [synthetic.expected_audio("idle", t) for t in range(160)]
-        assert second == [synthetic.expected_audio("idle", t) for t in range(160, 320)]
+        assert first == [tone.expected_audio("idle", t) for t in range(160)]
+        assert second == [tone.expected_audio("idle", t) for t in range(160, 320)]
         a.close()
     finally:
         srv.close()
@@ -302,14 +302,14 @@ def test_record_to_flash_audio_fills_chunk_by_chunk(tmp_path):
     try:
         a, _ = make_app(tmp_path, srv.url, window_ms=500, sample_rate_hz=16000, record_to_flash=True)
         # make_app built an IMU app; give it an audio sensor and chunk, as a board with a microphone would have
-        a.hw.sensor = synthetic.SyntheticAudio("idle", 16000)
+        a.hw.sensor = tone.SyntheticAudio("idle", 16000)
         a._chunk = app.Window(a.hw.sensor.sensors, 1000 / 16000, 1024, "h")
         a._chunk_rows = 1024
         a.window = FileWindow(str(tmp_path / "q" / "recording.raw"), a.hw.sensor.sensors, 1000 / 16000, "h")
         a.step()  # 8000 rows: 7 chunks of 1024 and one of 832
         a.step()
         first, second = (cbor2.loads(body)["payload"]["values"] for _, body in srv.requests)
-        assert first + second == [synthetic.expected_audio("idle", t) for t in range(16000)]
+        assert first + second == [tone.expected_audio("idle", t) for t in range(16000)]
         a.close()
     finally:
         srv.close()

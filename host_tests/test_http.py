@@ -173,7 +173,8 @@ out = []
 for i in range(n):
     o = post_window(client, sample_windows.imu(20), %r, label="wave", hmac_key=%r, device_name="mp")
     out.append([o.kind, o.status, o.detail])
-print(json.dumps({"outcomes": out, "connections": client.connections}))
+tls = [m for m in sys.modules if "tls" in m or "ssl" in m]
+print(json.dumps({"outcomes": out, "connections": client.connections, "tls_modules": tls}))
 """ % (KEY, HKEY)
 
 
@@ -187,6 +188,7 @@ def test_on_micropython_keep_alive(mpy, server):
     assert [o[0] for o in r["outcomes"]] == ["ACCEPTED"] * 10
     assert r["connections"] == server.connections == 1
     assert all(verify_signature(body, "cbor", HKEY) for _, body in server.requests)
+    assert r["tls_modules"] == []  # plain http never loads uingest.tls or ssl
 
 
 @pytest.mark.parametrize(

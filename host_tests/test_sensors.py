@@ -20,7 +20,7 @@ import pytest
 
 from conftest import FIRMWARE, HERE, ROOT
 from fake_hw import FakeI2C, FakeI2S, put_int16
-from uingest.sensors import sim, synthetic
+from uingest.sensors import sim, synthetic, tone
 from uingest.sensors.adc import ADCSensor
 from uingest.sensors.csv_replay import CSVReplay
 from uingest.sensors.hardware import Hardware
@@ -545,20 +545,20 @@ def test_synthetic_imu_labels_and_set_label():
 
 
 def test_synthetic_audio_fill_and_read_equal_expected():
-    a = synthetic.SyntheticAudio("wave")
+    a = tone.SyntheticAudio("wave")
     assert a.sensors == (("audio", "wav"),) and a.typecode == "h" and a.rate_hz == 16000
     w = Window(a.sensors, 1000 / 16000, 16000, "h")
     a.fill(w)
     a.fill(w)  # full: nothing more
     assert w.rows == 16000 and a.t == 16000
-    want = [synthetic.expected_audio("wave", t) for t in range(16000)]
+    want = [tone.expected_audio("wave", t) for t in range(16000)]
     assert list(w.samples) == want
     assert abs(max(want) + min(want)) <= 1  # a symmetric tone
     assert 1000 < max(want) <= 32767
     w.clear()
     a.read(w)
     a.read(w)
-    assert list(w.samples[:2]) == [synthetic.expected_audio("wave", t) for t in (16000, 16001)]
+    assert list(w.samples[:2]) == [tone.expected_audio("wave", t) for t in (16000, 16001)]
 
 
 def test_synthetic_audio_is_the_stated_tone():
@@ -568,17 +568,17 @@ def test_synthetic_audio_is_the_stated_tone():
         for t in (0, 3, 100, 15999, 16000, 123456):
             k = (t % 16000 * f % 16000) * 256 // 16000
             want = round(32767 * math.sin(2 * math.pi * k / 256)) * amp // 32767
-            assert synthetic.expected_audio(label, t) == want
-        assert synthetic.SyntheticAudio(label).freq_hz == f
+            assert tone.expected_audio(label, t) == want
+        assert tone.SyntheticAudio(label).freq_hz == f
 
 
 def test_synthetic_errors():
     with pytest.raises(ValueError, match="rate_hz"):
         synthetic.SyntheticIMU("idle", 0)
     with pytest.raises(ValueError, match="rate_hz"):
-        synthetic.SyntheticAudio("idle", 16000.5)
+        tone.SyntheticAudio("idle", 16000.5)
     with pytest.raises(ValueError, match="typecode 'h'"):
-        synthetic.SyntheticAudio("idle").fill(Window((("audio", "wav"),), 1, 2, "f"))
+        tone.SyntheticAudio("idle").fill(Window((("audio", "wav"),), 1, 2, "f"))
 
 
 # -- the same scenarios inside MicroPython ------------------------------------------------------------------
@@ -590,7 +590,7 @@ from uingest.window import Window
 from uingest.sensors.imu import MPU6050, MPU6886
 from uingest.sensors.i2s_mic import I2SMic
 from uingest.sensors.csv_replay import CSVReplay
-from uingest.sensors import synthetic, sim
+from uingest.sensors import synthetic, sim, tone
 
 def show(tag, w):
     print(tag, w.rows, hexlify(w.samples).decode())
@@ -649,12 +649,12 @@ for t in range(120):
     want.extend(synthetic.expected("wave", t, 100))
 from array import array
 print("synthetic imu", bytes(w.samples) == bytes(array("f", want)))
-a = synthetic.SyntheticAudio("circle")
+a = tone.SyntheticAudio("circle")
 w = Window(a.sensors, 1000 / 16000, 300, "h")
 a.fill(w)
-print("synthetic audio", list(w.samples) == [synthetic.expected_audio("circle", t) for t in range(300)])
+print("synthetic audio", list(w.samples) == [tone.expected_audio("circle", t) for t in range(300)])
 show("audio", w)
-print("table", hexlify(synthetic.SyntheticAudio._sine).decode())
+print("table", hexlify(tone.SyntheticAudio._sine).decode())
 from uingest.sensors.adc import ADCSensor
 
 class ADC:
@@ -914,7 +914,7 @@ def test_unix_sim_setup(tmp_path, monkeypatch):
     assert (hw.led, hw.button, hw.wdt_timeout_ms) == (None, None, None)
     assert mod.SENSORS == hw.sensor.sensors
     hw = mod.setup({"sample_rate_hz": 16000, "label": "wave", "audio": True})
-    assert type(hw.sensor) is synthetic.SyntheticAudio and hw.sensor.rate_hz == 16000
+    assert type(hw.sensor) is tone.SyntheticAudio and hw.sensor.rate_hz == 16000
     path = write(tmp_path, "timestamp,a\nms,V\n0,1\n")
     hw = mod.setup({"sample_rate_hz": 100, "label": "wave", "csv": path})
     assert type(hw.sensor) is CSVReplay and hw.sensor.sensors == (("a", "V"),)

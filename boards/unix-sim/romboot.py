@@ -4,6 +4,11 @@
 #
 #   micropython -X heapsize=H romboot.py IMAGE FREE SCRIPT [ARGS...]
 #
+# or, as bundle.romboot_args runs it, compiled to DIR/romboot.mpy so that its
+# own parse leaves no holes in the heap the program gets:
+#
+#   micropython -X heapsize=H -c "import sys; sys.path[0] = DIR; import romboot" IMAGE FREE SCRIPT [ARGS...]
+#
 # A board maps the partition from flash; the unix port has no such memory, so
 # the image is read into one buffer at the bottom of the heap before anything
 # else. FREE (bytes, 0 for no limit) is what a fresh heap of the size being
@@ -22,9 +27,10 @@ _image = bytearray(_size)
 with open(sys.argv[1], "rb") as _f:
     _f.readinto(_image)
 vfs.mount(vfs.VfsRom(_image), "/rom")  # pyright: ignore[reportAttributeAccessIssue] (not in the ESP32 stubs)
-# The unix port put romboot.py's own folder first on the path (resolved, so
-# not always as typed): /rom takes its place, and a script's own folder comes
-# next, as the port would have put it for that script.
+# romboot's own folder is first on the path (put there by the unix port,
+# resolved, so not always as typed; or by the -c line above): /rom takes its
+# place, and a script's own folder comes next, as the port would have put it
+# for that script.
 sys.path[0] = "/rom"
 if sys.argv[3].endswith(".py"):
     sys.path.insert(1, sys.argv[3].rpartition("/")[0])

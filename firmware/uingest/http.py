@@ -66,23 +66,6 @@ class _Unverified(OSError):  # TLS: the server's certificate did not verify
     pass
 
 
-def _load_ca(ctx, path):
-    # Trust the CA certificate(s) in path, a PEM or a DER file. MicroPython's
-    # mbedTLS takes DER only where PEM parsing is compiled out (the unix port
-    # says "invalid cert" to PEM) and one certificate per call; CPython takes
-    # DER bytes as cadata too. So the file is read here and each PEM
-    # certificate block is decoded to DER.
-    with open(path, "rb") as f:
-        data = f.read()
-    if b"-----BEGIN" not in data:
-        ctx.load_verify_locations(cadata=data)
-        return
-    from binascii import a2b_base64
-
-    for block in data.split(b"-----BEGIN CERTIFICATE-----")[1:]:
-        ctx.load_verify_locations(cadata=a2b_base64(block.split(b"-----END")[0]))
-
-
 class Client:
     """Keep-alive connection to one server (scheme://host:port)."""
 
@@ -130,33 +113,9 @@ class Client:
         self.connections += 1
 
     def _wrap_tls(self, s):
-        import ssl  # only when a URL needs it: it costs RAM on a board
+        from . import tls  # only when a URL needs it: an http-only board never loads it
 
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        if self.insecure:
-            if hasattr(ctx, "check_hostname"):
-                ctx.check_hostname = False  # pyright: ignore[reportAttributeAccessIssue]
-            ctx.verify_mode = ssl.CERT_NONE
-        else:
-            ctx.verify_mode = ssl.CERT_REQUIRED
-            if self.ca_file:
-                _load_ca(ctx, self.ca_file)
-            elif hasattr(ctx, "load_default_certs"):
-                ctx.load_default_certs()
-        try:
-            return ctx.wrap_socket(s, server_hostname=self.host)
-        except (OSError, ValueError) as e:
-            # The handshake failed; name a certificate that could not be
-            # verified as such, the same on both interpreters. CPython raises
-            # ssl.SSLCertVerificationError (an OSError and a ValueError).
-            # MicroPython's mbedTLS raises ValueError with the multi-line
-            # x509 verify info ("The certificate is not correctly signed by
-            # the trusted CA", ...), OSError(-30336, MBEDTLS_ERR_SSL_CA_CHAIN_REQUIRED)
-            # when no CA was loaded at all, or OSError(-9984,
-            # MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) when it has no verify info.
-            if isinstance(e, ValueError) or (e.args and e.args[0] in (-9984, -30336)):
-                raise _Unverified()
-            raise
+        return tls.wrap(s, self.host, self.ca_file, self.insecure)
 
     def close(self):
         if self._rfile is not None and self._rfile is not self._sock:
@@ -246,19 +205,20 @@ class Client:
 
     # -- one request ----------------------------------------------------------
     def _exchange(self, method, path, headers, length, write_body):
-        req = "%s %s%s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\nConnection: keep-alive\r\n" % (
-            method,
-            self.base_path,
-            path,
-            self._host_header,
-            length,
-        )
-        for k in headers:
-            req += "%s: %s\r\n" % (k, headers[k])
         self._answered = False
         self.retry_after_s = 0  # this reply's, not a previous one's
         self._out_used = 0
-        self.write((req + "\r\n").encode())
+        # Line by line into the send buffer: a request string grown by += held
+        # several ever longer copies of the head at once.
+        self.write(
+            (
+                "%s %s%s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\nConnection: keep-alive\r\n"
+                % (method, self.base_path, path, self._host_header, length)
+            ).encode()
+        )
+        for k in headers:
+            self.write(("%s: %s\r\n" % (k, headers[k])).encode())
+        self.write(b"\r\n")
         if write_body is not None:
             write_body(self)
         self.flush()

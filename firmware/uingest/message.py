@@ -5,14 +5,13 @@
 # The encoding is deterministic, so a signed message can be streamed with
 # bounded memory: pass 1 feeds the HMAC (and learns the length), pass 2 writes
 # the same bytes, now carrying the signature, to the sink in fixed chunks.
-from array import array
 from binascii import hexlify
 
 from micropython import const
 
 from . import cbor
 from .hmac import HMAC
-from .window import check_interval, check_sensors
+from .window import check_interval, check_sensors, new_array
 
 try:
     from . import _kernels
@@ -142,8 +141,7 @@ class Message:
         cap = rows_per_chunk * self._max_row
         full = memoryview(buf)[:cap]  # fixed-size rows fill it exactly: reused, not re-sliced
         if self._file and self._rowbuf is None:
-            tc = self.window.typecode
-            self._rowbuf = array(tc, bytes(rows_per_chunk * self._width * (4 if tc == "f" else 2)))
+            self._rowbuf = new_array(self.window.typecode, rows_per_chunk * self._width)
         total = 0
         rows = self.window.rows
         self._row = 0

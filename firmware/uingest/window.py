@@ -6,6 +6,20 @@ _UNSET = object()
 _TYPECODES = ("f", "h")
 
 
+def new_array(typecode, n):
+    """An array of n items of typecode ('f' or 'h'), allocated once: its
+    values are not set and mean nothing until written."""
+    # From a range, whose length is known, MicroPython sizes the array once
+    # and fills it in place; from bytes(n) it would hold a second copy as big
+    # as the array for a moment (64 KB to make a 1 s window of 16 kHz audio).
+    # CPython refuses int16 values past 32767 from the range; there memory is
+    # no object, and zeros are made from bytes.
+    try:
+        return array(typecode, range(n))
+    except OverflowError:
+        return array(typecode, bytes(n * (4 if typecode == "f" else 2)))
+
+
 _checked: list = [None]  # the last tuple that passed: a device checks the same one every window
 
 
@@ -57,7 +71,7 @@ class Window:
         self.capacity = capacity
         self._allocated = capacity
         self.typecode = typecode
-        self.samples = array(typecode, bytes(capacity * self.width * (4 if typecode == "f" else 2)))
+        self.samples = new_array(typecode, capacity * self.width)
         self.rows = 0
 
     def append(self, v0, v1=_UNSET, v2=_UNSET, v3=_UNSET, v4=_UNSET, v5=_UNSET, *more):

@@ -109,10 +109,30 @@ def fresh_free(exe: str, heap_kb: int) -> int:
     return _fresh_free[key]
 
 
+_romboot_dir: list[str] = []
+
+
+def _romboot_module() -> str:
+    """The folder of romboot.py compiled to .mpy (once per process): run from
+    source, its parse and compile would leave holes all over the small heap it
+    then hands to the program, which a board's boot does not."""
+    if not _romboot_dir:
+        import atexit
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="uingest-romboot-")
+        atexit.register(shutil.rmtree, folder, True)
+        proc = compile_file(ROMBOOT, os.path.join(folder, "romboot.mpy"))
+        if proc.returncode != 0:
+            raise RuntimeError("mpy-cross failed on romboot.py: %s" % proc.stderr.strip())
+        _romboot_dir.append(folder)
+    return _romboot_dir[0]
+
+
 def romboot_args(exe: str, image_path: str, heap_kb: int, script: str, *args: str) -> list[str]:
     """The unix-port command line that runs script with the firmware executed
     in place from the ROMFS image, and no more free heap than a fresh
-    heap_kb K heap has (romboot.py holds the rest). The heap is made larger
+    heap_kb K heap has (romboot holds the rest). The heap is made larger
     by the image (a board keeps it in flash) and 8K for romboot's own code
     and the bigger allocation table, which romboot then gives away."""
     size_kb = (os.path.getsize(image_path) + 1023) // 1024
@@ -120,7 +140,8 @@ def romboot_args(exe: str, image_path: str, heap_kb: int, script: str, *args: st
         exe,
         "-X",
         "heapsize=%dK" % (heap_kb + size_kb + 8),
-        ROMBOOT,
+        "-c",
+        "import sys; sys.path[0] = %r; import romboot" % _romboot_module(),
         image_path,
         str(fresh_free(exe, heap_kb)),
         script,

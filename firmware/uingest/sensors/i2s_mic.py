@@ -18,7 +18,7 @@
 # conversion is integer indexing into preallocated arrays; the values stay
 # small ints, no heap object per sample.
 
-from array import array
+from ..window import new_array
 
 _MIN_SHIFT = 8  # below this the low, always-zero byte would count
 _MAX_SHIFT = 16
@@ -41,7 +41,7 @@ class I2SMic:
         self.sensors = (("audio", "wav"),)
         self.typecode = "h"
         self._chunk = chunk_frames
-        self._raw = array("h", bytes(4 * chunk_frames))  # 1 KB at 256 frames, reused for every read
+        self._raw = new_array("h", 2 * chunk_frames)  # 1 KB at 256 frames, reused for every read
         self._view = memoryview(self._raw)
 
     def fill(self, window):

@@ -12,10 +12,12 @@ def setup(config):
         from .csv_replay import CSVReplay
 
         return Hardware(CSVReplay(config["csv"], config.get("sensors")))
+    if config.get("audio"):
+        from .tone import SyntheticAudio
+
+        return Hardware(SyntheticAudio(config["label"], config["sample_rate_hz"]))
     from . import synthetic
 
-    if config.get("audio"):
-        return Hardware(synthetic.SyntheticAudio(config["label"], config["sample_rate_hz"]))
     # A real sensor never repeats itself; a synthetic one would after a reboot
     # (and identical windows are one sample to a server that drops duplicates).
     # So each boot starts 10000 samples further on.

@@ -1,0 +1,53 @@
+# TLS for http.Client, in a module of its own: a board posting over plain
+# http (to `uingest serve` on the LAN) never loads it, nor ssl.
+import ssl
+
+from .http import _Unverified
+
+
+def wrap(sock, host, ca_file=None, insecure=False):
+    """sock (connected) wrapped in TLS for host, verified against ca_file
+    (PEM or DER) unless insecure. Raises http._Unverified when the server's
+    certificate does not verify."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if insecure:
+        if hasattr(ctx, "check_hostname"):
+            ctx.check_hostname = False  # pyright: ignore[reportAttributeAccessIssue]
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        if ca_file:
+            load_ca(ctx, ca_file)
+        elif hasattr(ctx, "load_default_certs"):
+            ctx.load_default_certs()
+    try:
+        return ctx.wrap_socket(sock, server_hostname=host)
+    except (OSError, ValueError) as e:
+        # The handshake failed; name a certificate that could not be
+        # verified as such, the same on both interpreters. CPython raises
+        # ssl.SSLCertVerificationError (an OSError and a ValueError).
+        # MicroPython's mbedTLS raises ValueError with the multi-line
+        # x509 verify info ("The certificate is not correctly signed by
+        # the trusted CA", ...), OSError(-30336, MBEDTLS_ERR_SSL_CA_CHAIN_REQUIRED)
+        # when no CA was loaded at all, or OSError(-9984,
+        # MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) when it has no verify info.
+        if isinstance(e, ValueError) or (e.args and e.args[0] in (-9984, -30336)):
+            raise _Unverified()
+        raise
+
+
+def load_ca(ctx, path):
+    """Trust the CA certificate(s) in path, a PEM or a DER file."""
+    # MicroPython's mbedTLS takes DER only where PEM parsing is compiled out
+    # (the unix port says "invalid cert" to PEM) and one certificate per call;
+    # CPython takes DER bytes as cadata too. So the file is read here and each
+    # PEM certificate block is decoded to DER.
+    with open(path, "rb") as f:
+        data = f.read()
+    if b"-----BEGIN" not in data:
+        ctx.load_verify_locations(cadata=data)
+        return
+    from binascii import a2b_base64
+
+    for block in data.split(b"-----BEGIN CERTIFICATE-----")[1:]:
+        ctx.load_verify_locations(cadata=a2b_base64(block.split(b"-----END")[0]))
