@@ -40,6 +40,7 @@ def test_bench_runs_and_prints_every_table():
         "sampler at 100 Hz",
         "streamed from flash and uploaded",
         "run in place from ROMFS",
+        "whole app (main.py on the unix-sim board",
         "round trip (a latency proxy)",
         "uingest serve: 2 devices x 2",
     ):

@@ -217,6 +217,7 @@ def main(argv=None) -> int:
             f.write(romfs_image(tmp))
         audio_flash = audio_flash_line(tmp, romfs)
         heap = smallest_heap_line(tmp, romfs)
+        app_heap = app_heap_line(tmp, romfs)
         link = delayed_link_line(tmp, args.link_windows)
     serve_load = serve_load_line(args.devices, args.device_windows)
     print(
@@ -231,6 +232,7 @@ def main(argv=None) -> int:
     print(sampler)
     print(audio_flash)
     print(heap)
+    print(app_heap)
     print(serve_load)
     return 0
 
@@ -364,6 +366,57 @@ def smallest_heap_line(bundle_dir: str, romfs: str) -> str:
         "full cycle (sample, encode, sign, post) of a 200x3 IMU window, smallest heap on the x64 unix port "
         "(target 32K; objects there are twice an ESP32's): %s with the .mpy files loaded into the heap, "
         "%s with them run in place from ROMFS" % (found.get("mpy", "over 130K"), found.get("romfs", "over 130K"))
+    )
+
+
+BOARD_SIM = os.path.dirname(SIMULATOR)
+
+
+def app_heap_line(bundle_dir: str, romfs: str, windows: int = 5) -> str:
+    """The smallest heap (2K steps, a fresh process each) with which the whole
+    app (main.py as a board runs it: config, store, sampler, Wi-Fi stand-in,
+    uingest.app) samples, signs and posts `windows` 200x3 IMU windows on the
+    unix-sim board: with the .mpy files loaded into the heap, and run in place
+    from ROMFS."""
+    import json
+    import tempfile
+
+    responder = Responder()
+    found = {}
+    cfg = {
+        "board": "unix-sim",
+        "url": responder.url,
+        "api_key": BENCH_API_KEY,
+        "hmac_key": "bench-hmac",
+        "labels": ["idle"],
+        "window_ms": 100,  # 200 rows at 2 kHz: a short run per heap size
+        "sample_rate_hz": 2000,
+        "timeout_ms": 2000,
+    }
+    main = os.path.join(bundle_dir, "main.py")
+    try:
+        for mode in ("mpy", "romfs"):
+            for k in range(32, 132, 2):
+                with tempfile.TemporaryDirectory() as tmp:
+                    with open(os.path.join(tmp, "config.json"), "w") as f:
+                        json.dump(cfg, f)
+                    if mode == "mpy":
+                        path = [bundle_dir, BOARD_SIM]
+                        args = [micropython(), "-X", "heapsize=%dK" % k, main, "config.json", str(windows)]
+                    else:
+                        path = [BOARD_SIM]
+                        args = romboot_args(micropython(), romfs, k, main, "config.json", str(windows))
+                    env = dict(os.environ, MICROPYPATH=os.pathsep.join(path + [".frozen"]))
+                    run = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp, timeout=60)
+                if run.returncode == 0 and (" sent=%d " % windows) in run.stdout:
+                    found[mode] = "%dK" % k
+                    break
+    finally:
+        responder.close()
+    return (
+        "whole app (main.py on the unix-sim board: %d signed 200x3 IMU windows sampled and posted), smallest heap "
+        "on the x64 unix port: %s with the .mpy files loaded into the heap, %s with them run in place from ROMFS"
+        % (windows, found.get("mpy", "over 130K"), found.get("romfs", "over 130K"))
     )
 
 
