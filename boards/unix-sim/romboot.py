@@ -22,39 +22,47 @@ import sys
 
 import vfs
 
-_size = os.stat(sys.argv[1])[6]
-_image = bytearray(_size)
-with open(sys.argv[1], "rb") as _f:
-    _f.readinto(_image)
-vfs.mount(vfs.VfsRom(_image), "/rom")  # pyright: ignore[reportAttributeAccessIssue] (not in the ESP32 stubs)
-# romboot's own folder is first on the path (put there by the unix port,
-# resolved, so not always as typed; or by the -c line above): /rom takes its
-# place, and a script's own folder comes next, as the port would have put it
-# for that script.
-sys.path[0] = "/rom"
-if sys.argv[3].endswith(".py"):
-    sys.path.insert(1, sys.argv[3].rpartition("/")[0])
-_want = int(sys.argv[2])
-_script = sys.argv[3]
-del sys.argv[:3]
-gc.collect()
-_pad = None
-if _want:
-    if gc.mem_free() < _want:
-        print(
-            "romboot: %d bytes free after the %d-byte image, fewer than %d: raise -X heapsize"
-            % (gc.mem_free(), _size, _want)
-        )
-        sys.exit(3)
-    _pad = bytearray(gc.mem_free() - _want)  # held to the end: it takes at least that many bytes
+_held = []  # the image and the pad, for as long as the program runs
+
+
+def _boot():
+    # In a function: its locals are not names (qstrs) in the heap's string
+    # pool, which a board's boot, compiled into the firmware, does not fill.
+    argv = sys.argv
+    size = os.stat(argv[1])[6]
+    image = bytearray(size)
+    with open(argv[1], "rb") as f:
+        f.readinto(image)
+    vfs.mount(vfs.VfsRom(image), "/rom")  # pyright: ignore[reportAttributeAccessIssue] (not in the ESP32 stubs)
+    _held.append(image)
+    # romboot's own folder is first on the path (put there by the unix port,
+    # resolved, so not always as typed; or by the -c line above): /rom takes
+    # its place, and a script's own folder comes next, as the port would have
+    # put it for that script.
+    sys.path[0] = "/rom"
+    script = argv[3]
+    if script.endswith(".py"):
+        sys.path.insert(1, script.rpartition("/")[0])
+    want = int(argv[2])
+    del argv[:3]
     gc.collect()
-print("romboot: image %d bytes at /rom, %d bytes of heap free" % (_size, gc.mem_free()))
-if _script.endswith(".py"):
-    with open(_script) as _f:
-        _source = _f.read()
-    _code = compile(_source, _script, "exec")
-    _source = None
-    gc.collect()
-    exec(_code, {"__name__": "__main__", "__file__": _script})
-else:
-    __import__(_script)
+    if want:
+        if gc.mem_free() < want:
+            print(
+                "romboot: %d bytes free after the %d-byte image, fewer than %d: raise -X heapsize"
+                % (gc.mem_free(), size, want)
+            )
+            sys.exit(3)
+        _held.append(bytearray(gc.mem_free() - want))  # held to the end: it takes at least that many bytes
+        gc.collect()
+    print("romboot: image %d bytes at /rom, %d bytes of heap free" % (size, gc.mem_free()))
+    if script.endswith(".py"):
+        with open(script) as f:
+            code = compile(f.read(), script, "exec")
+        gc.collect()
+        exec(code, {"__name__": "__main__", "__file__": script})
+    else:
+        __import__(script)
+
+
+_boot()
