@@ -263,6 +263,23 @@ def test_audio_windows_larger_than_the_heap_are_recorded_to_flash(mpy, firmware,
     assert values == [tone.expected_audio("idle", t) for t in range(3 * 36816)]
 
 
+def test_imu_cycle_in_42k_with_the_firmware_in_romfs(firmware, romfs):
+    """The simulator's full cycle (sample, encode, sign, post) of a 200x3 IMU
+    window in the free heap of a fresh 42K heap, modules in ROMFS. `make bench`
+    searches the smallest (38K on this port); 42K here keeps a margin for the
+    longer paths of a test run (it passes at 40K here), and fails when a
+    change costs the cycle a few KB, such as one more doubling of the pool of
+    names (3.6 KB)."""
+    from uingest_tools import bench
+
+    prog = bench.compile_program(firmware, "cycle-program", (bench.SIMULATOR, os.path.join(BOARD, "board.py")))
+    responder = bench.Responder()
+    try:
+        assert bench.cycle_completes(42, prog, firmware, responder.url, romfs)
+    finally:
+        responder.close()
+
+
 @pytest.mark.parametrize("form", ["compiled", "script"])
 def test_romboot_puts_rom_first_and_its_own_folder_nowhere(mpy, romfs, tmp_path, form):
     """As romboot_args runs it (compiled, from a folder of its own) and as a
