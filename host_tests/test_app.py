@@ -51,8 +51,9 @@ def write_config(d, port, **kw):
 def start_app(mpy, firmware, d, max_windows=None, heap="128K", stdin=subprocess.DEVNULL, romfs=None):
     """The app as main.py starts it on a board. With romfs (an image file),
     the firmware runs in place from the image as on a board with a ROMFS
-    partition, heap is then the free heap it gets (in K), and nothing of
-    uingest can load from the bundle folder (it is not on the path)."""
+    partition, and heap is then the free heap it gets (in K). The bundle
+    folder is then on the path as main.py's own folder, after /rom, which
+    holds the whole package: nothing of uingest loads from the folder."""
     extra = [] if max_windows is None else [str(max_windows)]
     if romfs is None:
         env = dict(os.environ, MICROPYPATH=os.pathsep.join([firmware, BOARD, ".frozen"]))

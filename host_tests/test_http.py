@@ -188,7 +188,9 @@ def test_on_micropython_keep_alive(mpy, server):
     assert [o[0] for o in r["outcomes"]] == ["ACCEPTED"] * 10
     assert r["connections"] == server.connections == 1
     assert all(verify_signature(body, "cbor", HKEY) for _, body in server.requests)
-    assert r["tls_modules"] == []  # plain http never loads uingest.tls or ssl
+    # plain http never loads the TLS code (uingest.tls) nor ssl: their RAM is
+    # only spent by a board whose URL is https
+    assert r["tls_modules"] == []
 
 
 @pytest.mark.parametrize(

@@ -7,13 +7,15 @@ _TYPECODES = ("f", "h")
 
 
 def new_array(typecode, n):
-    """An array of n items of typecode ('f' or 'h'), allocated once: its
-    values are not set and mean nothing until written."""
+    """An array of n items of typecode ('f' or 'h'), allocated once. Its
+    values are arbitrary (and not the same on MicroPython and CPython) until
+    written: read only what was written."""
     # From a range, whose length is known, MicroPython sizes the array once
-    # and fills it in place; from bytes(n) it would hold a second copy as big
-    # as the array for a moment (64 KB to make a 1 s window of 16 kHz audio).
-    # CPython refuses int16 values past 32767 from the range; there memory is
-    # no object, and zeros are made from bytes.
+    # and fills it in place (int16 values past 32767 wrap around); from
+    # bytes(n) it would hold a second copy as big as the array for a moment
+    # (64 KB to make a 1 s window of 16 kHz audio). CPython refuses int16
+    # values past 32767 from the range; there memory is no object, and the
+    # array is made from bytes.
     try:
         return array(typecode, range(n))
     except OverflowError:
