@@ -273,7 +273,7 @@ def test_imu_cycle_in_42k_with_the_firmware_in_romfs(firmware, romfs):
     names (3.6 KB)."""
     from uingest_tools import bench
 
-    prog = bench.compile_program(firmware, "cycle-program", (bench.SIMULATOR, os.path.join(BOARD, "board.py")))
+    prog = bench.cycle_program(firmware)
     responder = bench.Responder()
     try:
         assert bench.cycle_completes(42, prog, firmware, responder.url, romfs)

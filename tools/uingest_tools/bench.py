@@ -303,7 +303,8 @@ def sampler_line(seconds: int, bundle_dir: str, rate: float = 100.0) -> str:
     )
 
 
-SIMULATOR = os.path.join(ROOT, "boards", "unix-sim", "simulate.py")
+BOARD_SIM = os.path.join(ROOT, "boards", "unix-sim")
+SIMULATOR = os.path.join(BOARD_SIM, "simulate.py")
 
 
 def compile_program(bundle_dir: str, folder: str, sources) -> str:
@@ -321,18 +322,28 @@ def compile_program(bundle_dir: str, folder: str, sources) -> str:
     return prog_dir
 
 
-def program_run(module: str, heap_kb: int, prog_dir: str, bundle_dir: str, romfs: str | None = None):
-    """(argv, env) that run the compiled program module with a heap_kb heap and
+def program_run(
+    program: str, heap_kb: int, prog_dir: str, bundle_dir: str, romfs: str | None = None, *args: str
+) -> tuple[list[str], dict[str, str]]:
+    """(argv, env) that run program (a compiled module's name, or a .py
+    script, which the port runs from source) with args, a heap_kb heap and
     the firmware's .mpy files loaded into it; or, with romfs (an image of the
     bundle), with the firmware run in place from the image and heap_kb of free
     heap beside it (uingest then comes only from the image)."""
     if romfs is None:
         path = [prog_dir, bundle_dir]
-        args = [micropython(), "-X", "heapsize=%dK" % heap_kb, "-m", module]
+        run = [program] if program.endswith(".py") else ["-m", program]
+        argv = [micropython(), "-X", "heapsize=%dK" % heap_kb, *run, *args]
     else:
         path = [prog_dir]
-        args = romboot_args(micropython(), romfs, heap_kb, module)
-    return args, dict(os.environ, MICROPYPATH=os.pathsep.join(path + [".frozen"]))
+        argv = romboot_args(micropython(), romfs, heap_kb, program, *args)
+    return argv, dict(os.environ, MICROPYPATH=os.pathsep.join(path + [".frozen"]))
+
+
+def cycle_program(bundle_dir: str) -> str:
+    """The simulator and its board compiled into bundle_dir (see
+    compile_program): the program of the IMU cycle searches."""
+    return compile_program(bundle_dir, "cycle-program", (SIMULATOR, os.path.join(BOARD_SIM, "board.py")))
 
 
 def cycle_completes(heap_kb: int, prog_dir: str, bundle_dir: str, url: str, romfs: str | None = None) -> bool:
@@ -348,10 +359,7 @@ def cycle_completes(heap_kb: int, prog_dir: str, bundle_dir: str, url: str, romf
 
 
 def smallest_heap_line(bundle_dir: str, romfs: str) -> str:
-    # the simulator and its board
-    prog_dir = compile_program(
-        bundle_dir, "cycle-program", (SIMULATOR, os.path.join(os.path.dirname(SIMULATOR), "board.py"))
-    )
+    prog_dir = cycle_program(bundle_dir)
     responder = Responder()
     found = {}
     try:
@@ -367,9 +375,6 @@ def smallest_heap_line(bundle_dir: str, romfs: str) -> str:
         "(target 32K; objects there are twice an ESP32's): %s with the .mpy files loaded into the heap, "
         "%s with them run in place from ROMFS" % (found.get("mpy", "over 130K"), found.get("romfs", "over 130K"))
     )
-
-
-BOARD_SIM = os.path.dirname(SIMULATOR)
 
 
 def app_heap_line(bundle_dir: str, romfs: str, windows: int = 5) -> str:
@@ -400,13 +405,10 @@ def app_heap_line(bundle_dir: str, romfs: str, windows: int = 5) -> str:
                 with tempfile.TemporaryDirectory() as tmp:
                     with open(os.path.join(tmp, "config.json"), "w") as f:
                         json.dump(cfg, f)
-                    if mode == "mpy":
-                        path = [bundle_dir, BOARD_SIM]
-                        args = [micropython(), "-X", "heapsize=%dK" % k, main, "config.json", str(windows)]
-                    else:
-                        path = [BOARD_SIM]
-                        args = romboot_args(micropython(), romfs, k, main, "config.json", str(windows))
-                    env = dict(os.environ, MICROPYPATH=os.pathsep.join(path + [".frozen"]))
+                    # main.py's own folder (the bundle) comes first on the path, as on a board
+                    args, env = program_run(
+                        main, k, BOARD_SIM, bundle_dir, romfs if mode == "romfs" else None, "config.json", str(windows)
+                    )
                     try:
                         run = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp, timeout=60)
                     except subprocess.TimeoutExpired:
