@@ -390,7 +390,7 @@ def test_5xx_retried_then_succeed(source, target, capsys, monkeypatch):
     gate.policy = lambda attempt, total, name: "500" if attempt <= 2 else None
     delays = []
     real_sleep = time.sleep
-    monkeypatch.setattr(relay.time, "sleep", lambda s: (delays.append(s), real_sleep(s)))
+    monkeypatch.setattr(time, "sleep", lambda s: (delays.append(s), real_sleep(s)))  # urllib3's Retry sleeps
     t0 = time.monotonic()
     rc, out, err = run(source, srv.url, capsys, "--retry-delay", "0.01")
     assert (rc, err) == (0, "")
@@ -509,8 +509,7 @@ def test_duplicate_in_the_target_already(source, target, capsys):
     src = read_index(source)
     first = src[0]
     data = (source / first["file"]).read_bytes()
-    ctype, body = relay.multipart("x.cbor", data)
-    status, reply = post(srv.url, "/api/training/files", body, {"Content-Type": ctype, "x-api-key": DST_KEY})
+    status, reply = post_files(srv.url, "x.cbor", data, **{"x-api-key": DST_KEY})
     assert status == 200 and json.loads(reply)["success"]
     rc, out, err = run(source, srv.url, capsys)
     assert (rc, err) == (0, "")
@@ -553,18 +552,13 @@ def test_header_label_and_url():
     assert relay.header_label("left wave") == "left wave"
     assert relay.header_label("café") == "caf%C3%A9"
     assert relay.header_label("100%") == "100%25"
-    assert relay.parse_url("https://ingestion.edgeimpulse.com/")[0] == "https://ingestion.edgeimpulse.com"
-    assert relay.parse_url("http://127.0.0.1:4810/x/")[:5] == (
-        "http://127.0.0.1:4810/x",
-        "http",
-        "127.0.0.1",
-        4810,
-        "/x",
-    )
+    assert relay.base_url("https://ingestion.edgeimpulse.com/") == "https://ingestion.edgeimpulse.com"
+    assert relay.base_url("http://127.0.0.1:4810/x/") == "http://127.0.0.1:4810/x"
+    assert relay.base_url("https://ingestion.edgeimpulse.com:443") == "https://ingestion.edgeimpulse.com"
     assert (
-        relay.state_path("/d", "ingestion.edgeimpulse.com", 443, "https") == "/d/.relay-ingestion.edgeimpulse.com.jsonl"
+        relay.state_path("/d", "https://ingestion.edgeimpulse.com") == "/d/.relay-ingestion.edgeimpulse.com.jsonl"
     )
-    assert relay.state_path("/d", "127.0.0.1", 4810, "http") == "/d/.relay-127.0.0.1-4810.jsonl"
+    assert relay.state_path("/d", "http://127.0.0.1:4810") == "/d/.relay-127.0.0.1-4810.jsonl"
 
 
 def test_progress_bar_only_on_a_terminal():

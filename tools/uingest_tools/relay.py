@@ -4,8 +4,8 @@ Reads ``<data-dir>/index.jsonl`` and posts each sample's file, one per request, 
 ``<url>/api/<category>/files`` (multipart/form-data, part ``data``, filename = the stored file's base name),
 keeping its category and label (``x-label``, percent-encoded when it is not plain ASCII; ``x-no-label: 1``
 for an unlabeled sample), with ``x-disallow-duplicates: 1`` and ``x-metadata``: the sample's own metadata
-plus ``device_name`` and ``device_type``, all strings. HTTP is the standard library's http.client, one
-kept-alive connection, a timeout on every socket operation.
+plus ``device_name`` and ``device_type``, all strings. HTTP is urllib3: one kept-alive connection, a timeout
+on every socket operation, its ``Retry`` for the retries and their backoff.
 
 Resumable: every sample the service confirmed (stored, or answered as a duplicate) is appended, and
 fsynced, to ``<data-dir>/.relay-<host>.jsonl`` as ``{"sha256", "url", ...}``; a later run skips the samples
@@ -15,9 +15,10 @@ duplicate: it counts as already there. One relay per state file at a time (an fl
 
 Answers: 200 with a per-file ``success`` true: uploaded; a per-file error mentioning a duplicate, or 409:
 already there; 401: stop at once (exit 2); 408, 429, 5xx, connection errors and timeouts: retried with
-exponential backoff (``--attempts`` tries, ``--retry-delay`` doubling, capped at 60 s), and when a sample
-still fails the run stops (the service looks down: run again later); any other 4xx: the sample is reported
-as failed with the service's reason and the run goes on. A file missing or changed since it was stored
+exponential backoff (``--attempts`` tries, ``--retry-delay`` doubling, capped at 60 s; a ``Retry-After`` on
+413, 429 or 503 is waited instead, also at most 60 s), and when a sample still fails the run stops (the
+service looks down: run again later); any other 4xx: the sample is reported as failed with the service's
+reason and the run goes on. A file missing or changed since it was stored
 (sha256) is failed too. The API key is never printed.
 
 Exit status: 0 when every sample is there, 1 when some failed, 2 for a refused key or a usage error, 130 when
@@ -29,15 +30,17 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
-import http.client
 import json
 import os
 import re
-import secrets
 import ssl
 import sys
-import time
 import urllib.parse
+
+import urllib3
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, ReadTimeoutError
+from urllib3.util.retry import Retry
+from urllib3.util.ssl_match_hostname import CertificateError
 
 from .progress import Progress
 
@@ -48,7 +51,7 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_ATTEMPTS = 5
 DEFAULT_RETRY_DELAY = 1.0
 MAX_DELAY = 60.0
-RETRY_STATUSES = (408, 429)
+RETRY_STATUSES = frozenset((408, 429, *range(500, 1000)))  # 5xx and anything above
 _DUPLICATE = re.compile(r"duplicate|already exist", re.IGNORECASE)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 PART_TYPES = {
@@ -69,7 +72,9 @@ Run it again at any time: samples already confirmed by that URL (listed in <data
 are not sent again.
 """
 
-UPLOADED, ALREADY, FAILED, RETRY, REFUSED = "uploaded", "already there", "failed", "retry", "refused"
+# What became of a sample. GAVE_UP: the service kept failing (5xx, 408, 429, network) through every
+# attempt, so the run stops; REFUSED: the key or the server's certificate, nothing will get through.
+UPLOADED, ALREADY, FAILED, GAVE_UP, REFUSED = "uploaded", "already there", "failed", "gave up", "refused"
 
 
 class UsageError(Exception):
@@ -81,8 +86,8 @@ def _one_line(text, limit=300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def parse_url(url: str):
-    """(normalized base URL, scheme, host, port, path prefix); raise UsageError."""
+def base_url(url: str) -> str:
+    """--url checked, in the one form the state file records: no default port, no trailing slash; raise UsageError."""
     try:
         u = urllib.parse.urlsplit(url.strip())
         port = u.port
@@ -92,17 +97,16 @@ def parse_url(url: str):
         raise UsageError("invalid --url %r: expected http(s)://host[:port]" % url)
     if u.query or u.fragment or u.username or u.password:
         raise UsageError("invalid --url %r: give scheme, host, port and path only" % url)
-    default_port = 443 if u.scheme == "https" else 80
-    port = port or default_port
-    prefix = u.path.rstrip("/")
-    host = u.hostname
-    shown = "[%s]" % host if ":" in host else host
-    norm = "%s://%s%s%s" % (u.scheme, shown, "" if port == default_port else ":%d" % port, prefix)
-    return norm, u.scheme, host, port, prefix
+    host = "[%s]" % u.hostname if ":" in u.hostname else u.hostname
+    if port is not None and port != (443 if u.scheme == "https" else 80):
+        host += ":%d" % port
+    return "%s://%s%s" % (u.scheme, host, u.path.rstrip("/"))
 
 
-def state_path(data_dir: str, host: str, port: int, scheme: str) -> str:
-    name = host if port == (443 if scheme == "https" else 80) else "%s-%d" % (host, port)
+def state_path(data_dir: str, base: str) -> str:
+    """The state file of base (a base_url): .relay-<host>[-<port>].jsonl in data_dir."""
+    u = urllib.parse.urlsplit(base)
+    name = u.hostname if u.port is None else "%s-%d" % (u.hostname, u.port)
     return os.path.join(data_dir, ".relay-%s.jsonl" % re.sub(r"[^A-Za-z0-9.-]", "_", name))
 
 
@@ -221,76 +225,110 @@ def metadata_for(rec: dict) -> dict:
     return out
 
 
-def multipart(filename: str, data: bytes, structured_labels=None):
-    """(Content-Type header, body) for one part named 'data', and with structured_labels (the sample's
+def form_fields(filename: str, data: bytes, structured_labels=None) -> list:
+    """The multipart fields for urllib3: one part named 'data', and with structured_labels (the sample's
     segments) a second one, structured_labels.labels, as Edge Impulse's SDK sends multi-label samples."""
-    safe_name = filename.replace("\\", "%5C").replace('"', "%22").replace("\r", "").replace("\n", "")
-    parts = [(safe_name, PART_TYPES.get(os.path.splitext(filename)[1].lower(), "application/octet-stream"), data)]
+    ctype = PART_TYPES.get(os.path.splitext(filename)[1].lower(), "application/octet-stream")
+    fields = [("data", (filename, data, ctype))]
     if structured_labels:
         doc = {"version": 1, "type": "structured-labels", "structuredLabels": {filename: structured_labels}}
-        parts.append(("structured_labels.labels", "application/json", json.dumps(doc).encode()))
-    while True:
-        boundary = "uingest-relay-" + secrets.token_hex(16)
-        if not any(boundary.encode() in p[2] for p in parts):
-            break
-    body = b""
-    for name, ctype, payload in parts:
-        head = '--%s\r\nContent-Disposition: form-data; name="data"; filename="%s"\r\nContent-Type: %s\r\n\r\n' % (
-            boundary,
-            name,
-            ctype,
-        )
-        body += head.encode("utf-8") + payload + b"\r\n"
-    return "multipart/form-data; boundary=" + boundary, body + ("--%s--\r\n" % boundary).encode()
+        fields.append(("data", ("structured_labels.labels", json.dumps(doc).encode(), "application/json")))
+    return fields
+
+
+class _Retry(Retry):
+    """urllib3's Retry on relay's schedule, and not again for a certificate that does not verify."""
+
+    def get_backoff_time(self) -> float:
+        # the first retry after backoff_factor seconds (urllib3's own goes at once), doubled each time
+        if not self.history:
+            return 0
+        return min(self.backoff_max, self.backoff_factor * 2 ** (len(self.history) - 1))
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        if error is not None and _unverified(error) is not None:
+            raise error  # the same certificate on every try
+        return super().increment(method, url, response, error, _pool, _stacktrace)
 
 
 class Target:
-    """One kept-alive connection to the ingestion service."""
+    """The ingestion service at base (a base_url): urllib3 keeps one connection alive, with a timeout on every
+    socket operation and the retries (connection errors, timeouts, RETRY_STATUSES) and their backoff."""
 
-    def __init__(self, scheme: str, host: str, port: int, timeout: float, ca_file=None):
-        self.scheme, self.host, self.port, self.timeout = scheme, host, port, timeout
-        self.context = None
-        if scheme == "https":
+    def __init__(self, base: str, timeout: float, attempts: int, retry_delay: float, ca_file=None):
+        self.base, self.timeout, self.attempts = base, timeout, attempts
+        context = None
+        if base.startswith("https:"):
             try:
-                self.context = ssl.create_default_context(cafile=ca_file)
+                context = ssl.create_default_context(cafile=ca_file)
             except (OSError, ssl.SSLError) as e:
                 raise UsageError(
                     "cannot load --ca-file %s: %s" % (ca_file, _one_line(getattr(e, "strerror", None) or e))
                 )
-        self.conn = None
+        retries = _Retry(
+            total=attempts - 1,
+            redirect=False,
+            allowed_methods={"POST"},
+            status_forcelist=RETRY_STATUSES,
+            backoff_factor=retry_delay,
+            backoff_max=MAX_DELAY,
+            respect_retry_after_header=True,
+            retry_after_max=int(MAX_DELAY),
+            raise_on_status=False,  # the last answer is classified like any other
+        )
+        timeouts = urllib3.Timeout(connect=timeout, read=timeout)
+        self.pool = urllib3.PoolManager(num_pools=1, retries=retries, timeout=timeouts, ssl_context=context)
 
-    def _open(self):
-        if self.scheme == "https":
-            return http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=self.context)
-        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+    def post(self, category: str, fields: list, headers: dict):
+        """Post one sample to /api/<category>/files: (UPLOADED | ALREADY | FAILED | REFUSED | GAVE_UP, reason)."""
+        url = "%s/api/%s/files" % (self.base, category)
+        try:
+            resp = self.pool.request("POST", url, fields=fields, headers=headers, redirect=False)
+        except (HTTPError, OSError) as e:
+            return self._failure(e)
+        kind, reason = classify(resp)
+        if kind == GAVE_UP:
+            reason = "gave up after %d attempts: %s" % (self.attempts, reason)
+        return kind, reason
 
-    def post(self, path: str, body: bytes, headers: dict):
-        """(status, reply headers, reply body); raises OSError or http.client.HTTPException."""
-        fresh = self.conn is None
-        for _ in range(2):
-            if self.conn is None:
-                self.conn = self._open()
-            try:
-                self.conn.request("POST", path, body=body, headers=headers)
-                resp = self.conn.getresponse()
-                data = resp.read()
-                if resp.will_close:
-                    self.close()
-                return resp.status, resp, data
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                self.close()
-                if fresh:
-                    raise
-                fresh = True  # a kept-alive connection the server had closed: once more on a new one
-            except BaseException:
-                self.close()
-                raise
-        raise AssertionError("unreachable")
+    def _failure(self, error: BaseException):
+        # reasons from the error's root alone: urllib3's own texts name the pool and URL, never a header
+        unverified = _unverified(error)
+        if unverified is not None:
+            message = getattr(unverified, "verify_message", None) or unverified
+            return REFUSED, "cannot verify the server's TLS certificate: %s" % _one_line(message)
+        chain = _chain(error)
+        root = chain[-1]
+        if _timed_out(chain):
+            reason = "timed out after %g s" % self.timeout
+        else:
+            reason = "connection failed: %s" % _one_line(getattr(root, "strerror", None) or root or type(root).__name__)
+        return GAVE_UP, "gave up after %d attempts: %s" % (self.attempts, reason)
 
     def close(self):
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        self.pool.clear()
+
+
+def _chain(error: BaseException) -> list:
+    """error and what it wraps, down to what went wrong (urllib3 wraps in MaxRetryError, ProtocolError, ...)."""
+    chain = [error]
+    while True:
+        inner = error.__cause__ or next((a for a in error.args if isinstance(a, BaseException)), None)
+        if inner is None or inner in chain:
+            return chain
+        chain.append(inner)
+        error = inner
+
+
+def _unverified(error: BaseException):
+    """The certificate error under error, or None."""
+    root = _chain(error)[-1]
+    return root if isinstance(root, (ssl.SSLCertVerificationError, CertificateError)) else None
+
+
+def _timed_out(chain: list) -> bool:
+    # NewConnectionError (refused, no route, no name) is a ConnectTimeoutError to urllib3: not a timeout here
+    return any(isinstance(e, (TimeoutError, ReadTimeoutError)) or type(e) is ConnectTimeoutError for e in chain)
 
 
 def _reason(data: bytes) -> str:
@@ -304,8 +342,9 @@ def _reason(data: bytes) -> str:
     return _one_line(text)
 
 
-def classify(status: int, resp, data: bytes):
-    """(UPLOADED | ALREADY | FAILED | RETRY | REFUSED, reason)."""
+def classify(resp) -> tuple:
+    """(UPLOADED | ALREADY | FAILED | GAVE_UP | REFUSED, reason) for the service's last answer."""
+    status, data = resp.status, resp.data
     if status == 401:
         return REFUSED, "the server refused the API key (401)"
     if 200 <= status < 300:
@@ -331,37 +370,15 @@ def classify(status: int, resp, data: bytes):
     reason = "HTTP %d: %s" % (status, _reason(data))
     if status == 409:
         return ALREADY, reason
-    if status >= 500 or status in RETRY_STATUSES:
-        return RETRY, reason
+    if status in RETRY_STATUSES:
+        return GAVE_UP, reason  # retried already: this was the last attempt
     if 400 <= status < 500:
         if _DUPLICATE.search(reason):
             return ALREADY, reason
         return FAILED, reason
     if 300 <= status < 400:
-        return FAILED, "HTTP %d: redirected to %s: use that --url" % (status, resp.getheader("location", "?"))
+        return FAILED, "HTTP %d: redirected to %s: use that --url" % (status, resp.headers.get("location", "?"))
     return FAILED, "unexpected HTTP status %d" % status
-
-
-def send(target: Target, path, body, headers, attempts, retry_delay, sleep=None):
-    """Post with retries: (UPLOADED | ALREADY | FAILED | REFUSED | RETRY (gave up), reason)."""
-    reason = ""
-    for attempt in range(attempts):
-        if attempt:
-            (sleep or time.sleep)(min(MAX_DELAY, retry_delay * 2 ** (attempt - 1)))
-        try:
-            status, resp, data = target.post(path, body, headers)
-        except TimeoutError:
-            reason = "timed out after %g s" % target.timeout
-            continue
-        except ssl.SSLCertVerificationError as e:
-            return REFUSED, "cannot verify the server's TLS certificate: %s" % _one_line(e.verify_message or e)
-        except (OSError, http.client.HTTPException) as e:
-            reason = "connection failed: %s" % _one_line(getattr(e, "strerror", None) or e or type(e).__name__)
-            continue
-        kind, reason = classify(status, resp, data)
-        if kind != RETRY:
-            return kind, reason
-    return RETRY, "gave up after %d attempts: %s" % (attempts, reason)
 
 
 def _within(data_dir: str, rel: str):
@@ -400,12 +417,12 @@ def relay(
     data_dir = os.path.abspath(data_dir)
     if not os.path.isdir(data_dir):
         raise UsageError("no such folder: %s" % data_dir)
-    norm, scheme, host, port, prefix = parse_url(url)
+    base = base_url(url)
     if not api_key or any(ord(c) < 33 or ord(c) > 126 for c in api_key):
         raise UsageError("the API key is empty or holds characters that cannot go in an HTTP header")
     records, skipped = load_index(data_dir)
-    target = Target(scheme, host, port, timeout, ca_file)
-    state = State(state_path(data_dir, host, port, scheme), norm)
+    target = Target(base, timeout, attempts, retry_delay, ca_file)
+    state = State(state_path(data_dir, base), base)
     bar = Progress(len(records), "relay", enabled=not quiet, stream=err)
     counts = {UPLOADED: 0, ALREADY: 0, FAILED: 0}
     stopped = None
@@ -420,7 +437,7 @@ def relay(
                 done += 1
                 bar.update()
                 continue
-            kind, reason = _relay_one(target, prefix, api_key, data_dir, rec, attempts, retry_delay)
+            kind, reason = _relay_one(target, api_key, data_dir, rec)
             if kind == REFUSED:
                 say(err, "relay: " + reason)
                 return 2
@@ -432,7 +449,7 @@ def relay(
             else:
                 counts[FAILED] += 1
                 say(err, "relay: %s: failed: %s" % (name, reason))
-                if kind == RETRY:
+                if kind == GAVE_UP:
                     done += 1
                     stopped = "stopped: the service is not answering; run again later to resume"
                     break
@@ -453,7 +470,7 @@ def relay(
     return 1 if counts[FAILED] or stopped else 0
 
 
-def _relay_one(target, prefix, api_key, data_dir, rec, attempts, retry_delay):
+def _relay_one(target: Target, api_key: str, data_dir: str, rec: dict):
     category = rec["category"]
     if category not in CATEGORIES:
         return FAILED, "unknown category %r (expected training, testing or anomaly)" % category
@@ -467,8 +484,8 @@ def _relay_one(target, prefix, api_key, data_dir, rec, attempts, retry_delay):
         return FAILED, "cannot read the file: %s" % (e.strerror or e)
     if hashlib.sha256(data).hexdigest() != rec["sha256"]:
         return FAILED, "the file changed since it was stored (sha256 differs from index.jsonl)"
-    ctype, body = multipart(os.path.basename(path), data, rec.get("structured_labels"))
-    headers = {"x-api-key": api_key, "Content-Type": ctype, "x-disallow-duplicates": "1"}
+    fields = form_fields(os.path.basename(path), data, rec.get("structured_labels"))
+    headers = {"x-api-key": api_key, "x-disallow-duplicates": "1"}
     if rec.get("label") is None:
         headers["x-no-label"] = "1"
     else:
@@ -478,7 +495,7 @@ def _relay_one(target, prefix, api_key, data_dir, rec, attempts, retry_delay):
         headers["x-metadata"] = json.dumps(meta, separators=(",", ":"))
     if rec.get("bounding_boxes") is not None:
         headers["x-bounding-boxes"] = json.dumps(rec["bounding_boxes"], separators=(",", ":"))
-    return send(target, "%s/api/%s/files" % (prefix, category), body, headers, attempts, retry_delay)
+    return target.post(category, fields, headers)
 
 
 def _positive(kind):
