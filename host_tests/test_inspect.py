@@ -17,7 +17,7 @@ import pytest
 
 from uingest import message
 from uingest.window import Window
-from uingest_tools import inspect as uinspect
+from uingest_tools import inspect_samples as uinspect
 from uingest_tools.serve import ServerThread, create_app
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -393,7 +393,7 @@ def test_rounding_to_4_significant_digits():
 def test_module_runs_as_a_program(firmware_files):
     w, files = firmware_files
     proc = subprocess.run(
-        [sys.executable, "-m", "uingest_tools.inspect", str(files["cbor"]), "--hmac-key", "wrong"],
+        [sys.executable, "-m", "uingest_tools.inspect_samples", str(files["cbor"]), "--hmac-key", "wrong"],
         capture_output=True,
         text=True,
         timeout=30,

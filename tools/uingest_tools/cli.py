@@ -7,7 +7,7 @@ COMMANDS = {
     "simulate": ("uingest_tools.simulate", "run the firmware on the MicroPython unix port and post windows"),
     "deploy": ("uingest_tools.deploy", "compile the firmware to .mpy and copy it to a board with mpremote"),
     "ca": ("uingest_tools.ca", "fetch and verify an https server's root CA, the file a board needs as ca_file"),
-    "inspect": ("uingest_tools.inspect", "decode, verify and summarise (or plot) collected samples"),
+    "inspect": ("uingest_tools.inspect_samples", "decode, verify and summarise (or plot) collected samples"),
     "relay": ("uingest_tools.relay", "upload what `uingest serve` collected to Edge Impulse, resumably"),
     "bench": ("uingest_tools.bench", "benchmarks on the MicroPython unix port"),
 }
