@@ -18,8 +18,8 @@ already there; 401: stop at once (exit 2); 408, 429, 5xx, connection errors and 
 exponential backoff (``--attempts`` tries, ``--retry-delay`` doubling, capped at 60 s; a ``Retry-After`` on
 413, 429 or 503 is waited instead, also at most 60 s), and when a sample still fails the run stops (the
 service looks down: run again later); any other 4xx: the sample is reported as failed with the service's
-reason and the run goes on. A file missing or changed since it was stored
-(sha256) is failed too. The API key is never printed.
+reason and the run goes on. A file missing or changed since it was stored (sha256) is failed too. The API
+key is never printed.
 
 Exit status: 0 when every sample is there, 1 when some failed, 2 for a refused key or a usage error, 130 when
 interrupted.
