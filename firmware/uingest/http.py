@@ -62,10 +62,6 @@ class _Closed(OSError):
     pass
 
 
-class _Unverified(OSError):  # TLS: the server's certificate did not verify
-    pass
-
-
 class Client:
     """Keep-alive connection to one server (scheme://host:port)."""
 
@@ -322,8 +318,6 @@ def _describe(e):
     # One line that says what happened, without echoing request data.
     if isinstance(e, _Closed):
         return "connection closed by the server"
-    if isinstance(e, _Unverified):
-        return "TLS certificate verification failed"
     if isinstance(e, OSError):
         code = e.args[0] if e.args and isinstance(e.args[0], int) else None
         names = {110: "timed out", 111: "connection refused", 104: "connection reset", 113: "no route to host"}
