@@ -167,7 +167,7 @@ class App:
                 self.device_name,
                 _unix_time(),
             )
-            _ = msg.length  # encodes once: a sample the format cannot carry shows up here
+            msg.prepare()  # signs once: a sample the format cannot carry shows up here
         except ValueError as e:
             self.skipped += 1
             self.log("window %d skipped: %s" % (self.windows, e))
