@@ -82,7 +82,9 @@ class Outbox:
     link is down, when the server asked for a pause (Retry-After) or when
     older windows still wait; one the server rejects is kept aside with the
     reason. The queue drains oldest first. counts (per outcome) and lost
-    (windows the flash could not take) are for the status line."""
+    (windows the flash could not take) are for the status line. cfg gives
+    the API key and the format; n, in the methods, is the number of the
+    window being sent or just sampled, for the log lines."""
 
     def __init__(self, client, store, cfg, log, led, feed):
         self.client = client
