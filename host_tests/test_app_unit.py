@@ -12,6 +12,7 @@ from fake_http import FakeServer, reply
 from helpers import f32
 from uingest import app, config
 from uingest.filewindow import FileWindow
+from uingest.flashrecorder import FlashRecorder
 from uingest.sensors import synthetic, tone
 from uingest.sensors.hardware import Hardware
 from uingest.sensors.synthetic import SyntheticIMU
@@ -102,7 +103,7 @@ def test_rejected_window_is_kept_aside_with_the_reason(tmp_path):
     try:
         a, lines = make_app(tmp_path, srv.url)
         a.step()
-        assert len(a.store) == 0 and a.store.rejected == 1
+        assert len(a.outbox.store) == 0 and a.outbox.store.rejected == 1
         aside = sorted(os.listdir(tmp_path / "q" / "rejected"))
         assert aside == ["00000001.msg", "00000001.reason"]
         assert (tmp_path / "q" / "rejected" / "00000001.reason").read_text() == (
@@ -121,10 +122,10 @@ def test_link_down_queues_then_drains_oldest_first(tmp_path):
         a, _ = make_app(tmp_path, srv.url, link=link)
         for _ in range(3):
             a.step()
-        assert len(a.store) == 3 and srv.requests == []
+        assert len(a.outbox.store) == 3 and srv.requests == []
         link.is_up = True
         a.step()  # the new window joins the queue behind the others; all four go, oldest first
-        assert len(a.store) == 0 and len(srv.requests) == 4
+        assert len(a.outbox.store) == 0 and len(srv.requests) == 4
         # window k holds samples 10k.. of the synthetic signal: they arrived in order
         firsts = [cbor2.loads(body)["payload"]["values"][0] for _, body in srv.requests]
         for k, row in enumerate(firsts):
@@ -154,7 +155,7 @@ def test_the_watchdog_is_fed_through_a_long_drain_and_a_long_window(tmp_path):
         a.wdt = wdt = FakeWDT()
         for _ in range(6):
             a.step()
-        assert wdt.feeds == 0 and len(a.store) == 6  # steps themselves do not feed: main() does, after each
+        assert wdt.feeds == 0 and len(a.outbox.store) == 6  # steps themselves do not feed: main() does, after each
         link.is_up = True
         a.step()
         assert len(srv.requests) == 7 and wdt.feeds == 7  # one per window the drain sent
@@ -249,12 +250,12 @@ def test_retry_after_holds_sending_and_windows_queue_meanwhile(tmp_path):
     try:
         a, lines = make_app(tmp_path, srv.url)
         a.step()  # 503: queued, and the server asked for 60 s
-        assert len(a.store) == 1 and "server asks to wait 60 s" in lines
+        assert len(a.outbox.store) == 1 and "server asks to wait 60 s" in lines
         a.step()  # within the pause: no request at all, the window joins the queue
-        assert len(srv.requests) == 1 and len(a.store) == 2
-        a._hold_until = time.ticks_add(time.ticks_ms(), -1)  # the pause is over
+        assert len(srv.requests) == 1 and len(a.outbox.store) == 2
+        a.outbox._hold_until = time.ticks_add(time.ticks_ms(), -1)  # the pause is over
         a.step()
-        assert len(a.store) == 0 and len(srv.requests) == 4  # the two queued, then the new one
+        assert len(a.outbox.store) == 0 and len(srv.requests) == 4  # the two queued, then the new one
         a.close()
     finally:
         srv.close()
@@ -265,7 +266,7 @@ def test_audio_windows_are_refilled_each_time(tmp_path):
     try:
         a, _ = make_app(tmp_path, srv.url, window_ms=10, sample_rate_hz=16000)
         a.hw.sensor = tone.SyntheticAudio("idle", 16000)  # fills the window itself, like the I2S mic
-        a.window = app.Window(a.hw.sensor.sensors, 1000 / 16000, 160, "h")
+        a.recorder.window = app.Window(a.hw.sensor.sensors, 1000 / 16000, 160, "h")
         a.step()
         a.step()
         first, second = (cbor2.loads(body)["payload"]["values"] for _, body in srv.requests)
@@ -283,11 +284,11 @@ def test_record_to_flash_sampled_window_goes_through_a_file_in_chunks(tmp_path):
     srv = FakeServer([])
     try:
         a, _ = make_app(tmp_path, srv.url, window_ms=1000, sample_rate_hz=200, record_to_flash=True)
-        assert a._chunk_rows == 170 and a._chunk.capacity == 170
+        assert a.recorder.chunk_rows == 170 and a.recorder.chunk.capacity == 170
         a.step()
         a.step()
-        assert a.sampler.samples == 200  # the second window's run: all of its rows on one schedule
-        assert len(a.store) == 0 and os.path.getsize(tmp_path / "q" / "recording.raw") == 2400
+        assert a.recorder.sampler.samples == 200  # the second window's run: all of its rows on one schedule
+        assert len(a.outbox.store) == 0 and os.path.getsize(tmp_path / "q" / "recording.raw") == 2400
         first, second = (cbor2.loads(body)["payload"]["values"] for _, body in srv.requests)
         assert len(first) == len(second) == 200
         want = [[f32(v) for v in SyntheticIMU("idle", 200).row(t)] for t in range(400)]
@@ -303,9 +304,8 @@ def test_record_to_flash_audio_fills_chunk_by_chunk(tmp_path):
         a, _ = make_app(tmp_path, srv.url, window_ms=500, sample_rate_hz=16000, record_to_flash=True)
         # make_app built an IMU app; give it an audio sensor and chunk, as a board with a microphone would have
         a.hw.sensor = tone.SyntheticAudio("idle", 16000)
-        a._chunk = app.Window(a.hw.sensor.sensors, 1000 / 16000, 1024, "h")
-        a._chunk_rows = 1024
-        a.window = FileWindow(str(tmp_path / "q" / "recording.raw"), a.hw.sensor.sensors, 1000 / 16000, "h")
+        chunk = app.Window(a.hw.sensor.sensors, 1000 / 16000, 1024, "h")
+        a.recorder = FlashRecorder(str(tmp_path / "q" / "recording.raw"), chunk, a.recorder.rows, a.recorder.sampler)
         a.step()  # 8000 rows: 7 chunks of 1024 and one of 832
         a.step()
         first, second = (cbor2.loads(body)["payload"]["values"] for _, body in srv.requests)
@@ -330,9 +330,10 @@ def test_record_to_flash_auto_decides_by_the_free_heap(tmp_path, monkeypatch, fr
     a, _ = make_app(tmp_path, "http://127.0.0.1:9", window_ms=window_ms)  # 200 Hz, 3 float axes
     rows = window_ms // 5
     if where == "ram":
-        assert a._chunk is None and isinstance(a.window, app.Window) and a.window.capacity == rows
+        w = a.recorder.window
+        assert type(a.recorder) is app.Recorder and isinstance(w, app.Window) and w.capacity == rows
     else:
-        assert isinstance(a.window, FileWindow) and a._chunk.capacity == a._chunk_rows == 170
+        assert isinstance(a.recorder.window, FileWindow) and a.recorder.chunk.capacity == a.recorder.chunk_rows == 170
     a.close()
 
 
@@ -353,11 +354,11 @@ def test_a_window_the_encoder_refuses_is_skipped_and_the_app_goes_on(tmp_path):
     try:
         a, lines = make_app(tmp_path, srv.url)
         a.hw.sensor = NaNSensor()
-        a.window = app.Window(NaNSensor.sensors, 5, 10)
+        a.recorder.window = app.Window(NaNSensor.sensors, 5, 10)
         a.step()  # ten NaNs: skipped, nothing sent or queued
         a.step()  # ten good samples: sent
         assert lines[0].startswith("window 1 skipped: values: NaN or infinite")
-        assert len(srv.requests) == 1 and len(a.store) == 0 and " skipped=1 " in a.status()
+        assert len(srv.requests) == 1 and len(a.outbox.store) == 0 and " skipped=1 " in a.status()
         a.close()
     finally:
         srv.close()
@@ -374,11 +375,11 @@ def test_a_full_flash_loses_the_window_says_so_and_goes_on(tmp_path, monkeypatch
     monkeypatch.setattr(uingest.store, "open", full, raising=False)
     a.step()  # refused -> RETRY -> the queue cannot be written
     assert any(line == "window 1 lost: cannot write the queue on flash (errno 28)" for line in lines), lines
-    assert len(a.store) == 0 and " lost=1 " in a.status()
+    assert len(a.outbox.store) == 0 and " lost=1 " in a.status()
     assert not [n for n in os.listdir(tmp_path / "q") if n.endswith(".tmp")]
     monkeypatch.undo()
     a.step()  # the flash has room again: queued
-    assert len(a.store) == 1
+    assert len(a.outbox.store) == 1
     a.close()
 
 

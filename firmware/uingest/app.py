@@ -1,6 +1,8 @@
 # The main loop: boot, validate the config, set up the board, join Wi-Fi,
 # then sample a window, sign it, post it; what cannot be posted waits on
-# flash and is sent oldest first when the link is back.
+# flash and is sent oldest first when the link is back. A Recorder samples
+# (in RAM, or a flashrecorder.FlashRecorder), the Outbox posts and queues,
+# the App holds the labels, console, button, LED, watchdog and status line.
 import gc
 import sys
 import time
@@ -49,6 +51,130 @@ class Console:
         return None
 
 
+class Recorder:
+    """Samples each window into one Window in RAM. A recorder is chosen once,
+    at start: this one, or flashrecorder.FlashRecorder for a window too long
+    for the heap. Both have .window, record(sensor, feed) (sample the next
+    window, feeding the watchdog with feed() when it is not None; returns the
+    window) and close()."""
+
+    def __init__(self, window, sampler):
+        self.window = window
+        self.sampler = sampler
+
+    def record(self, sensor, feed=None):
+        w = self.window
+        if hasattr(sensor, "fill"):
+            w.clear()
+            sensor.fill(w)  # audio: DMA-sized reads straight into the window
+        else:
+            self.sampler.start()
+            self.sampler.fill(w, sensor, feed)
+        return w
+
+    def close(self):
+        pass
+
+
+class Outbox:
+    """Windows on their way to the server, built on upload.send: a fresh
+    window is posted, or queued on flash when the post says RETRY, when the
+    link is down, when the server asked for a pause (Retry-After) or when
+    older windows still wait; one the server rejects is kept aside with the
+    reason. The queue drains oldest first. counts (per outcome) and lost
+    (windows the flash could not take) are for the status line. cfg gives
+    the API key and the format; n, in the methods, is the number of the
+    window being sent or just sampled, for the log lines."""
+
+    def __init__(self, client, store, cfg, log, led, feed):
+        self.client = client
+        self.store = store
+        self.cfg = cfg
+        self.log = log
+        self._led = led  # led(on): lit while a window is being sent
+        self._feed = feed  # the watchdog: a long backlog outlasts its timeout
+        self.counts = {http.ACCEPTED: 0, http.RETRY: 0, http.REJECTED: 0}
+        self.lost = 0
+        self._hold_until = None  # ticks_ms before which the server asked us not to send (Retry-After)
+
+    def _post(self, body, label, category):
+        self._led(True)
+        try:
+            # imported at the first post, as ingest was: loaded at boot, upload
+            # and ingest made the whole app's smallest heap 2 KB larger (ROMFS)
+            from . import upload
+
+            return upload.send(self.client, body, self.cfg["api_key"], label, category, self.cfg["format"])
+        finally:
+            self._led(False)
+
+    def send(self, msg, label, category, up, n):
+        """Post window n (a prepared message.Message) when up (the link) and
+        nothing waits before it, else queue it. Returns whether the queue may
+        be drained now (see drain)."""
+        up = up and not self._holding()
+        if up and len(self.store) == 0:
+            out = self._post(msg, label, category)
+            self._count(out, n)
+            if out.kind == http.RETRY:
+                self._queue(msg, label, category, n)
+            elif out.kind == http.REJECTED:
+                self._queue(msg, label, category, n, "%d %s" % (out.status, out.detail))
+                self.log("window %d rejected (%d): %s" % (n, out.status, out.detail))
+        else:
+            self._queue(msg, label, category, n)  # keep the order: older windows go first
+        return up
+
+    def _queue(self, msg, label, category, n, rejected=None):
+        """Put a window on flash (or aside, with the server's reason); a full
+        or failing flash loses this window, says so, and the app goes on."""
+        try:
+            if rejected is None:
+                self.store.put(msg, label, category)
+            else:
+                self.store.keep_rejected(msg, label, category, rejected)
+        except OSError as e:
+            self.lost += 1
+            self.log("window %d lost: cannot write the queue on flash (%s)" % (n, _errno(e)))
+
+    def drain(self, n):
+        """Send queued windows, oldest first, until the queue is empty or the
+        network says 'later' (also a Retry-After from the post just made)."""
+        if self._holding():
+            return
+        while True:
+            entry = self.store.oldest()
+            if entry is None:
+                return
+            out = self._post(entry, entry.meta["label"], entry.meta["category"])
+            self._feed()
+            self._count(out, n)
+            if out.kind == http.ACCEPTED:
+                self.store.delete(entry)
+            elif out.kind == http.REJECTED:
+                self.store.reject(entry, "%d %s" % (out.status, out.detail))
+                self.log("queued %s rejected (%d): %s" % (entry.name, out.status, out.detail))
+            else:
+                return
+
+    def _holding(self):
+        if self._hold_until is None:
+            return False
+        if time.ticks_diff(self._hold_until, time.ticks_ms()) > 0:
+            return True
+        self._hold_until = None
+        return False
+
+    def _count(self, out, n):
+        self.counts[out.kind] += 1
+        if out.kind == http.RETRY:
+            self.log("window %d: will retry: %s" % (n, out.detail))
+            if out.retry_after_ms:
+                # the server asked for a pause: windows queue up meanwhile
+                self._hold_until = time.ticks_add(time.ticks_ms(), out.retry_after_ms)
+                self.log("server asks to wait %d s" % (out.retry_after_ms // 1000))
+
+
 class App:
     def __init__(self, cfg, hw, link, device_type, log=print, wdt=None):
         self.cfg = cfg
@@ -70,26 +196,23 @@ class App:
             to_flash = free > 0 and rows * row_bytes > free // 4
         # Recorded to flash, a window passes through RAM one chunk at a time:
         # it may be longer than the heap (10 s of 16 kHz audio: 320 KB).
-        self._rows = rows
-        self._chunk_rows = min(rows, max(1, _CHUNK_BYTES // row_bytes)) if to_flash else 0
-        self.window = Window(sensor.sensors, 1000 / rate, self._chunk_rows or rows, typecode)
-        self.sampler = Sampler(rate)
-        self.client = http.Client(cfg["url"], cfg["timeout_ms"], cfg["ca_file"], cfg["insecure"])
-        self.store = Store(cfg["queue_dir"], cfg["queue_budget_bytes"])
-        self._chunk = None
+        chunk_rows = min(rows, max(1, _CHUNK_BYTES // row_bytes)) if to_flash else rows
+        window = Window(sensor.sensors, 1000 / rate, chunk_rows, typecode)
+        sampler = Sampler(rate)
+        client = http.Client(cfg["url"], cfg["timeout_ms"], cfg["ca_file"], cfg["insecure"])
+        store = Store(cfg["queue_dir"], cfg["queue_budget_bytes"])  # makes queue_dir, where a recording goes
+        self.outbox = Outbox(client, store, cfg, log, self._led, self.feed)
         if to_flash:
-            from .filewindow import FileWindow
+            from .flashrecorder import FlashRecorder
 
-            self._chunk = self.window
-            self.window = FileWindow(cfg["queue_dir"] + "/recording.raw", sensor.sensors, 1000 / rate, typecode)
+            self.recorder = FlashRecorder(cfg["queue_dir"] + "/recording.raw", window, rows, sampler)
+        else:
+            self.recorder = Recorder(window, sampler)
         self.device_name = cfg["device_name"] or link.mac() or getattr(hw, "device_name", None)
-        self.counts = {http.ACCEPTED: 0, http.RETRY: 0, http.REJECTED: 0}
         self.windows = 0
         self.skipped = 0  # windows the encoder refused (a NaN sample, ...)
-        self.lost = 0  # windows the flash could not take
         self._pressed = False
         self.wdt = wdt  # machine.WDT on boards: fed between windows and inside long ones
-        self._hold_until = None  # ticks_ms before which the server asked us not to send (Retry-After)
         self.console = Console()
         b = hw.button
         if b is not None and hasattr(b, "irq"):
@@ -130,146 +253,51 @@ class App:
         if led is not None:
             led.on() if on else led.off()
 
-    def _post(self, msg, label, category):
-        self._led(True)
-        try:
-            return http.post_message(
-                self.client,
-                "/api/%s/data" % category,
-                _headers(self.cfg["api_key"], label, self.cfg["format"]),
-                msg,
-            )
-        finally:
-            self._led(False)
-
     def step(self):
         """Sample one window, then send it and whatever waits on flash."""
         self._inputs()
-        sensor = self.hw.sensor
-        chunk = self._chunk
-        if chunk is not None:
-            self._record(sensor, chunk)
-        elif hasattr(sensor, "fill"):
-            self.window.clear()
-            sensor.fill(self.window)  # audio: DMA-sized reads straight into the window
-        else:
-            self.sampler.start()
-            self.sampler.fill(self.window, sensor, self.feed if self.wdt is not None else None)
+        window = self.recorder.record(self.hw.sensor, self.feed if self.wdt is not None else None)
         gc.collect()  # sampling leaves garbage; free it before the upload needs RAM
         label, category = self.label, self.cfg["category"]
         self.windows += 1
         try:
             msg = Message(
-                self.window,
+                window,
                 self.cfg["format"],
                 self.cfg["hmac_key"],
                 self.device_type,
                 self.device_name,
                 _unix_time(),
             )
-            _ = msg.length  # encodes once: a sample the format cannot carry shows up here
+            msg.prepare()  # signs once: a sample the format cannot carry shows up here
         except ValueError as e:
             self.skipped += 1
             self.log("window %d skipped: %s" % (self.windows, e))
             return
-        up = self.link.ensure() and not self._holding()
-        if up and len(self.store) == 0:
-            out = self._post(msg, label, category)
-            self._count(out)
-            if out.kind == http.RETRY:
-                self._queue(msg, label, category)
-            elif out.kind == http.REJECTED:
-                self._queue(msg, label, category, "%d %s" % (out.status, out.detail))
-                self.log("window %d rejected (%d): %s" % (self.windows, out.status, out.detail))
-        else:
-            self._queue(msg, label, category)  # keep the order: older windows go first
-        msg = None
-        if up and not self._holding():  # a Retry-After from the post just made holds the queue too
-            self.drain()
+        up = self.outbox.send(msg, label, category, self.link.ensure(), self.windows)
+        msg = None  # not held while the queue drains
+        if up:
+            self.outbox.drain(self.windows)
         gc.collect()
-
-    def _record(self, sensor, chunk):
-        """Sample one window into its file on flash, a chunk at a time, on one
-        schedule (the sampler is started once, not per chunk)."""
-        self.window.clear()
-        if not hasattr(sensor, "fill"):
-            self.sampler.start()
-        left = self._rows
-        while left:
-            n = left if left < self._chunk_rows else self._chunk_rows
-            chunk.clear(n)
-            if hasattr(sensor, "fill"):
-                sensor.fill(chunk)  # audio: DMA-sized reads; the I2S buffer covers the flash write
-            else:
-                self.sampler.fill(chunk, sensor)
-            self.window.append_chunk(chunk.samples, n)  # pyright: ignore[reportAttributeAccessIssue] (a FileWindow)
-            left -= n
-            self.feed()  # a window may last longer than the watchdog's timeout
-
-    def _queue(self, msg, label, category, rejected=None):
-        """Put a window on flash (or aside, with the server's reason); a full
-        or failing flash loses this window, says so, and the app goes on."""
-        try:
-            if rejected is None:
-                self.store.put(msg, label, category)
-            else:
-                self.store.keep_rejected(msg, label, category, rejected)
-        except OSError as e:
-            self.lost += 1
-            self.log("window %d lost: cannot write the queue on flash (%s)" % (self.windows, _errno(e)))
-
-    def drain(self):
-        """Send queued windows, oldest first, until the queue is empty or the
-        network says 'later'."""
-        while True:
-            entry = self.store.oldest()
-            if entry is None:
-                return
-            out = self._post(entry, entry.meta["label"], entry.meta["category"])
-            self.feed()  # a long backlog takes longer than the watchdog's timeout
-            self._count(out)
-            if out.kind == http.ACCEPTED:
-                self.store.delete(entry)
-            elif out.kind == http.REJECTED:
-                self.store.reject(entry, "%d %s" % (out.status, out.detail))
-                self.log("queued %s rejected (%d): %s" % (entry.name, out.status, out.detail))
-            else:
-                return
 
     def feed(self):
         if self.wdt is not None:
             self.wdt.feed()
 
-    def _holding(self):
-        if self._hold_until is None:
-            return False
-        if time.ticks_diff(self._hold_until, time.ticks_ms()) > 0:
-            return True
-        self._hold_until = None
-        return False
-
-    def _count(self, out):
-        self.counts[out.kind] += 1
-        if out.kind == http.RETRY:
-            self.log("window %d: will retry: %s" % (self.windows, out.detail))
-            if out.retry_after_ms:
-                # the server asked for a pause: windows queue up meanwhile
-                self._hold_until = time.ticks_add(time.ticks_ms(), out.retry_after_ms)
-                self.log("server asks to wait %d s" % (out.retry_after_ms // 1000))
-
     def status(self):
+        out = self.outbox
         return (
             "status: windows=%d sent=%d retry=%d rejected=%d queued=%d dropped=%d skipped=%d lost=%d"
             " label=%s %s free=%d"
             % (
                 self.windows,
-                self.counts[http.ACCEPTED],
-                self.counts[http.RETRY],
-                self.counts[http.REJECTED],
-                len(self.store),
-                self.store.dropped,
+                out.counts[http.ACCEPTED],
+                out.counts[http.RETRY],
+                out.counts[http.REJECTED],
+                len(out.store),
+                out.store.dropped,
                 self.skipped,
-                self.lost,
+                out.lost,
                 self.label,
                 self.link.status(),
                 gc.mem_free(),
@@ -277,19 +305,12 @@ class App:
         )
 
     def close(self):
-        self.client.close()
-        if self._chunk is not None:
-            self.window.close()  # pyright: ignore[reportAttributeAccessIssue] (a FileWindow)
+        self.outbox.client.close()
+        self.recorder.close()
 
 
 def _errno(e):
     return "errno %d" % e.args[0] if e.args and isinstance(e.args[0], int) else str(e).split("\n")[0][:80]
-
-
-def _headers(api_key, label, fmt):
-    from .ingest import headers
-
-    return headers(api_key, label=label, fmt=fmt)
 
 
 def _unix_time():
@@ -345,7 +366,7 @@ def main(config_path="config.json", max_windows=None, board=None, log=print):
         wdt = WDT(timeout=wdt_ms)
     gc.collect()  # imports and boot leave garbage: clear it before the long-lived buffers are placed
     app = App(cfg, hw, link, board.DEVICE_TYPE, log, wdt)
-    log("uingest: %s record=%s" % (cfg.pop("_summary"), "ram" if app._chunk is None else "flash"))
+    log("uingest: %s record=%s" % (cfg.pop("_summary"), "ram" if type(app.recorder) is Recorder else "flash"))
     try:
         while max_windows is None or app.windows < max_windows:
             try:

@@ -62,10 +62,6 @@ class _Closed(OSError):
     pass
 
 
-class _Unverified(OSError):  # TLS: the server's certificate did not verify
-    pass
-
-
 class Client:
     """Keep-alive connection to one server (scheme://host:port)."""
 
@@ -296,34 +292,46 @@ def _reason(body):
     return line[:200]
 
 
-def post_message(client, path, headers, msg):
-    """POST a message.Message; returns an Outcome, never raises for the network."""
+# A body is what post_message sends, and what store.Store.put queues: a
+# message.Message (a window, encoded and signed as it is written) or a
+# store.Entry (one read back from the queue on flash). A body has
+#   content_type  the Content-Type header's value ("application/cbor", ...)
+#   length        its exact size in bytes, known before the first byte is sent
+#                 (reading it may do the work: a Message signs in a first pass,
+#                 and raises ValueError there for a window it cannot carry)
+#   write(sink)   calls sink.write(b) with its bytes in order, in chunks of any
+#                 size, and returns how many it wrote: length. It may be called
+#                 again (a request retried on a fresh connection) and writes
+#                 the same bytes each time.
+# A Message also has .signature (the signature is inside an Entry's bytes).
+
+
+def post_message(client, path, headers, body):
+    """POST a body (see above); returns an Outcome, never raises for the network."""
     h = dict(headers)
-    h["Content-Type"] = msg.content_type
+    h["Content-Type"] = body.content_type
     # Outside the try: an encoder error (a NaN sample, say) is the caller's,
     # not the network's, and must not come back as RETRY.
-    length = msg.length  # signs in a first pass: Content-Length before the body
+    length = body.length  # a Message signs in a first pass: Content-Length before the body
     try:
-        status, body = client.request("POST", path, h, length, msg.write)
+        status, reply = client.request("POST", path, h, length, body.write)
     except (OSError, ValueError) as e:
         return Outcome(RETRY, 0, _describe(e))
     if 200 <= status < 300:
-        return Outcome(ACCEPTED, status, _reason(body))
+        return Outcome(ACCEPTED, status, _reason(reply))
     if status == 409:
         # x-disallow-duplicates: the server already has these exact bytes (a
         # reply lost after it stored them): for the sender that is delivered.
-        return Outcome(ACCEPTED, status, "already stored: " + _reason(body))
+        return Outcome(ACCEPTED, status, "already stored: " + _reason(reply))
     if 400 <= status < 500 and status not in (408, 429):  # timeout, too many requests: try again
-        return Outcome(REJECTED, status, _reason(body) or "HTTP %d" % status)
-    return Outcome(RETRY, status, _reason(body) or "HTTP %d" % status, client.retry_after_s * 1000)
+        return Outcome(REJECTED, status, _reason(reply) or "HTTP %d" % status)
+    return Outcome(RETRY, status, _reason(reply) or "HTTP %d" % status, client.retry_after_s * 1000)
 
 
 def _describe(e):
     # One line that says what happened, without echoing request data.
     if isinstance(e, _Closed):
         return "connection closed by the server"
-    if isinstance(e, _Unverified):
-        return "TLS certificate verification failed"
     if isinstance(e, OSError):
         code = e.args[0] if e.args and isinstance(e.args[0], int) else None
         names = {110: "timed out", 111: "connection refused", 104: "connection reset", 113: "no route to host"}

@@ -56,7 +56,8 @@ def _filler(fmt, typecode, width):
 
 
 class Message:
-    """One window as a data acquisition message.
+    """One window as a data acquisition message: a body as http.post_message
+    takes it (content_type, length, write(sink); see there).
 
     length and signature are known before any byte is written, so a
     transport can send Content-Length first and then stream write(sink).
@@ -153,8 +154,11 @@ class Message:
             emit(self._tail)
         return total + len(self._tail)
 
-    def _prepare(self):
-        """Pass 1: sign and/or measure, without keeping the message."""
+    def prepare(self):
+        """Pass 1, once: sign and/or measure, without keeping the message.
+        Raises ValueError for a window the format cannot carry (a NaN
+        sample); length, write() and the post call it, so a caller calls it
+        only to learn that before handing the message on."""
         if self.signature is not None or (self._key is None and self._values_len is not None):
             return
         mac = HMAC(self._key) if self._key is not None else None
@@ -174,12 +178,12 @@ class Message:
     @property
     def length(self):
         """Exact size in bytes of the message (the Content-Length)."""
-        self._prepare()
-        return len(self._head) + self._values_len + len(self._tail)  # pyright: ignore[reportOperatorIssue] (set by _prepare)
+        self.prepare()
+        return len(self._head) + self._values_len + len(self._tail)  # pyright: ignore[reportOperatorIssue] (set by prepare)
 
     def write(self, sink):
         """Pass 2: stream the signed message to sink.write(); returns bytes written."""
-        self._prepare()
+        self.prepare()
         sink.write(self._head)
         return len(self._head) + self._chunks(sink.write)
 

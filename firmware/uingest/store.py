@@ -39,7 +39,8 @@ def _size(path):
 
 
 class Entry:
-    """A queued message: .meta (dict) and its body, read back from flash."""
+    """A queued message: .meta (dict) and its body, read back from flash: a
+    body as http.post_message takes it (content_type, length, write(sink))."""
 
     def __init__(self, store, name, meta, offset):
         self.store = store
@@ -119,7 +120,8 @@ class Store:
         return best
 
     def put(self, msg, label, category):
-        """Queue a message.Message (streamed to flash, never whole in RAM)."""
+        """Queue a body (a message.Message; see http.post_message), streamed
+        to flash, never whole in RAM."""
         length = msg.length
         meta_len = 200 + len(label)  # generous estimate for the budget check
         self._make_room(length + meta_len)

@@ -1,14 +1,15 @@
 # TLS for http.Client, in a module of its own: a board posting over plain
-# http (to `uingest serve` on the LAN) never loads it, nor ssl.
+# http (to `uingest serve` on the LAN) never loads it, nor ssl. It imports
+# nothing from http (http imports it, only for an https URL): a certificate
+# that does not verify is an OSError whose text says so, which http passes on
+# as the RETRY outcome's detail like any other network error.
 import ssl
-
-from .http import _Unverified
 
 
 def wrap(sock, host, ca_file=None, insecure=False):
     """sock (connected) wrapped in TLS for host, verified against ca_file
-    (PEM or DER) unless insecure. Raises http._Unverified when the server's
-    certificate does not verify."""
+    (PEM or DER) unless insecure. Raises OSError("TLS certificate
+    verification failed") when the server's certificate does not verify."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if insecure:
         if hasattr(ctx, "check_hostname"):
@@ -32,7 +33,7 @@ def wrap(sock, host, ca_file=None, insecure=False):
         # when no CA was loaded at all, or OSError(-9984,
         # MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) when it has no verify info.
         if isinstance(e, ValueError) or (e.args and e.args[0] in (-9984, -30336)):
-            raise _Unverified()
+            raise OSError("TLS certificate verification failed")
         raise
 
 

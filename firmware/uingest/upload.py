@@ -1,5 +1,16 @@
-# Posting a window to /api/<category>/data: message, headers, typed outcome.
+# Posting to /api/<category>/data: the one place that turns a body (a fresh
+# message.Message or an entry queued on flash; see http.post_message) with
+# its label and category into a POST, with a typed outcome.
 from . import http, ingest, message
+
+
+def send(client, body, api_key, label=None, category="training", fmt="cbor", file_name=None):
+    """POST body over client (an http.Client) to /api/<category>/data; category
+    is not checked here (post_window checks it, the app's config did). Bad
+    headers raise ValueError; the network never raises: the result is an
+    http.Outcome (ACCEPTED, RETRY or REJECTED)."""
+    hdrs = ingest.headers(api_key, label=label, file_name=file_name, fmt=fmt)
+    return http.post_message(client, "/api/%s/data" % category, hdrs, body)
 
 
 def post_window(
@@ -20,5 +31,4 @@ def post_window(
     the result is an http.Outcome (ACCEPTED, RETRY or REJECTED)."""
     ingest.endpoint("http://x", category)  # validates the category
     msg = message.Message(window, fmt, hmac_key, device_type, device_name, iat)
-    hdrs = ingest.headers(api_key, label=label, file_name=file_name, fmt=fmt)
-    return http.post_message(client, "/api/%s/data" % category, hdrs, msg)
+    return send(client, msg, api_key, label, category, fmt, file_name)
