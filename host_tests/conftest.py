@@ -13,7 +13,7 @@ ROOT = os.path.dirname(HERE)
 FIRMWARE = os.path.join(ROOT, "firmware")
 
 sys.path.insert(0, HERE)
-import mpshim  # noqa: E402
+from uingest_tools import mpshim  # noqa: E402
 
 mpshim.install()
 if FIRMWARE not in sys.path:
