@@ -156,10 +156,8 @@ def test_ten_seconds_of_audio_from_flash_on_micropython(mpy, bundle, tmp_path):
     data = str(tmp_path / "data")
     srv = ServerThread(create_app(data, api_key=API_KEY, hmac_key=HMAC_KEY)).start()
     try:
-        with open(BENCH) as f:
-            script = f.read()
         stdin = "\n".join([srv.url, str(tmp_path / "audio.bin"), API_KEY, HMAC_KEY, str(AUDIO_ROWS)]) + "\n"
-        proc = mpy.run(script, heap=AUDIO_HEAP, stdin=stdin.encode(), path=bundle)
+        proc = mpy.run_program(BENCH, heap=AUDIO_HEAP, stdin=stdin.encode(), path=bundle)
     finally:
         srv.stop()
     out = dict(line.split(" ", 1) for line in proc.stdout.decode().splitlines())
