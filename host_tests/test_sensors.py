@@ -18,7 +18,7 @@ import types
 
 import pytest
 
-from conftest import FIRMWARE, HERE, ROOT
+from conftest import FIRMWARE, HERE, ROOT, run_on_cpython
 from fake_hw import FakeI2C, FakeI2S, put_int16
 from uingest.sensors import sim, synthetic, tone
 from uingest.sensors.adc import ADCSensor
@@ -583,113 +583,24 @@ def test_synthetic_errors():
 
 # -- the same scenarios inside MicroPython ------------------------------------------------------------------
 
-SCENARIO = """
-from binascii import hexlify
-from fake_hw import FakeI2C, FakeI2S, put_int16
-from uingest.window import Window
-from uingest.sensors.imu import MPU6050, MPU6886
-from uingest.sensors.i2s_mic import I2SMic
-from uingest.sensors.csv_replay import CSVReplay
-from uingest.sensors import synthetic, sim, tone
 
-def show(tag, w):
-    print(tag, w.rows, hexlify(w.samples).decode())
-
-for cls, who, kw in (
-    (MPU6050, 0x68, {}),
-    (MPU6050, 0x68, {"accel_range_g": 16, "gyro_range_dps": 2000, "rate_hz": 400, "gyro": True}),
-    (MPU6886, 0x19, {"accel_range_g": 4, "gyro_range_dps": 500, "rate_hz": 50, "gyro": True}),
-):
-    bus = FakeI2C()
-    regs = bus.add(0x68, who)
-    put_int16(regs, 0x3B, 16384, -16384, -32768, 1234, 131, -164, 32767)
-    m = cls(bus, **kw)
-    print("writes", " ".join("%02x=%s" % (reg, hexlify(data).decode()) for addr, reg, data in bus.writes))
-    w = Window(m.sensors, 1000 / m.rate_hz, 2)
-    m.read(w)
-    put_int16(regs, 0x3B, -1, 1, 2048)
-    m.read(w)
-    show(cls.__name__, w)
-
-for cls, who in ((MPU6050, 0x19), (MPU6886, 0x68), (MPU6050, None)):
-    bus = FakeI2C()
-    if who is not None:
-        bus.add(0x68, who)
-    try:
-        cls(bus)
-    except (OSError, ValueError) as e:
-        msg = str(e)
-        print(type(e).__name__, msg.startswith(cls.__name__ + ":"), "0x68" in msg, "\\n" not in msg, len(bus.writes))
-
-words = [0x7FFFFF00, -0x100, 0x00010000, 0x12345600, -0x80000000, 0x00008000, -0x12345600, 0x0000FF00]
-for shift in (16, 14, 8):
-    mic = I2SMic(FakeI2S(words), shift=shift, chunk_frames=3)
-    w = Window(mic.sensors, 1000 / 16000, 11, "h")
-    mic.fill(w)
-    print("i2s", shift, list(w.samples), mic._i2s.reads)
-
-s = CSVReplay(CSV_PATH)
-w = Window(s.sensors, 10, 5)
-for _ in range(5):
-    s.read(w)
-print("csv", s.sensors)
-show("csv", w)
-s.close()
-try:
-    CSVReplay(BAD_PATH)
-except ValueError as e:
-    print("csv error", str(e).replace(BAD_PATH, "PATH"))
-
-s = synthetic.SyntheticIMU("wave", 100)
-w = Window(s.sensors, 10, 120)
-for _ in range(120):
-    s.read(w)
-want = []
-for t in range(120):
-    want.extend(synthetic.expected("wave", t, 100))
-from array import array
-print("synthetic imu", bytes(w.samples) == bytes(array("f", want)))
-a = tone.SyntheticAudio("circle")
-w = Window(a.sensors, 1000 / 16000, 300, "h")
-a.fill(w)
-print("synthetic audio", list(w.samples) == [tone.expected_audio("circle", t) for t in range(300)])
-show("audio", w)
-print("table", hexlify(tone.SyntheticAudio._sine).decode())
-from uingest.sensors.adc import ADCSensor
-
-class ADC:
-    def __init__(self, v):
-        self.v = v
-
-    def read_u16(self):
-        self.v += 1000
-        return self.v
-
-for s in (ADCSensor(ADC(0)), ADCSensor((ADC(1), ADC(2)), name=("a", "b"), scale=0.5)):
-    w = Window(s.sensors, 10, 3)
-    for _ in range(3):
-        s.read(w)
-    show("adc", w)
-hw = sim.setup({"sample_rate_hz": 100, "label": "idle"})
-print("sim", type(hw.sensor).__name__, hw.led, hw.button, hw.wdt_timeout_ms)
-"""
-
-
-def scenario(tmp_path):
+def scenario_files(tmp_path):
+    """The paths mp_programs/sensor_scenario.py takes: a good CSV file and a bad one."""
     csv = write(tmp_path, "timestamp,a,b\nms,V,A\n0,1.5,-2\n1,0.25,3e2\n2,-1,0\n")
     bad = write(tmp_path, "a,b\n1,2\n", "bad.csv")
-    return SCENARIO.replace("CSV_PATH", repr(csv)).replace("BAD_PATH", repr(bad))
+    return csv, bad
 
 
 def test_scenario_same_bytes_on_micropython(mpy, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # sim.setup() counts boots in a file in the current folder
-    script = scenario(tmp_path)
+    files = scenario_files(tmp_path)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(script, {"__name__": "__scenario__"})
+        run_on_cpython("sensor_scenario.py", *files)
     want = out.getvalue()
     # 256K: this checks correctness, not a memory budget
-    got = mpy.run(script, path=FIRMWARE + ":" + HERE, heap="256K", cwd=str(tmp_path)).stdout.decode()
+    got = mpy.run_program("sensor_scenario.py", *files, path=FIRMWARE + ":" + HERE, heap="256K", cwd=str(tmp_path))
+    got = got.stdout.decode()
     assert got == want
     lines = want.split("\n")
     assert lines[0] == "writes 6b=01 6c=00 19=09 1a=03 1b=00 1c=00"
@@ -704,28 +615,7 @@ def test_scenario_same_bytes_on_micropython(mpy, tmp_path, monkeypatch):
 def test_i2s_fill_allocates_nothing_per_sample_on_micropython(mpy):
     # 1 s of 16 kHz audio through the driver: the heap use must not grow
     # with the samples (only a slice view for a window's last, short read).
-    script = """
-import gc
-from fake_hw import FakeI2S
-from uingest.window import Window
-from uingest.sensors.i2s_mic import I2SMic
-for shift in (16, 12):
-    mic = I2SMic(FakeI2S([0x12345600, -0x7654300]), shift=shift)
-    w = Window(mic.sensors, 1000 / 16000, 16000, "h")
-    mic.fill(w)
-    fake = mic._i2s
-    fake.reads = None
-    fake.readinto = lambda buf: 2 * len(buf)  # a view of int16 halves; packing words would allocate
-    w.clear()
-    gc.collect()
-    gc.disable()
-    before = gc.mem_alloc()
-    mic.fill(w)
-    used = gc.mem_alloc() - before
-    gc.enable()
-    print(shift, w.rows, used)
-"""
-    out = mpy.run(script, path=FIRMWARE + ":" + HERE, heap="128K").stdout.decode().split()
+    out = mpy.run_program("i2s_fill_allocation.py", path=FIRMWARE + ":" + HERE, heap="128K").stdout.decode().split()
     assert out[0::3] == ["16", "12"] and out[1::3] == ["16000", "16000"]
     assert all(int(used) <= 256 for used in out[2::3]), out
 
@@ -774,15 +664,7 @@ def test_board_imports_without_hardware(monkeypatch, path):
 
 
 def test_boards_import_on_micropython(mpy):
-    script = "\n".join(
-        [
-            "for p in %r:" % BOARDS,
-            "    g = {'__name__': 'board'}",
-            "    exec(open(p).read(), g)",
-            "    print(g['DEVICE_TYPE'], sorted(g['PINS']))",
-        ]
-    )
-    out = mpy.run(script).stdout.decode().split("\n")[:-1]
+    out = mpy.run_program("exec_board_files.py", *BOARDS).stdout.decode().split("\n")[:-1]
     assert [line.split()[0] for line in out] == [load_board(p).DEVICE_TYPE for p in BOARDS]
 
 
