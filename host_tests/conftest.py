@@ -1,5 +1,6 @@
-"""Shared set-up: the CPython shim, the firmware on sys.path, and a runner
-that executes scripts inside the real MicroPython unix port."""
+"""Shared set-up: the CPython shim, the firmware on sys.path, and runners for
+the MicroPython programs the tests run (mp_programs/): inside the real
+MicroPython unix port, and here on CPython."""
 
 import os
 import runpy
@@ -41,25 +42,19 @@ def run_on_cpython(program, *args):
 
 
 class MicroPython:
-    """Runs a script on the unix port with the firmware package importable."""
+    """Runs a program on the unix port with the firmware package importable."""
 
     def __init__(self, exe):
         self.exe = exe
-
-    def run(self, script, heap="64K", stdin=b"", path=FIRMWARE, timeout=120, check=True, cwd=ROOT):
-        """A few statements given as a string (micropython -c)."""
-        return self._run(["-c", script], heap, stdin, path, timeout, check, cwd)
 
     def run_program(self, program, *args, heap="64K", stdin=b"", path=FIRMWARE, timeout=120, check=True, cwd=ROOT):
         """A program file (a name in mp_programs/, or a path) with args as
         sys.argv[1:]. MicroPython puts the program's folder first on sys.path."""
         file = os.path.join(MP_PROGRAMS, program)  # an absolute program stays as it is
-        return self._run([file, *map(str, args)], heap, stdin, path, timeout, check, cwd)
-
-    def _run(self, program_args, heap, stdin, path, timeout, check, cwd):
         env = dict(os.environ, MICROPYPATH=path + os.pathsep + ".frozen")
-        args = [self.exe, "-X", "heapsize=" + heap] if heap else [self.exe]
-        proc = subprocess.run(args + program_args, input=stdin, capture_output=True, env=env, timeout=timeout, cwd=cwd)
+        heap_args = ["-X", "heapsize=" + heap] if heap else []
+        argv = [self.exe, *heap_args, file, *map(str, args)]
+        proc = subprocess.run(argv, input=stdin, capture_output=True, env=env, timeout=timeout, cwd=cwd)
         if check and proc.returncode != 0:
             raise AssertionError(
                 "micropython exited %d\n--- stderr\n%s\n--- stdout\n%s"
