@@ -1,7 +1,9 @@
-"""Shared set-up: the CPython shim, the firmware on sys.path, and a runner
-that executes scripts inside the real MicroPython unix port."""
+"""Shared set-up: the CPython shim, the firmware on sys.path, and runners for
+the MicroPython programs the tests run (mp_programs/): inside the real
+MicroPython unix port, and here on CPython."""
 
 import os
+import runpy
 import shutil
 import subprocess
 import sys
@@ -11,9 +13,10 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 FIRMWARE = os.path.join(ROOT, "firmware")
+MP_PROGRAMS = os.path.join(HERE, "mp_programs")  # the MicroPython programs the tests run
 
 sys.path.insert(0, HERE)
-import mpshim  # noqa: E402
+from uingest_tools import mpshim  # noqa: E402
 
 mpshim.install()
 if FIRMWARE not in sys.path:
@@ -25,16 +28,33 @@ def micropython_binary():
     return exe if os.path.exists(exe) else shutil.which("micropython")
 
 
+def run_on_cpython(program, *args):
+    """A program of mp_programs/ run here, on the shim, with args as
+    sys.argv[1:] as MicroPython would see them (but __name__ is not
+    "__main__"): its globals when it is done."""
+    file = os.path.join(MP_PROGRAMS, program)
+    argv = sys.argv
+    sys.argv = [file, *map(str, args)]
+    try:
+        return runpy.run_path(file, run_name="__cpython__")
+    finally:
+        sys.argv = argv
+
+
 class MicroPython:
-    """Runs a script on the unix port with the firmware package importable."""
+    """Runs a program on the unix port with the firmware package importable."""
 
     def __init__(self, exe):
         self.exe = exe
 
-    def run(self, script, heap="64K", stdin=b"", path=FIRMWARE, timeout=120, check=True, cwd=ROOT):
+    def run_program(self, program, *args, heap="64K", stdin=b"", path=FIRMWARE, timeout=120, check=True, cwd=ROOT):
+        """A program file (a name in mp_programs/, or a path) with args as
+        sys.argv[1:]. MicroPython puts the program's folder first on sys.path."""
+        file = os.path.join(MP_PROGRAMS, program)  # an absolute program stays as it is
         env = dict(os.environ, MICROPYPATH=path + os.pathsep + ".frozen")
-        args = [self.exe, "-X", "heapsize=" + heap, "-c", script] if heap else [self.exe, "-c", script]
-        proc = subprocess.run(args, input=stdin, capture_output=True, env=env, timeout=timeout, cwd=cwd)
+        heap_args = ["-X", "heapsize=" + heap] if heap else []
+        argv = [self.exe, *heap_args, file, *map(str, args)]
+        proc = subprocess.run(argv, input=stdin, capture_output=True, env=env, timeout=timeout, cwd=cwd)
         if check and proc.returncode != 0:
             raise AssertionError(
                 "micropython exited %d\n--- stderr\n%s\n--- stdout\n%s"

@@ -3,6 +3,17 @@ inside MicroPython (keep it small and portable)."""
 
 import struct
 
+# MPU6050/MPU6886 registers the drivers write and the tests check
+PWR_MGMT_1, PWR_MGMT_2, SMPLRT_DIV, CONFIG, GYRO_CONFIG, ACCEL_CONFIG, ACCEL_CONFIG2 = (
+    0x6B,
+    0x6C,
+    0x19,
+    0x1A,
+    0x1B,
+    0x1C,
+    0x1D,
+)
+
 
 class FakeI2C:
     """Register files of 128 bytes per address, auto-increment on burst
@@ -16,7 +27,7 @@ class FakeI2C:
     def add(self, addr, who_am_i, power=0x40):
         regs = bytearray(128)
         regs[0x75] = who_am_i
-        regs[0x6B] = power  # PWR_MGMT_1 after power-on: asleep
+        regs[PWR_MGMT_1] = power  # after power-on: asleep
         self.devices[addr] = regs
         return regs
 

@@ -45,3 +45,21 @@ class ChunkSink:
 
     def value(self):
         return b"".join(self.parts)
+
+
+# -- the sensor and board tests
+
+
+G = 9.80665  # standard gravity, m/s2 per g
+
+
+def rows_of(w):
+    """A window's rows, as lists of values."""
+    return [list(w.samples[i * w.width : (i + 1) * w.width]) for i in range(w.rows)]
+
+
+def csv_file(tmp_path, text, name="data.csv"):
+    """A file of text in tmp_path (a CSV file for uingest.sensors.csv_replay): its path."""
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)

@@ -156,10 +156,8 @@ def test_ten_seconds_of_audio_from_flash_on_micropython(mpy, bundle, tmp_path):
     data = str(tmp_path / "data")
     srv = ServerThread(create_app(data, api_key=API_KEY, hmac_key=HMAC_KEY)).start()
     try:
-        with open(BENCH) as f:
-            script = f.read()
         stdin = "\n".join([srv.url, str(tmp_path / "audio.bin"), API_KEY, HMAC_KEY, str(AUDIO_ROWS)]) + "\n"
-        proc = mpy.run(script, heap=AUDIO_HEAP, stdin=stdin.encode(), path=bundle)
+        proc = mpy.run_program(BENCH, heap=AUDIO_HEAP, stdin=stdin.encode(), path=bundle)
     finally:
         srv.stop()
     out = dict(line.split(" ", 1) for line in proc.stdout.decode().splitlines())
@@ -181,27 +179,7 @@ def test_ten_seconds_of_audio_from_flash_on_micropython(mpy, bundle, tmp_path):
 
 def test_file_window_kernels_on_micropython(mpy, bundle, tmp_path):
     """The viper kernels read the small row array too (rows 0..n-1 of each chunk)."""
-    script = """
-import random
-from array import array
-from uingest import message
-from uingest.filewindow import FileWindow
-from uingest.window import Window
-print(message.use_kernels(True))
-S = {1: (("a", "u"),), 2: (("x", "u"), ("y", "u"))}
-for fmt in ("cbor", "json"):
-    for tc in ("h", "f"):
-        for width in (1, 2):
-            rows = 700
-            w = Window(S[width], 10, rows, tc)
-            f = FileWindow(%r, S[width], 10, tc)
-            for r in range(rows):
-                v = [random.getrandbits(16) - 32768 if tc == "h" else random.getrandbits(10) / 7 for _ in range(width)]
-                w.append(*v)
-                f.append_chunk(array(tc, v), 1)
-            want = message.encode(w, fmt, hmac_key="k", iat=1)
-            print(fmt, tc, width, message.encode(f, fmt, hmac_key="k", iat=1) == want)
-""" % str(tmp_path / "k.bin")
-    out = mpy.run(script, heap="256K", path=bundle).stdout.decode().split("\n")[:-1]
+    proc = mpy.run_program("file_window_kernels.py", tmp_path / "k.bin", heap="256K", path=bundle)
+    out = proc.stdout.decode().split("\n")[:-1]
     assert out[0] == "True"
     assert len(out) == 9 and all(line.endswith("True") for line in out[1:]), out

@@ -499,31 +499,6 @@ def test_server_still_healthy_memory_bounded_and_no_tracebacks(server):
 
 # --- the firmware's response parser, on the MicroPython unix port
 
-MP_SCRIPT = """
-import gc
-import json
-from uingest import http
-from uingest.upload import post_window
-import sample_windows
-
-def snap(w):
-    return [w.rows, [w.samples[i] for i in range(w.rows * w.width)]]
-
-window = sample_windows.imu(20)
-before = snap(window)
-for i in range(N):
-    gc.collect()  # as the app does before each upload
-    client = http.Client(URL, timeout_ms=2000)
-    try:
-        o = post_window(client, window, KEY, label="fuzz", hmac_key=HKEY, device_name="fz", iat=1700000000)
-        out = [o.kind, o.status, o.detail]
-    except Exception as e:
-        out = ["RAISED", 0, "%s: %s" % (type(e).__name__, e)]
-    client.close()
-    print(json.dumps(out))
-print(json.dumps(snap(window) == before))
-"""
-
 STATUS_LINE = re.compile(rb"^HTTP/1\.")
 
 
@@ -546,14 +521,8 @@ def run_responses(mpy, bundle, responses, heap="64K"):
     as shipped (.mpy), in a board-sized heap."""
     srv = FakeServer([close_after(r) for r in responses] + [reply(body=b"stored.cbor")])
     try:
-        script = "URL = %r\nN = %d\nKEY = %r\nHKEY = %r\n%s" % (
-            srv.url,
-            len(responses) + 1,
-            API_KEY,
-            HMAC_KEY,
-            MP_SCRIPT,
-        )
-        proc = mpy.run(script, path=bundle, heap=heap, timeout=60)
+        args = srv.url, len(responses) + 1, API_KEY, HMAC_KEY
+        proc = mpy.run_program("post_window_per_reply.py", *args, path=bundle, heap=heap, timeout=60)
         lines = proc.stdout.decode().strip().splitlines()
     finally:
         srv.close()

@@ -162,25 +162,11 @@ def test_parse_url(url, parts):
     assert http.parse_url(url) == parts
 
 
-MP_SCRIPT = """
-import json, sys
-from uingest import http
-from uingest.upload import post_window
-import sample_windows
-url, n, timeout_ms = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-client = http.Client(url, timeout_ms=timeout_ms)
-out = []
-for i in range(n):
-    o = post_window(client, sample_windows.imu(20), %r, label="wave", hmac_key=%r, device_name="mp")
-    out.append([o.kind, o.status, o.detail])
-tls = [m for m in sys.modules if "tls" in m or "ssl" in m]
-print(json.dumps({"outcomes": out, "connections": client.connections, "tls_modules": tls}))
-""" % (KEY, HKEY)
-
-
 def run_mp(mpy, url, n=1, timeout_ms=2000):
-    script = MP_SCRIPT.replace("sys.argv[1], int(sys.argv[2]), int(sys.argv[3])", "%r, %d, %d" % (url, n, timeout_ms))
-    return json.loads(mpy.run(script, path=FIRMWARE + ":" + HERE, heap="128K").stdout)
+    proc = mpy.run_program(
+        "post_windows_on_one_client.py", url, n, timeout_ms, KEY, HKEY, path=FIRMWARE + ":" + HERE, heap="128K"
+    )
+    return json.loads(proc.stdout)
 
 
 def test_on_micropython_keep_alive(mpy, server):

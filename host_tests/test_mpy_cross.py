@@ -37,18 +37,7 @@ def test_plain_bundle_runs_the_portable_path(mpy, tmp_path):
     out = str(tmp_path)
     written = bundle.build(out)  # plain: no native code at all
     assert not any("_kernels" in f for f in written)
-    script = """
-from uingest import message
-from uingest.window import Window
-import sys
-w = Window((("accX", "m/s2"), ("accY", "m/s2")), 10, 50)
-for i in range(50):
-    w.append(i * 0.5, -i)
-sys.stdout.buffer.write(message.encode(w, "cbor", hmac_key="k", device_name="plain"))
-print()
-print(message._kernels is None)
-"""
-    stdout = mpy.run(script, path=out).stdout
+    stdout = mpy.run_program("encode_on_the_portable_path.py", path=out).stdout
     from uingest.window import Window
 
     w = Window((("accX", "m/s2"), ("accY", "m/s2")), 10, 50)

@@ -24,20 +24,8 @@ def lines(proc):
 
 
 def test_rfc8949_vectors_on_micropython(mpy):
-    script = """
-import sys
-from collections import OrderedDict
-from uingest import cbor
-from binascii import hexlify
-for line in sys.stdin:
-    expr = line.rstrip("\\n")
-    try:
-        print(hexlify(cbor.dumps(eval(expr, {"OrderedDict": OrderedDict}))).decode())
-    except ValueError as e:
-        print("ValueError", e)
-"""
     exprs = [e for e, _ in VECTORS] + OUT_OF_RANGE
-    out = lines(mpy.run(script, stdin="\n".join(exprs).encode() + b"\n"))
+    out = lines(mpy.run_program("cbor_hex_of_expressions.py", stdin="\n".join(exprs).encode() + b"\n"))
     assert out[: len(VECTORS)] == [h for _, h in VECTORS]
     assert all(o.startswith("ValueError") and "CBOR" in o for o in out[len(VECTORS) :])
 
@@ -90,14 +78,9 @@ def same(a, b):
 def test_random_values_round_trip_through_cbor2(mpy):
     rnd = random.Random(8949)
     values = [random_value(rnd) for _ in range(400)]
-    script = """
-import sys
-from uingest import cbor
-from binascii import hexlify
-for line in sys.stdin:
-    print(hexlify(cbor.dumps(eval(line))).decode())
-"""
-    out = lines(mpy.run(script, stdin="\n".join(py_literal(v) for v in values).encode() + b"\n"))
+    out = lines(
+        mpy.run_program("cbor_hex_of_literals.py", stdin="\n".join(py_literal(v) for v in values).encode() + b"\n")
+    )
     assert len(out) == len(values)
     for v, h in zip(values, out):
         assert same(cbor2.loads(bytes.fromhex(h)), v), (v, h)
@@ -111,55 +94,10 @@ def test_hmac_on_micropython_equals_cpython(mpy):
         msg = bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 600)))
         cuts = sorted(rnd.randrange(len(msg) + 1) for _ in range(rnd.randrange(4)))
         cases.append((key, msg, cuts))
-    script = """
-import sys
-from binascii import unhexlify
-from uingest import hmac
-for line in sys.stdin:
-    k, m, cuts = line.rstrip("\\n").split(" ")
-    m = unhexlify(m)
-    h = hmac.new(unhexlify(k))
-    last = 0
-    for c in [int(x) for x in cuts.split(",") if x] + [len(m)]:
-        h.update(m[last:c])
-        last = c
-    print(h.hexdigest())
-"""
     # fields split on single spaces, so an empty key or message stays a field
     text = "".join("%s %s %s\n" % (k.hex(), m.hex(), "," + ",".join(map(str, c))) for k, m, c in cases)
-    out = lines(mpy.run(script, stdin=text.encode()))
+    out = lines(mpy.run_program("hmac_hex_of_lines.py", stdin=text.encode()))
     assert out == [std_hmac.new(k, m, hashlib.sha256).hexdigest() for k, m, _ in cases]
-
-
-MESSAGE_SCRIPT = """
-import gc
-import hashlib
-import sys
-from uingest import message
-import sample_windows
-
-class HashSink:
-    # compares the streamed bytes with encode() without holding both
-    def __init__(self):
-        self.h = hashlib.sha256()
-    def write(self, b):
-        self.h.update(b)
-        return len(b)
-
-print("kernels", message.use_kernels(%(kernels)s))
-w = sample_windows.CASES[%(case)r]()
-for fmt in ("cbor", "json"):
-    for key in (None, %(key)r):
-        body = message.encode(w, fmt, hmac_key=key, device_name="mp-1", iat=1700000000)
-        want = hashlib.sha256(body).digest()
-        m = message.Message(w, fmt, hmac_key=key, device_name="mp-1", iat=1700000000)
-        s = HashSink()
-        n = m.write(s)
-        print(%(case)r, fmt, key is not None, n == len(body), s.h.digest() == want, len(body))
-        sys.stdout.buffer.write(body)
-        body = m = s = None
-        gc.collect()
-"""
 
 
 def records(stdout):
@@ -176,10 +114,9 @@ def records(stdout):
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("kernels", [True, False], ids=["viper", "portable"])
 def test_messages_written_on_micropython(mpy, bundle, kernels, case):
-    script = MESSAGE_SCRIPT % dict(kernels=kernels, case=case, key=KEY)
     # 128K on the x64 unix port, whose objects are twice an ESP32's (8-byte
     # words): about the 64K an ESP32 leaves to Python. Memory is measured at 64K below.
-    stdout = mpy.run(script, path=bundle, heap="128K").stdout
+    stdout = mpy.run_program("message_bytes.py", kernels, case, KEY, path=bundle, heap="128K").stdout
     first, _, stdout = stdout.partition(b"\n")
     assert first.decode() == "kernels %s" % kernels
     rows = list(records(stdout))
@@ -203,52 +140,9 @@ def test_messages_written_on_micropython(mpy, bundle, kernels, case):
             assert flat == list(w.samples)
 
 
-MEMORY_SCRIPT = """
-import gc
-from uingest import message
-from uingest.hmac import HMAC
-from uingest.window import Window
-import sample_windows
-
-class HashSink:
-    # the socket stand-in: hashes what it is sent, keeps nothing
-    def __init__(self):
-        self.h = HMAC("sink")
-        self.n = 0
-    def write(self, b):
-        self.h.update(b)
-        self.n += len(b)
-        return len(b)
-
-# one window, sent with 200, 400 and 800 of its rows: only the row count changes
-window = sample_windows.imu(800)
-
-def cost(rows):
-    # bytes allocated during one write (GC off, so nothing is hidden by a
-    # collection); the portable path boxes a float per sample and cannot run
-    # with GC off, so for it report the growth of live heap instead
-    w = window
-    w.rows = rows
-    sink = HashSink()
-    message.write(w, sink, "cbor", hmac_key="k", device_name="d", iat=1)  # warm-up: scratch buffer
-    gc.collect()
-    before = gc.mem_alloc()
-    if message.use_kernels(%(kernels)s):
-        gc.disable()
-    message.write(w, sink, "cbor", hmac_key="k", device_name="d", iat=1)
-    if not message.use_kernels(%(kernels)s):
-        gc.collect()
-    used = gc.mem_alloc() - before
-    gc.enable()
-    return used
-
-print(message.use_kernels(%(kernels)s), cost(200), cost(400), cost(800))
-"""
-
-
 @pytest.mark.parametrize("kernels", [True, False], ids=["viper", "portable"])
 def test_signed_streaming_heap_does_not_grow_with_rows(mpy, bundle, kernels):
-    out = lines(mpy.run(MEMORY_SCRIPT % dict(kernels=kernels), path=bundle, heap="64K"))
+    out = lines(mpy.run_program("signed_stream_heap.py", kernels, path=bundle, heap="64K"))
     fast, c200, c400, c800 = out[0].split()
     assert fast == str(kernels)
     c200, c400, c800 = int(c200), int(c400), int(c800)
@@ -264,40 +158,12 @@ def test_signed_streaming_heap_does_not_grow_with_rows(mpy, bundle, kernels):
 def test_encode_into_allocates_the_same_few_bytes_for_any_window_size(mpy, bundle):
     """1 s and 4 s of 16 kHz audio into one preallocated buffer: the heap a
     message takes does not grow with the window (GC off, nothing hidden)."""
-    script = """
-from uingest import message
-from uingest.window import Window
-import gc
-buf = bytearray(3 * 64000 + 200)
-def cost(rows):
-    w = Window((("audio", "wav"),), 0.0625, rows, "h")
-    for i in range(rows):
-        w.append(i - 32768)
-    message.encode_into(w, buf, "cbor", hmac_key="k")  # warm-up
-    gc.collect()
-    gc.disable()
-    before = gc.mem_alloc()
-    n = message.encode_into(w, buf, "cbor", hmac_key="k")
-    used = gc.mem_alloc() - before
-    gc.enable()
-    return n, used
-print(*cost(16000), *cost(64000))
-"""
-    n1, used1, n4, used4 = map(int, lines(mpy.run(script, path=bundle, heap="1M"))[0].split())
+    n1, used1, n4, used4 = map(int, lines(mpy.run_program("encode_into_heap.py", path=bundle, heap="1M"))[0].split())
     print("encode_into: 1 s of audio (%d B) allocates %d B, 4 s (%d B) %d B" % (n1, used1, n4, used4))
     assert n4 > 3.9 * n1
     assert used4 == used1 < 4096  # the Message, its head and the HMAC state: a fixed cost
 
 
 def test_encode_fits_64k_heap(mpy):
-    script = """
-from uingest import message
-import sample_windows, gc
-w = sample_windows.imu(200)
-gc.collect()
-free = gc.mem_free()
-b = message.encode(w, "cbor", hmac_key="k")
-print(len(b), free)
-"""
-    n, free = map(int, lines(mpy.run(script, path=PATH, heap="64K"))[0].split())
+    n, free = map(int, lines(mpy.run_program("encode_imu_window.py", path=PATH, heap="64K"))[0].split())
     assert n == len(message.encode(CASES["imu"](), "cbor", hmac_key="k"))

@@ -8,9 +8,7 @@ BENCH = os.path.join(ROOT, "host_tests", "bench", "bench_sampler.py")
 
 
 def run(mpy, rate, seconds):
-    with open(BENCH) as f:
-        script = f.read().replace("float(sys.argv[1])", repr(float(rate))).replace("int(sys.argv[2])", str(seconds))
-    out = mpy.run(script, path=FIRMWARE).stdout.decode().split()
+    out = mpy.run_program(BENCH, rate, seconds, path=FIRMWARE).stdout.decode().split()
     return dict(zip(["samples", "err", "period", "drift", "max_late", "missed"], map(float, out[1:])))
 
 

@@ -106,31 +106,7 @@ def test_sha256_in_header_matches_body(tmp_path):
 def test_store_on_micropython(mpy, tmp_path):
     from conftest import FIRMWARE, HERE
 
-    script = """
-import os
-from uingest import message
-from uingest.store import Store
-import sample_windows
-root = %r
-st = Store(root, 1 << 20)
-for i in range(3):
-    st.put(message.Message(sample_windows.imu(20), "cbor", hmac_key="k", iat=1000 + i), "idle", "training")
-class Sink:
-    def __init__(self):
-        self.parts = []
-    def write(self, b):
-        self.parts.append(bytes(b))
-        return len(b)
-e = st.oldest()
-s = Sink()
-e.write(s)
-import sys
-sys.stdout.buffer.write(b"".join(s.parts))
-st.delete(e)
-print()
-print(len(st), st.names()[0])
-""" % str(tmp_path / "q")
-    out = mpy.run(script, path=FIRMWARE + ":" + HERE, heap="128K").stdout
+    out = mpy.run_program("store_put_and_send.py", tmp_path / "q", path=FIRMWARE + ":" + HERE, heap="128K").stdout
     assert out.rsplit(b"\n", 2)[-2] == b"2 00000002.msg"
     assert out.startswith(msg(0).encode())
     assert sorted(os.listdir(tmp_path / "q")) == ["00000002.msg", "00000003.msg", "rejected"]

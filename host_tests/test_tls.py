@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 import trustme
 
-from conftest import FIRMWARE, HERE
+from conftest import FIRMWARE, HERE, run_on_cpython
 from uingest_tools.acquisition import decode, verify_signature
 from uingest_tools.serve import ServerThread, create_app
 
@@ -73,46 +73,24 @@ def server(pki, tmp_path):
 
 # One window, posted once per step [url, ca_file, insecure] through a new
 # Client each time; the window is the caller's and must come out unchanged.
-SCENARIO = """
-import json
-from uingest import http
-from uingest.upload import post_window
-import sample_windows
-
-def snap(w):
-    return [w.rows, [w.samples[i] for i in range(w.rows * w.width)]]
-
-window = sample_windows.imu(20)
-before = snap(window)
-outcomes = []
-for url, ca_file, insecure in STEPS:
-    client = http.Client(url, timeout_ms=5000, ca_file=ca_file, insecure=insecure)
-    o = post_window(client, window, KEY, label="tls", hmac_key=HKEY, device_name="tls")
-    client.close()
-    outcomes.append([o.kind, o.status, o.detail])
-result = {"outcomes": outcomes, "unchanged": snap(window) == before, "values": before[1]}
-"""
+SCENARIO = "post_window_steps.py"
 
 
 @pytest.fixture(params=["cpython", "micropython"])
 def run(request):
-    """run(steps) -> the scenario's result, on one interpreter."""
-
-    def script(steps):
-        return "STEPS = %r\nKEY = %r\nHKEY = %r\n%s" % (steps, KEY, HKEY, SCENARIO)
+    """run(steps) -> the result of mp_programs/post_window_steps.py, on one interpreter."""
 
     if request.param == "cpython":
 
         def on_cpython(steps):
-            g = {}
-            exec(script(steps), g)  # the firmware on the shim, as in test_http.py
+            g = run_on_cpython(SCENARIO, json.dumps(steps), KEY, HKEY)  # the firmware on the shim
             return json.loads(json.dumps(g["result"]))
 
         return on_cpython
     mpy = request.getfixturevalue("mpy")
 
     def on_micropython(steps):
-        proc = mpy.run(script(steps) + "print(json.dumps(result))\n", path=FIRMWARE + ":" + HERE, heap="256K")
+        proc = mpy.run_program(SCENARIO, json.dumps(steps), KEY, HKEY, path=FIRMWARE + ":" + HERE, heap="256K")
         return json.loads(proc.stdout.decode().strip().splitlines()[-1])
 
     return on_micropython
@@ -240,8 +218,8 @@ def test_ca_writes_the_root_of_the_servers_chain_and_a_board_verifies_with_it(ch
     assert line.startswith("ca: wrote %s (%d bytes): " % (out, len(root_der))) and "127.0.0.1's chain" in line
     assert line.endswith('keep it next to config.json, with "ca_file": "ca.der" there')
     # the firmware on the unix port (mbedTLS) verifies the server with that file
-    script = "STEPS = %r\nKEY = %r\nHKEY = %r\n%s" % ([[served.url, out, False]], KEY, HKEY, SCENARIO)
-    proc = mpy.run(script + "print(json.dumps(result))\n", path=FIRMWARE + ":" + HERE, heap="256K")
+    steps = json.dumps([[served.url, out, False]])
+    proc = mpy.run_program(SCENARIO, steps, KEY, HKEY, path=FIRMWARE + ":" + HERE, heap="256K")
     [[kind, status, _]] = json.loads(proc.stdout.decode().strip().splitlines()[-1])["outcomes"]
     assert (kind, status) == ("ACCEPTED", 200)
 

@@ -1,5 +1,6 @@
 """Type check: pyright, with the config in pyproject.toml ([tool.pyright]),
-checks firmware/ and boards/ against the MicroPython ESP32 stubs
+checks firmware/, boards/ and the MicroPython programs the tests run
+(host_tests/mp_programs/) against the MicroPython ESP32 stubs
 (micropython-esp32-stubs, pinned in requirements-dev.txt) and finds nothing.
 
 The stubs' own reduced stdlib replaces CPython's (--typeshedpath: the folder
@@ -61,6 +62,7 @@ def test_firmware_and_boards_type_check_against_the_esp32_stubs():
     assert report["summary"]["errorCount"] == 0
     checked = glob.glob(os.path.join(ROOT, "firmware", "**", "*.py"), recursive=True)
     checked += glob.glob(os.path.join(ROOT, "boards", "*", "*.py"))
+    checked += glob.glob(os.path.join(ROOT, "host_tests", "mp_programs", "*.py"))
     assert report["summary"]["filesAnalyzed"] == len(checked)  # every file, none skipped
 
 

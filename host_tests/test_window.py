@@ -105,15 +105,6 @@ def test_a_window_needs_its_own_size_once_on_micropython(mpy):
     """1 s of 16 kHz int16 audio is 32000 bytes, and making the window
     allocates just that: no copy of the samples on the way, which would need
     64 KB at once. GC off, so garbage counts as allocated too."""
-    script = """
-import gc
-from uingest.window import Window
-gc.collect()
-gc.disable()
-before = gc.mem_alloc()
-w = Window((("audio", "wav"),), 0.0625, 16000, "h")
-print(gc.mem_alloc() - before, len(w.samples))
-"""
-    used, n = map(int, mpy.run(script, heap="256K").stdout.split())
+    used, n = map(int, mpy.run_program("window_allocation.py", heap="256K").stdout.split())
     assert n == 16000
     assert 32000 <= used < 32000 + 1024, used  # the rest: the Window object and its attributes

@@ -436,8 +436,7 @@ def serve_load_line(devices: int, per_device: int) -> str:
     import time
 
     sys.path.insert(0, os.path.join(ROOT, "firmware"))
-    sys.path.insert(0, os.path.join(ROOT, "host_tests"))
-    import mpshim
+    from . import mpshim
 
     mpshim.install()
     from uingest import ingest, message

@@ -110,8 +110,9 @@ def load_board(name: str) -> dict:
 
 
 def _config_module():
-    # The firmware's own validator, run under CPython as the host tests do.
-    for p in (FIRMWARE, os.path.join(ROOT, "host_tests", "mpshim")):
+    # The firmware's own validator, run under CPython as the host tests do:
+    # the shim's folder on the path makes its micropython.py importable as `micropython`.
+    for p in (FIRMWARE, os.path.join(os.path.dirname(os.path.abspath(__file__)), "mpshim")):
         if p not in sys.path:
             sys.path.append(p)
     from uingest import config

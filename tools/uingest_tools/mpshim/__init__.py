@@ -1,7 +1,9 @@
-"""The CPython shim: just what the firmware imports that CPython lacks.
+"""The CPython shim: just what the firmware imports that CPython lacks, so
+firmware modules run on a PC (the host tests, `uingest deploy`'s config check,
+the serve benchmark).
 
-install() puts `micropython` on sys.path, adds time.ticks_* to `time` and
-os.ilistdir to `os`.
+install() puts this folder on sys.path (its micropython.py then imports as
+`micropython`), adds time.ticks_* to `time` and os.ilistdir to `os`.
 """
 
 import os
