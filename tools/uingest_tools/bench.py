@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 from .bundle import ROOT, build, romboot_args, romfs_image
+from .mpytools import micropython
 
 BASELINES = os.path.join(os.path.dirname(ROOT), "shared", "baselines", "micropython-lib")
 BENCH = os.path.join(ROOT, "host_tests", "bench", "bench_message.py")
@@ -106,11 +107,6 @@ def run_upload_bench(
         name, us, ok, conns = line.split()
         out[name] = (int(us), int(ok), int(conns))
     return out
-
-
-def micropython() -> str:
-    exe = os.path.join(os.path.dirname(sys.executable), "micropython")
-    return exe if os.path.exists(exe) else "micropython"
 
 
 def run_message_bench(repeats: int, bundle_dir: str) -> dict[str, tuple[int, int]]:
@@ -430,7 +426,6 @@ def serve_load_line(devices: int, per_device: int) -> str:
     kept-alive connection, post distinct signed windows. Reports windows/s
     accepted and the server's peak resident memory."""
     import http.client
-    import sys
     import tempfile
     import threading
     import time

@@ -11,13 +11,9 @@ import sys
 import tempfile
 
 from .bundle import ROOT, build, romboot_args, romfs_image
+from .mpytools import micropython
 
 BOARD_DIR = os.path.join(ROOT, "boards", "unix-sim")
-
-
-def micropython() -> str:
-    exe = os.path.join(os.path.dirname(sys.executable), "micropython")
-    return exe if os.path.exists(exe) else "micropython"
 
 
 def run(
