@@ -73,7 +73,7 @@ def gap_after_503(proxy):
     return ev[i + 1][3] - ev[i][3]
 
 
-# One script for the simulator (boards/unix-sim/simulate.py: post_window, and on
+# One script for the simulator (boards/unix-sim/simulator.py: post_window, and on
 # RETRY the same window again after retry_delay_ms). One action per request
 # reaching the proxy, with the outcome the firmware must log for it. Requests
 # on a kept-alive connection that die before any reply are re-sent once on a
@@ -134,7 +134,7 @@ def test_simulator_through_faults_every_window_once(firmware, served):
         if w[3] is not None:
             assert g[3] == w[3], (g, w)
     samples = assert_each_window_once(data, n)
-    # simulate.py marks window w with accZ = 9.80665 + w * 0.001
+    # simulator.py marks window w with accZ = 9.80665 + w * 0.001
     marks = sorted(round((m["payload"]["values"][0][2] - 9.80665) / 0.001) for _, m in samples)
     assert marks == list(range(n))
     assert gap >= 1.9  # Retry-After: 2 is honoured before the next try

@@ -300,7 +300,7 @@ def sampler_line(seconds: int, bundle_dir: str, rate: float = 100.0) -> str:
 
 
 BOARD_SIM = os.path.join(ROOT, "boards", "unix-sim")
-SIMULATOR = os.path.join(BOARD_SIM, "simulate.py")
+SIMULATOR = os.path.join(BOARD_SIM, "simulator.py")
 
 
 def compile_program(bundle_dir: str, folder: str, sources) -> str:
@@ -345,11 +345,11 @@ def cycle_program(bundle_dir: str) -> str:
 def cycle_completes(heap_kb: int, prog_dir: str, bundle_dir: str, url: str, romfs: str | None = None) -> bool:
     """One full cycle of a 200x3 IMU window (sample, encode, sign, post) in a
     fresh unix-port process with this heap (see program_run for romfs).
-    prog_dir holds simulate.mpy and board.mpy."""
+    prog_dir holds simulator.mpy and board.mpy."""
     import json
 
     cfg = {"url": url, "api_key": BENCH_API_KEY, "hmac_key": "k", "labels": ["idle"], "windows": 1, "retries": 0}
-    args, env = program_run("simulate", heap_kb, prog_dir, bundle_dir, romfs)
+    args, env = program_run("simulator", heap_kb, prog_dir, bundle_dir, romfs)
     proc = subprocess.run(args, input=json.dumps(cfg) + "\n", capture_output=True, text=True, env=env)
     return proc.returncode == 0 and '"accepted": 1' in proc.stdout
 

@@ -33,7 +33,7 @@ def run(
         if firmware_dir is None:
             build(tmp, march="host")
             firmware_dir = tmp
-        script = os.path.join(BOARD_DIR, "simulate.py")
+        script = os.path.join(BOARD_DIR, "simulator.py")
         if romfs:
             image = os.path.join(tmp, "uingest.romfs")
             with open(image, "wb") as f:
