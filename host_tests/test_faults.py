@@ -1,6 +1,6 @@
 """Network faults between the firmware and `uingest serve`: the firmware runs on
 the real MicroPython unix port (the simulator, and the whole app with its
-flash queue), a fault-injecting proxy (fault_proxy.py) sits in front of the
+flash queue), a fault-injecting proxy (uingest_tools.loopback.FaultProxy) sits in front of the
 server. Every window must be stored exactly once, and the firmware's outcome
 log must name each fault it met."""
 
@@ -12,9 +12,9 @@ import subprocess
 import pytest
 
 from conftest import ROOT
-from fault_proxy import CUT, PASS, RESET_AFTER, RESET_BEFORE, FaultProxy, answer, slow, stall
 from uingest_tools import simulate
 from uingest_tools.acquisition import decode, verify_signature
+from uingest_tools.loopback import CUT, PASS, RESET_AFTER, RESET_BEFORE, FaultProxy, answer, slow, stall
 from uingest_tools.serve import ServerThread, create_app
 
 API_KEY = "ei_faults_api_key_77"

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 from .bundle import ROOT, build, romboot_args, romfs_image
+from .loopback import FakeServer, LatencyProxy, reply, start_serve
 from .mpytools import micropython
 
 BASELINES = os.path.join(os.path.dirname(ROOT), "shared", "baselines", "micropython-lib")
@@ -22,70 +23,10 @@ BENCH_API_KEY = "ei_bench_key"
 ROUNDS = 5  # upload rounds per server; the table shows the median
 
 
-def _listen(on_connection):
-    """A loopback listener on a free port; each accepted connection is handed to
-    on_connection(conn) on a thread of its own. Returns the listening socket."""
-    import socket
-    import threading
-
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-
-    def accept():
-        while True:
-            try:
-                conn, _ = sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=on_connection, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    return sock
-
-
-class Responder:
-    """A minimal HTTP/1.1 server: reads each request and answers 200 at once,
-    so upload timings show the client's own costs (connect, send, parse)."""
-
-    def __init__(self, tls_context=None):
-        self.tls = tls_context
-        self.sock = _listen(self._serve)
-        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
-
-    def _serve(self, conn):
-        import socket
-
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.tls is not None:
-            try:
-                conn = self.tls.wrap_socket(conn, server_side=True)
-            except OSError:
-                conn.close()
-                return
-        f = conn.makefile("rb")
-        try:
-            while True:
-                length = -1
-                while True:
-                    line = f.readline()
-                    if not line:
-                        return
-                    if line in (b"\r\n", b"\n"):
-                        break
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                f.read(max(length, 0))
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nstored.cbor\n")
-        except OSError:
-            pass
-        finally:
-            f.close()
-            conn.close()
-
-    def close(self):
-        self.sock.close()
+def minimal_responder(tls_context=None) -> FakeServer:
+    """A minimal HTTP/1.1 server: answers every request 200 at once, so
+    upload timings show the client's own costs (connect, send, parse)."""
+    return FakeServer(default=reply(200, b"stored.cbor\n"), tls=tls_context, record=False)
 
 
 def run_upload_bench(
@@ -239,7 +180,7 @@ def upload_table(n: int, bundle_dir: str) -> str:
     from .serve import ServerThread, create_app
 
     rows = []
-    responder = Responder()
+    responder = minimal_responder()
     try:
         runs = [run_upload_bench(n, responder.url, bundle_dir, k) for k in range(ROUNDS)]
         rows.append(("minimal responder (client costs only)", runs))
@@ -356,7 +297,7 @@ def cycle_completes(heap_kb: int, prog_dir: str, bundle_dir: str, url: str, romf
 
 def smallest_heap_line(bundle_dir: str, romfs: str) -> str:
     prog_dir = cycle_program(bundle_dir)
-    responder = Responder()
+    responder = minimal_responder()
     found = {}
     try:
         for mode in ("mpy", "romfs"):
@@ -382,7 +323,7 @@ def app_heap_line(bundle_dir: str, romfs: str, windows: int = 5) -> str:
     import json
     import tempfile
 
-    responder = Responder()
+    responder = minimal_responder()
     found = {}
     cfg = {
         "board": "unix-sim",
@@ -445,17 +386,14 @@ def serve_load_line(devices: int, per_device: int) -> str:
             for r in range(200):
                 w.append(d + r * 0.01, i - r * 0.02, 9.80665)
             bodies.append(message.encode(w, "cbor", hmac_key="k", device_name="dev%d" % d, iat=i))
-    port = _free_port()
     with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as data:
         env = dict(os.environ, UINGEST_API_KEY=BENCH_API_KEY, UINGEST_HMAC_KEY="k")
-        srv = subprocess.Popen(
-            [sys.executable, "-m", "uingest_tools.serve", "--port", str(port), "--data-dir", data],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
         try:
-            _wait_health(port)
+            srv = start_serve("--data-dir", data, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        except RuntimeError as e:
+            raise SystemExit("bench: %s" % e)
+        port = srv.port
+        try:
             ok = [0]
             lock = threading.Lock()
 
@@ -488,29 +426,6 @@ def serve_load_line(devices: int, per_device: int) -> str:
     )
 
 
-def _free_port() -> int:
-    """A free loopback port (closed again before the server binds it)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_health(port: int, timeout: float = 20) -> None:
-    import time
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen("http://127.0.0.1:%d/api/health" % port, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("bench: uingest serve did not start")
-
-
 def _peak_rss_mb(pid: int) -> float:
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -527,7 +442,7 @@ def audio_flash_line(bundle_dir: str, romfs: str, target_k: int = 48) -> str:
     import tempfile
 
     prog_dir = compile_program(bundle_dir, "bench-program", (BENCH_AUDIO_FLASH,))
-    responder = Responder()
+    responder = minimal_responder()
     found = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -565,56 +480,6 @@ def responder_rates(url: str, n: int, bundle_dir: str, rounds: int = 3, ca_file=
     return ka, rq
 
 
-class LatencyProxy:
-    """A TCP proxy that makes loopback behave like a network with a round trip
-    of 2 x one_way_ms: a new connection waits one round trip (the handshake a
-    real link costs), then every byte waits one_way_ms in each direction."""
-
-    def __init__(self, target_port: int, one_way_ms: float):
-
-        self.delay = one_way_ms / 1000
-        self.target = target_port
-        self.sock = _listen(self._connect)
-        self.port = self.sock.getsockname()[1]
-
-    def _connect(self, conn):
-        import socket
-        import threading
-        import time
-
-        up = socket.create_connection(("127.0.0.1", self.target))
-        for s in (conn, up):
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        opened = time.monotonic() + 2 * self.delay  # SYN, SYN-ACK
-        threading.Thread(target=self._pipe, args=(up, conn, opened), daemon=True).start()
-        self._pipe(conn, up, opened)
-
-    def _pipe(self, src, dst, opened):
-        import time
-
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                due = max(time.monotonic() + self.delay, opened + self.delay)
-                left = due - time.monotonic()
-                if left > 0:
-                    time.sleep(left)
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(2)
-                except OSError:
-                    pass
-
-    def close(self):
-        self.sock.close()
-
-
 def delayed_link_line(bundle_dir: str, n: int, one_way_ms: float = 5) -> str:
     """Keep-alive against a connection per window over a slow link (a latency
     proxy in front of a minimal responder), plain and over TLS (where each new
@@ -633,8 +498,8 @@ def delayed_link_line(bundle_dir: str, n: int, one_way_ms: float = 5) -> str:
         server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         cert.configure_cert(server_ctx)
         for tls in (False, True):
-            responder = Responder(server_ctx if tls else None)
-            proxy = LatencyProxy(int(responder.url.rsplit(":", 1)[1]), one_way_ms)
+            responder = minimal_responder(server_ctx if tls else None)
+            proxy = LatencyProxy(responder.port, one_way_ms)
             url = "%s://127.0.0.1:%d" % ("https" if tls else "http", proxy.port)
             try:
                 results.append(responder_rates(url, n, bundle_dir, ca_file=ca_path if tls else None))
