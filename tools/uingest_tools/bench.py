@@ -8,17 +8,19 @@ import argparse
 import datetime
 import os
 import subprocess
-import sys
 
 from .bundle import ROOT, build, romboot_args, romfs_image
 from .loopback import FakeServer, LatencyProxy, reply, start_serve
 from .mpytools import micropython
 
 BASELINES = os.path.join(os.path.dirname(ROOT), "shared", "baselines", "micropython-lib")
-BENCH = os.path.join(ROOT, "host_tests", "bench", "bench_message.py")
-BENCH_UPLOAD = os.path.join(ROOT, "host_tests", "bench", "bench_upload.py")
-BENCH_SAMPLER = os.path.join(ROOT, "host_tests", "bench", "bench_sampler.py")
-BENCH_AUDIO_FLASH = os.path.join(ROOT, "host_tests", "bench", "bench_audio_flash.py")
+# The programs the bench runs on the unix port (shipped in the package: see pyproject.toml)
+PROGRAMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_programs")
+BENCH_MESSAGE = os.path.join(PROGRAMS, "bench_message.py")
+BENCH_UPLOAD = os.path.join(PROGRAMS, "bench_upload.py")
+BENCH_SAMPLER = os.path.join(PROGRAMS, "bench_sampler.py")
+BENCH_AUDIO_FLASH = os.path.join(PROGRAMS, "bench_audio_flash.py")
+BENCH_SERVE_BODIES = os.path.join(PROGRAMS, "bench_serve_bodies.py")
 BENCH_API_KEY = "ei_bench_key"
 ROUNDS = 5  # upload rounds per server; the table shows the median
 
@@ -56,7 +58,7 @@ def run_message_bench(repeats: int, bundle_dir: str) -> dict[str, tuple[int, int
         path.append(BASELINES)  # only this program sees the baselines
     env = dict(os.environ, MICROPYPATH=os.pathsep.join(path + [".frozen"]))
     proc = subprocess.run(
-        [micropython(), "-X", "heapsize=4M", BENCH, str(repeats)], capture_output=True, text=True, env=env
+        [micropython(), "-X", "heapsize=4M", BENCH_MESSAGE, str(repeats)], capture_output=True, text=True, env=env
     )
     if proc.returncode != 0:
         raise SystemExit("benchmark failed on MicroPython:\n" + proc.stdout + proc.stderr)
@@ -156,7 +158,7 @@ def main(argv=None) -> int:
         heap = smallest_heap_line(tmp, romfs)
         app_heap = app_heap_line(tmp, romfs)
         link = delayed_link_line(tmp, args.link_windows)
-    serve_load = serve_load_line(args.devices, args.device_windows)
+        serve_load = serve_load_line(tmp, args.devices, args.device_windows)
     print(
         "uingest bench, %s, %d repeats per case, kernels %s"
         % (datetime.date.today().isoformat(), args.repeats, "on" if r["kernels"][0] else "off")
@@ -362,7 +364,37 @@ def app_heap_line(bundle_dir: str, romfs: str, windows: int = 5) -> str:
     )
 
 
-def serve_load_line(devices: int, per_device: int) -> str:
+def serve_bodies(bundle_dir: str, devices: int, per_device: int) -> tuple[list[bytes], dict[str, str]]:
+    """The devices' distinct signed 200x3 windows, per_device each, encoded by
+    the firmware on the unix port, and their request headers."""
+    import json
+    import struct
+    import tempfile
+
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([bundle_dir, ".frozen"]))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "bodies")
+        proc = subprocess.run(
+            [micropython(), "-X", "heapsize=1M", BENCH_SERVE_BODIES, str(devices), str(per_device), out],
+            input=BENCH_API_KEY + "\n",
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        if proc.returncode != 0:
+            raise SystemExit("serve load benchmark: encoding failed on MicroPython:\n" + proc.stdout + proc.stderr)
+        with open(out, "rb") as f:
+            data = f.read()
+    bodies = []
+    at = 0
+    while at < len(data):
+        (n,) = struct.unpack_from(">I", data, at)
+        bodies.append(data[at + 4 : at + 4 + n])
+        at += 4 + n
+    return bodies, json.loads(proc.stdout)
+
+
+def serve_load_line(bundle_dir: str, devices: int, per_device: int) -> str:
     """`uingest serve` as its own process; devices threads, each with one
     kept-alive connection, post distinct signed windows. Reports windows/s
     accepted and the server's peak resident memory."""
@@ -371,21 +403,7 @@ def serve_load_line(devices: int, per_device: int) -> str:
     import threading
     import time
 
-    sys.path.insert(0, os.path.join(ROOT, "firmware"))
-    sys.path.insert(0, os.path.join(ROOT, "host_tests"))
-    import mpshim
-
-    mpshim.install()
-    from uingest import ingest, message
-    from uingest.window import Window
-
-    bodies = []
-    for d in range(devices):
-        for i in range(per_device):
-            w = Window((("accX", "m/s2"), ("accY", "m/s2"), ("accZ", "m/s2")), 10, 200)
-            for r in range(200):
-                w.append(d + r * 0.01, i - r * 0.02, 9.80665)
-            bodies.append(message.encode(w, "cbor", hmac_key="k", device_name="dev%d" % d, iat=i))
+    bodies, hdrs = serve_bodies(bundle_dir, devices, per_device)
     with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as data:
         env = dict(os.environ, UINGEST_API_KEY=BENCH_API_KEY, UINGEST_HMAC_KEY="k")
         try:
@@ -399,7 +417,6 @@ def serve_load_line(devices: int, per_device: int) -> str:
 
             def device(d):
                 c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                hdrs = ingest.headers(BENCH_API_KEY, label="load")
                 for i in range(per_device):
                     c.request("POST", "/api/training/data", bodies[d * per_device + i], hdrs)
                     r = c.getresponse()
