@@ -297,70 +297,78 @@ def cycle_completes(heap_kb: int, prog_dir: str, bundle_dir: str, url: str, romf
     return proc.returncode == 0 and '"accepted": 1' in proc.stdout
 
 
+def smallest_heaps(works, romfs: str, first_kb: int, last_kb: int) -> dict:
+    """The smallest heap, in 2K steps from first_kb up to last_kb, for which
+    works(kb, image) (a fresh unix-port process) returns a true value: with
+    the firmware's .mpy files loaded into the heap (image None), and run in
+    place from the ROMFS image romfs. Returns {"mpy": (kb, value), "romfs":
+    (kb, value)}, leaving out a way that no size up to last_kb works for. A run
+    that hangs (subprocess.TimeoutExpired) counts as failed at that size."""
+    found = {}
+    for mode, image in (("mpy", None), ("romfs", romfs)):
+        for kb in range(first_kb, last_kb + 1, 2):
+            try:
+                value = works(kb, image)
+            except subprocess.TimeoutExpired:
+                continue
+            if value:
+                found[mode] = (kb, value)
+                break
+    return found
+
+
+def _heap(found: dict, mode: str, last_kb: int) -> str:
+    return "%dK" % found[mode][0] if mode in found else "over %dK" % last_kb
+
+
 def smallest_heap_line(bundle_dir: str, romfs: str) -> str:
     prog_dir = cycle_program(bundle_dir)
-    responder = minimal_responder()
-    found = {}
-    try:
-        for mode in ("mpy", "romfs"):
-            for kb in range(16, 132, 2):
-                if cycle_completes(kb, prog_dir, bundle_dir, responder.url, romfs if mode == "romfs" else None):
-                    found[mode] = "%dK" % kb
-                    break
-    finally:
-        responder.close()
+    with minimal_responder() as responder:
+        found = smallest_heaps(
+            lambda kb, image: cycle_completes(kb, prog_dir, bundle_dir, responder.url, image), romfs, 16, 130
+        )
     return (
         "full cycle (sample, encode, sign, post) of a 200x3 IMU window, smallest heap on the x64 unix port "
         "(target 32K; objects there are twice an ESP32's): %s with the .mpy files loaded into the heap, "
-        "%s with them run in place from ROMFS" % (found.get("mpy", "over 130K"), found.get("romfs", "over 130K"))
+        "%s with them run in place from ROMFS" % (_heap(found, "mpy", 130), _heap(found, "romfs", 130))
     )
 
 
 def app_heap_line(bundle_dir: str, romfs: str, windows: int = 5) -> str:
-    """The smallest heap (2K steps, a fresh process each) with which the whole
-    app (main.py as a board runs it: config, store, sampler, Wi-Fi stand-in,
+    """The smallest heap (see smallest_heaps) with which the whole app
+    (main.py as a board runs it: config, store, sampler, Wi-Fi stand-in,
     uingest.app) samples, signs and posts `windows` 200x3 IMU windows on the
-    unix-sim board: with the .mpy files loaded into the heap, and run in place
-    from ROMFS."""
+    unix-sim board."""
     import json
     import tempfile
 
-    responder = minimal_responder()
-    found = {}
-    cfg = {
-        "board": "unix-sim",
-        "url": responder.url,
-        "api_key": BENCH_API_KEY,
-        "hmac_key": "bench-hmac",
-        "labels": ["idle"],
-        "window_ms": 100,  # 200 rows at 2 kHz: a short run per heap size
-        "sample_rate_hz": 2000,
-        "timeout_ms": 2000,
-    }
     main = os.path.join(bundle_dir, "main.py")
-    try:
-        for mode in ("mpy", "romfs"):
-            for k in range(32, 132, 2):
-                with tempfile.TemporaryDirectory() as tmp:
-                    with open(os.path.join(tmp, "config.json"), "w") as f:
-                        json.dump(cfg, f)
-                    # main.py's own folder (the bundle) comes first on the path, as on a board
-                    args, env = program_run(
-                        main, k, BOARD_SIM, bundle_dir, romfs if mode == "romfs" else None, "config.json", str(windows)
-                    )
-                    try:
-                        run = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp, timeout=60)
-                    except subprocess.TimeoutExpired:
-                        continue  # a run that hangs at this size counts as failed there
-                if run.returncode == 0 and (" sent=%d " % windows) in run.stdout:
-                    found[mode] = "%dK" % k
-                    break
-    finally:
-        responder.close()
+
+    def app_posts(kb: int, image: str | None) -> bool:
+        with tempfile.TemporaryDirectory() as tmp:
+            with open(os.path.join(tmp, "config.json"), "w") as f:
+                json.dump(cfg, f)
+            # main.py's own folder (the bundle) comes first on the path, as on a board
+            args, env = program_run(main, kb, BOARD_SIM, bundle_dir, image, "config.json", str(windows))
+            run = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp, timeout=60)
+        return run.returncode == 0 and (" sent=%d " % windows) in run.stdout
+
+    with minimal_responder() as responder:
+        cfg = {
+            "board": "unix-sim",
+            "url": responder.url,
+            "api_key": BENCH_API_KEY,
+            "hmac_key": "bench-hmac",
+            "labels": ["idle"],
+            "window_ms": 100,  # 200 rows at 2 kHz: a short run per heap size
+            "sample_rate_hz": 2000,
+            "timeout_ms": 2000,
+        }
+        found = smallest_heaps(app_posts, romfs, 32, 130)
     return (
         "whole app (main.py on the unix-sim board: %d signed 200x3 IMU windows sampled and posted), smallest heap "
         "on the x64 unix port: %s with the .mpy files loaded into the heap, %s with them run in place from ROMFS"
-        % (windows, found.get("mpy", "over 130K"), found.get("romfs", "over 130K"))
+        % (windows, _heap(found, "mpy", 130), _heap(found, "romfs", 130))
     )
 
 
@@ -452,36 +460,32 @@ def _peak_rss_mb(pid: int) -> float:
 
 
 def audio_flash_line(bundle_dir: str, romfs: str, target_k: int = 48) -> str:
-    """The smallest heap (2K steps from 16K, a fresh process each) with which
-    10 s of 16 kHz int16 audio is recorded to a file, then signed and
-    streamed from it to a hashing sink and to a minimal responder: with the
-    .mpy files loaded into the heap, and run in place from ROMFS."""
+    """The smallest heap (see smallest_heaps) with which 10 s of 16 kHz int16
+    audio is recorded to a file, then signed and streamed from it to a
+    hashing sink and to a minimal responder."""
     import tempfile
 
     prog_dir = compile_program(bundle_dir, "bench-program", (BENCH_AUDIO_FLASH,))
-    responder = minimal_responder()
-    found = {}
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            stdin = "%s\n%s\n%s\nbench-hmac\n160000\n" % (responder.url, os.path.join(tmp, "audio.bin"), BENCH_API_KEY)
-            for mode in ("mpy", "romfs"):
-                for k in range(16, 130, 2):
-                    args, env = program_run(
-                        "bench_audio_flash", k, prog_dir, bundle_dir, romfs if mode == "romfs" else None
-                    )
-                    run = subprocess.run(args, input=stdin, capture_output=True, text=True, env=env, timeout=60)
-                    out = dict(line.split(" ", 1) for line in run.stdout.splitlines() if " " in line)
-                    if run.returncode == 0 and out.get("outcome") == "ACCEPTED 200":
-                        found[mode] = (k, round(int(out["code"]) / 1024), int(out["us"]) / 1000)
-                        break
-                else:
-                    raise SystemExit(
-                        "audio from flash benchmark (%s): no heap up to 128K worked:\n%s%s"
-                        % (mode, run.stdout, run.stderr)
-                    )
-    finally:
-        responder.close()
-    (k, code, _), (rk, _, rms) = found["mpy"], found["romfs"]
+    last_run = {}  # the last run of each way, for the error when no size works
+
+    def records_and_uploads(kb: int, image: str | None):
+        args, env = program_run("bench_audio_flash", kb, prog_dir, bundle_dir, image)
+        run = subprocess.run(args, input=stdin, capture_output=True, text=True, env=env, timeout=60)
+        last_run["mpy" if image is None else "romfs"] = run
+        out = dict(line.split(" ", 1) for line in run.stdout.splitlines() if " " in line)
+        if run.returncode == 0 and out.get("outcome") == "ACCEPTED 200":
+            return round(int(out["code"]) / 1024), int(out["us"]) / 1000
+        return None
+
+    with minimal_responder() as responder, tempfile.TemporaryDirectory() as tmp:
+        stdin = "%s\n%s\n%s\nbench-hmac\n160000\n" % (responder.url, os.path.join(tmp, "audio.bin"), BENCH_API_KEY)
+        found = smallest_heaps(records_and_uploads, romfs, 16, 128)
+    for mode in ("mpy", "romfs"):
+        if mode not in found:
+            run = last_run.get(mode)
+            tail = run.stdout + run.stderr if run else "every run timed out"
+            raise SystemExit("audio from flash benchmark (%s): no heap up to 128K worked:\n%s" % (mode, tail))
+    (k, (code, _)), (rk, (_, rms)) = found["mpy"], found["romfs"]
     return (
         "10 s 16 kHz audio (320 KB) streamed from flash and uploaded, smallest heap on the x64 unix port "
         "(target %dK): %dK with the .mpy files loaded into the heap (%d KB of it the modules), "
