@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from uingest_tools import mpytools
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 FIRMWARE = os.path.join(ROOT, "firmware")
@@ -21,11 +23,6 @@ from uingest_tools import mpshim  # noqa: E402
 mpshim.install()
 if FIRMWARE not in sys.path:
     sys.path.insert(0, FIRMWARE)
-
-
-def micropython_binary():
-    exe = os.path.join(os.path.dirname(sys.executable), "micropython")
-    return exe if os.path.exists(exe) else shutil.which("micropython")
 
 
 def run_on_cpython(program, *args):
@@ -97,7 +94,7 @@ def romfs(bundle, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def mpy():
-    exe = micropython_binary()
-    if exe is None:
+    exe = mpytools.micropython()
+    if shutil.which(exe) is None:
         pytest.fail("the micropython unix port is not installed: run `make test`")
     return MicroPython(exe)

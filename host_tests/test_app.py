@@ -6,7 +6,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import time
 
@@ -17,17 +16,12 @@ from helpers import f32, read_index
 from uingest.sensors import synthetic, tone
 from uingest_tools.acquisition import decode, verify_signature
 from uingest_tools.bundle import fresh_free, romboot_args
+from uingest_tools.loopback import free_port
 from uingest_tools.serve import ServerThread, create_app
 
 API_KEY = "ei_app_test_key_42"
 HMAC_KEY = "app-hmac-key"
 BOARD = os.path.join(ROOT, "boards", "unix-sim")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_config(d, port, **kw):
@@ -274,7 +268,7 @@ def test_imu_cycle_in_42k_with_the_firmware_in_romfs(firmware, romfs):
     from uingest_tools import bench
 
     prog = bench.cycle_program(firmware)
-    responder = bench.Responder()
+    responder = bench.minimal_responder()
     try:
         assert bench.cycle_completes(42, prog, firmware, responder.url, romfs)
     finally:

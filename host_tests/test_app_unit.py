@@ -8,7 +8,6 @@ import sys
 import cbor2
 import pytest
 
-from fake_http import FakeServer, reply
 from helpers import f32
 from uingest import app, config
 from uingest.filewindow import FileWindow
@@ -16,6 +15,7 @@ from uingest.flashrecorder import FlashRecorder
 from uingest.sensors import synthetic, tone
 from uingest.sensors.hardware import Hardware
 from uingest.sensors.synthetic import SyntheticIMU
+from uingest_tools.loopback import FakeServer, reply
 
 
 class FakeButton:

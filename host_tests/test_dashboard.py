@@ -10,7 +10,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from uingest import message
 from uingest.window import Window
 from uingest_tools import serve
+from uingest_tools.loopback import start_serve
 
 API_KEY = "ei_dash_key_7f3a"
 IMU = [("accX", "m/s2"), ("accY", "m/s2"), ("accZ", "m/s2")]
@@ -269,23 +269,11 @@ def test_event_stream_pushes_summaries_and_does_not_hold_up_stop(server):
 
 
 def test_sigterm_with_an_open_event_stream(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     env = dict(os.environ, UINGEST_API_KEY=API_KEY)
-    cmd = [sys.executable, "-m", "uingest_tools.serve", "--port", str(port), "--data-dir", str(tmp_path / "d")]
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    proc = start_serve("--data-dir", str(tmp_path / "d"), env=env, stderr=subprocess.PIPE, text=True)
+    port = proc.port
     sock = None
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                if Client(port).request("GET", "/api/health")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.05)
         sock = open_events(port)
         Events(sock).read(1)
         t0 = time.monotonic()

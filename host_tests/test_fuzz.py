@@ -22,17 +22,15 @@ import os
 import re
 import socket
 import subprocess
-import sys
-import time
 
 import cbor2
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from fake_http import FakeServer, close_after, reply
 from uingest import message
 from uingest.window import Window
+from uingest_tools.loopback import FakeServer, close_after, reply, start_serve
 
 API_KEY = "ei_fuzz_api_key_5150"
 HMAC_KEY = "fuzz-hmac-key"
@@ -47,12 +45,6 @@ MEMORY_BOUND = 64 * 1024 * 1024
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # --- the server as a process
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def proc_status(pid):
@@ -83,18 +75,18 @@ def server(tmp_path_factory):
     if not os.path.exists("/proc/self/status"):
         pytest.skip("needs /proc to measure the server's memory")
     d = tmp_path_factory.mktemp("fuzzserve")
-    port = free_port()
     env = dict(os.environ, UINGEST_API_KEY=API_KEY, UINGEST_HMAC_KEY=HMAC_KEY)
     log_path = str(d / "serve.log")
     with open(log_path, "wb") as log:
-        cmd = [sys.executable, "-m", "uingest_tools.serve", "--port", str(port), "--data-dir", str(d / "data")]
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            proc = start_serve("--data-dir", str(d / "data"), env=env, stdout=log, stderr=subprocess.STDOUT)
+        except RuntimeError as e:
+            with open(log_path, errors="replace") as f:
+                pytest.fail("%s: %s" % (e, f.read()))
+    port = proc.port
     srv = Server(proc, port, log_path)
     try:
-        deadline = time.monotonic() + 20
-        while not healthy(srv):
-            assert proc.poll() is None and time.monotonic() < deadline, "server did not start: " + srv.log()
-            time.sleep(0.05)
+        assert healthy(srv), srv.log()
         # warm up every path once (imports, thread pool, multipart parser), then take the baseline
         assert exchange(port, data_request(signed(), "cbor"))[0][0] == 200
         assert exchange(port, data_request(b"\x00", "cbor"))[0][0] == 400

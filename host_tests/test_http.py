@@ -7,11 +7,11 @@ import socket
 import pytest
 
 from conftest import FIRMWARE, HERE
-from fake_http import FakeServer, close_after, reply, stall
 from sample_windows import imu
 from uingest import http
 from uingest.upload import post_window
 from uingest_tools.acquisition import decode, verify_signature
+from uingest_tools.loopback import FakeServer, close_after, reply, stall
 
 KEY = "ei_test_api_key_123"
 HKEY = "hmac_key_456"

@@ -1,10 +1,7 @@
 """uingest.sampler on the real unix port: deadlines, not sleeps."""
 
-import os
-
-from conftest import FIRMWARE, ROOT
-
-BENCH = os.path.join(ROOT, "host_tests", "bench", "bench_sampler.py")
+from conftest import FIRMWARE
+from uingest_tools.bench import BENCH_SAMPLER as BENCH
 
 
 def run(mpy, rate, seconds):

@@ -23,6 +23,7 @@ import trustme
 
 from conftest import ROOT
 from uingest_tools import serve, simulate
+from uingest_tools.loopback import free_port, start_serve
 from uingest_tools.serve import ServerThread, create_app
 
 MARK = "S3CR3T"  # in every secret: finds a secret cut short too
@@ -84,12 +85,6 @@ def logs(caplog):
     return caplog
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run(args, scan, env_extra=None, stdin=None, timeout=60, cwd=None):
     """Run a command; its stdout and stderr go to the scan. Returns (rc, stdout, stderr)."""
     env = {k: v for k, v in os.environ.items() if k not in ("UINGEST_API_KEY", "UINGEST_HMAC_KEY", "EI_API_KEY")}
@@ -103,22 +98,6 @@ def run(args, scan, env_extra=None, stdin=None, timeout=60, cwd=None):
 
 def uingest(*args):
     return [PY, "-m", "uingest_tools.cli", *args]
-
-
-def wait_healthy(port, proc=None, timeout=20):
-    import http.client
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            c.request("GET", "/api/health")
-            if c.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        assert (proc is None or proc.poll() is None) and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
 
 
 def http_get(port, path, headers=None):
@@ -139,18 +118,19 @@ def http_get(port, path, headers=None):
 
 def test_serve_simulate_inspect_relay_command_lines(scan, tmp_path, logs):
     data = tmp_path / "data"
-    port = free_port()
     serve_log = tmp_path / "serve.log"
     keys = {"UINGEST_API_KEY": API_KEY, "UINGEST_HMAC_KEY": HMAC_KEY}
     with open(serve_log, "w") as log:
-        srv = subprocess.Popen(
-            uingest("serve", "--port", str(port), "--data-dir", str(data)),
+        srv = start_serve(
+            "--data-dir",
+            str(data),
+            command=uingest("serve"),
             env=dict(os.environ, **keys),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+    port = srv.port
     try:
-        wait_healthy(port, srv)
         url = "http://127.0.0.1:%d" % port
         sim = ["simulate", "--url", url, "--windows", "2", "--rows", "20"]
         # keys from the environment: accepted

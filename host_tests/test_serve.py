@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 
@@ -19,6 +18,7 @@ from uingest import message
 from uingest.window import Window
 from uingest_tools import serve
 from uingest_tools.acquisition import decode
+from uingest_tools.loopback import start_serve
 
 API_KEY = "ei_test_key"
 HMAC_KEY = "hmac-test-key"
@@ -556,24 +556,11 @@ def test_main_refuses_to_start_without_a_key(monkeypatch, capsys):
 
 
 def test_main_serves_and_stops_on_sigterm(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     data = tmp_path / "data"
     env = dict(os.environ, UINGEST_API_KEY=API_KEY, UINGEST_HMAC_KEY=HMAC_KEY)
-    cmd = [sys.executable, "-m", "uingest_tools.serve", "--port", str(port), "--data-dir", str(data)]
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    proc = start_serve("--data-dir", str(data), env=env, stderr=subprocess.PIPE, text=True)
     try:
-        c = Client(None, str(data), port)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                if c.healthy():
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.05)
+        c = Client(None, str(data), proc.port)
         assert c.post_data(msg_bytes())[0] == 200
         assert c.post_data(msg_bytes(key="wrong"))[0] == 400
         proc.send_signal(signal.SIGTERM)

@@ -6,18 +6,15 @@ both interpreters."""
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 import trustme
 
 from conftest import FIRMWARE, HERE, run_on_cpython
 from uingest_tools.acquisition import decode, verify_signature
+from uingest_tools.loopback import start_serve
 from uingest_tools.serve import ServerThread, create_app
 
 KEY = "ei_tls_api_key_0123"
@@ -155,9 +152,6 @@ def test_the_host_name_is_checked(run, pki, tmp_path):
 
 
 def test_serve_command_line_over_tls(pki, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
     with open(pki["server.pem"]) as f:
         pem = f.read()
@@ -167,19 +161,10 @@ def test_serve_command_line_over_tls(pki, tmp_path):
     with open(cert, "w") as f:
         f.write(pem[split:])
     env = dict(os.environ, UINGEST_API_KEY=KEY)
-    cmd = [sys.executable, "-m", "uingest_tools.serve", "--port", str(port), "--data-dir", str(tmp_path / "data")]
-    proc = subprocess.Popen(cmd + ["--ssl-certfile", cert, "--ssl-keyfile", key], env=env, stderr=subprocess.PIPE)
+    ctx = ssl.create_default_context(cafile=pki["ca.pem"])
+    args = ("--data-dir", str(tmp_path / "data"), "--ssl-certfile", cert, "--ssl-keyfile", key)
+    proc = start_serve(*args, ssl_context=ctx, env=env, stderr=subprocess.PIPE)  # waits for /api/health over TLS
     try:
-        ctx = ssl.create_default_context(cafile=pki["ca.pem"])
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with urllib.request.urlopen("https://127.0.0.1:%d/api/health" % port, context=ctx, timeout=5) as r:
-                    assert r.read() == b"ok"
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
-                time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
     finally:

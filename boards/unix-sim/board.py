@@ -12,7 +12,7 @@ PINS = {}
 
 
 class SyntheticIMU(synthetic.SyntheticIMU):
-    # fill(window, w) for simulate.py: window w holds samples t = w * capacity
+    # fill(window, w) for simulator.py: window w holds samples t = w * capacity
     # onwards, and accZ = 9.80665 + (w % 1000) * 0.001 marks which window it is.
     def fill(self, window, window_index):
         window.clear()

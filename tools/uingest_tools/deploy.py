@@ -28,6 +28,7 @@ import sys
 import tempfile
 from typing import Callable, NamedTuple
 
+from . import mpytools
 from .bundle import FIRMWARE, ROOT, build, romfs_image
 
 BOARDS_DIR = os.path.join(ROOT, "boards")
@@ -252,16 +253,8 @@ def parse_query(out: str) -> tuple[str, int, bool] | None:
 # -- mpremote -------------------------------------------------------------------------------------
 
 
-def mpremote_exe() -> str:
-    exe = os.environ.get("UINGEST_MPREMOTE")
-    if exe:
-        return exe
-    exe = os.path.join(os.path.dirname(sys.executable), "mpremote")
-    return exe if os.path.exists(exe) else (shutil.which("mpremote") or "mpremote")
-
-
 def subprocess_runner(args: list, cwd: str) -> tuple[int, str]:
-    exe = mpremote_exe()
+    exe = mpytools.mpremote()
     try:
         proc = subprocess.run([exe] + args, cwd=cwd, capture_output=True, text=True, timeout=600)
     except FileNotFoundError:

@@ -11,13 +11,9 @@ import sys
 import tempfile
 
 from .bundle import ROOT, build, romboot_args, romfs_image
+from .mpytools import micropython
 
 BOARD_DIR = os.path.join(ROOT, "boards", "unix-sim")
-
-
-def micropython() -> str:
-    exe = os.path.join(os.path.dirname(sys.executable), "micropython")
-    return exe if os.path.exists(exe) else "micropython"
 
 
 def run(
@@ -37,7 +33,7 @@ def run(
         if firmware_dir is None:
             build(tmp, march="host")
             firmware_dir = tmp
-        script = os.path.join(BOARD_DIR, "simulate.py")
+        script = os.path.join(BOARD_DIR, "simulator.py")
         if romfs:
             image = os.path.join(tmp, "uingest.romfs")
             with open(image, "wb") as f:
