@@ -284,12 +284,18 @@ class Client:
 
 
 def _reason(body):
-    try:
-        text = body.decode("utf-8", "replace") if body else ""
-    except UnicodeError:  # MicroPython ignores "replace" and raises: keep the ASCII
-        text = "".join(chr(c) if 31 < c < 127 or c in (9, 10, 13) else "?" for c in body[:400])
-    line = text.strip().split("\n")[0].strip()
-    return line[:200]
+    # The first line, at most 200 characters of printable ASCII: it goes to
+    # the serial log, and MicroPython's decode does not check UTF-8
+    # (b"\xc0\x80" passes as is). Found by index, not strip/split: those copy
+    # the whole (1 KB) body, which a tight heap may not have.
+    n = len(body) if body else 0
+    i = 0
+    while i < n and body[i] in b" \t\r\n":
+        i += 1
+    end = body.find(b"\n", i) if n else -1
+    end = n if end < 0 else end
+    line = body[i : min(end, i + 200)].rstrip() if n else b""
+    return "".join(chr(c) if 31 < c < 127 else "?" for c in line)
 
 
 # A body is what post_message sends, and what store.Store.put queues: a
