@@ -8,13 +8,38 @@ import argparse
 import datetime
 import os
 import subprocess
+import sys
 from typing import NamedTuple
 
 from .bundle import ROOT, build, romboot_args, romfs_image
 from .loopback import FakeServer, LatencyProxy, reply, start_serve
 from .mpytools import micropython
 
-BASELINES = os.path.join(os.path.dirname(ROOT), "shared", "baselines", "micropython-lib")
+# micropython-lib's cbor2 and hmac, the baseline of the message table, are looked for (unless
+# --baseline DIR names them) where `micropython -m mip install cbor2 hmac` puts them on the unix port,
+# then in a checkout's sibling folder shared/baselines/micropython-lib. They are optional: without
+# them the table has no micropython-lib row, and the bench says how to get one.
+MIP_LIB = os.path.join(os.path.expanduser("~"), ".micropython", "lib")
+SIBLING_BASELINES = os.path.join(os.path.dirname(ROOT), "shared", "baselines", "micropython-lib")
+BASELINE_HINT = (
+    "bench: no micropython-lib cbor2 + hmac row: install them with `micropython -m mip install cbor2 hmac`"
+    " or pass --baseline DIR (a folder holding cbor2/ and hmac.py)"
+)
+
+
+def _has_baselines(folder: str) -> bool:
+    def there(name):
+        return any(os.path.exists(os.path.join(folder, name + ext)) for ext in ("", ".py", ".mpy"))
+
+    return os.path.isdir(folder) and there("cbor2") and there("hmac")
+
+
+def find_baselines(given: str | None = None) -> str | None:
+    """The folder holding micropython-lib's cbor2 and hmac, or None. given: --baseline (only that one)."""
+    candidates = [given] if given else [MIP_LIB, SIBLING_BASELINES]
+    return next((c for c in candidates if _has_baselines(c)), None)
+
+
 # The programs the bench runs on the unix port (shipped in the package: see pyproject.toml)
 PROGRAMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_programs")
 BENCH_MESSAGE = os.path.join(PROGRAMS, "bench_message.py")
@@ -53,10 +78,10 @@ def run_upload_bench(
     return out
 
 
-def run_message_bench(repeats: int, bundle_dir: str) -> dict[str, tuple[int, int]]:
+def run_message_bench(repeats: int, bundle_dir: str, baselines: str | None = None) -> dict[str, tuple[int, int]]:
     path = [bundle_dir]
-    if os.path.isdir(BASELINES):
-        path.append(BASELINES)  # only this program sees the baselines
+    if baselines:
+        path.append(baselines)  # only this program sees the baselines
     env = dict(os.environ, MICROPYPATH=os.pathsep.join(path + [".frozen"]))
     proc = subprocess.run(
         [micropython(), "-X", "heapsize=4M", BENCH_MESSAGE, str(repeats)], capture_output=True, text=True, env=env
@@ -159,12 +184,23 @@ def main(argv=None) -> int:
     ap.add_argument("--link-windows", type=int, default=40, help="windows per round over the delayed link (40)")
     ap.add_argument("--devices", type=int, default=20, help="concurrent devices posting to uingest serve (default 20)")
     ap.add_argument("--device-windows", type=int, default=25, help="windows each device posts (default 25)")
+    ap.add_argument(
+        "--baseline", metavar="DIR", help="folder holding micropython-lib's cbor2/ and hmac.py (default: mip's lib)"
+    )
     args = ap.parse_args(argv)
+    baselines = find_baselines(args.baseline)
+    if args.baseline and baselines is None:
+        print(
+            "bench: --baseline %s holds no cbor2 and hmac: `micropython -m mip install --target %s cbor2 hmac`"
+            % (args.baseline, args.baseline),
+            file=sys.stderr,
+        )
+        return 2
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         build(tmp, march="host")  # what we ship: .mpy with the viper kernels
-        r = run_message_bench(args.repeats, tmp)
+        r = run_message_bench(args.repeats, tmp, baselines)
         uploads = upload_table(args.uploads, tmp)
         sampler = sampler_line(args.sampler_seconds, tmp)
         romfs = os.path.join(tmp, "uingest.romfs")
@@ -180,6 +216,8 @@ def main(argv=None) -> int:
         % (datetime.date.today().isoformat(), args.repeats, "on" if r["kernels"][0] else "off")
     )
     print(table(r))
+    if baselines is None:
+        print(BASELINE_HINT)
     print()
     print(uploads)
     print(link)
