@@ -15,9 +15,10 @@ import time
 import cbor2
 import pytest
 
+from helpers import read_index
 from uingest import message
 from uingest.window import Window
-from uingest_tools import serve
+from uingest_tools import collector_rules, serve
 from uingest_tools.acquisition import decode
 
 API_KEY = "ei_test_key"
@@ -104,11 +105,7 @@ class Client:
         return self.request("GET", "/api/health")[::2] == (200, b"ok")
 
     def index(self):
-        try:
-            with open(os.path.join(self.data_dir, "index.jsonl")) as f:
-                return [json.loads(line) for line in f]
-        except FileNotFoundError:
-            return []
+        return read_index(self.data_dir)
 
     def snapshot(self):
         """Every file under the data dir (path -> bytes), plus an index/temps check."""
@@ -434,7 +431,7 @@ def test_split_files(client):
     assert {r["category"] for r in index} <= {"training", "testing"}
     assert {r["label"] for r in index} == {"mixed"}
     for r in index:
-        assert r["category"] == serve.split_category(r["sha256"])
+        assert r["category"] == collector_rules.split_category(r["sha256"])
         assert r["file"].startswith(r["category"] + "/")
     assert_consistent(client)
 
@@ -592,3 +589,4 @@ def test_main_serves_and_stops_on_sigterm(tmp_path):
 def test_create_app_needs_a_key(tmp_path):
     with pytest.raises(ValueError):
         serve.create_app(str(tmp_path))
+
