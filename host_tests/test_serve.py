@@ -5,6 +5,7 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,8 +15,11 @@ import time
 
 import cbor2
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from helpers import read_index
+from label_cases import LABEL_CASES, ids
 from uingest import message
 from uingest.window import Window
 from uingest_tools import collector_rules, serve
@@ -590,3 +594,38 @@ def test_create_app_needs_a_key(tmp_path):
     with pytest.raises(ValueError):
         serve.create_app(str(tmp_path))
 
+
+# --- the rules, without a server
+
+
+@pytest.mark.parametrize(
+    "name,label",
+    [
+        ("idle.01", "idle"),
+        ("wave.1.cbor", "wave"),
+        ("idle.01.cbor", "idle"),
+        ("my file_2-b.json", "my file_2-b"),
+        ("updown", "updown"),
+        ("data/idle.3.cbor", "idle"),
+        (".cbor", None),
+        ("caf\u00e9.1.cbor", "caf"),
+    ],
+)
+def test_label_from_filename(name, label):
+    assert collector_rules.label_from_filename(name) == label
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127, blacklist_characters="/\\"), min_size=1))
+def test_label_rule_matches_the_services_regex(name):
+    m = re.match(r"^[a-zA-Z0-9\s\-_]+", name, re.ASCII)
+    assert collector_rules.label_from_filename(name) == (m.group(0) if m else None)
+
+
+@pytest.mark.parametrize("label,stripped,reason", LABEL_CASES, ids=ids())
+def test_the_collector_applies_the_one_label_rule(label, stripped, reason):
+    if stripped is not None:
+        assert collector_rules.check_label(label) == stripped
+    else:
+        with pytest.raises(collector_rules.Rejected) as e:
+            collector_rules.check_label(label)
+        assert (e.value.status, e.value.reason) == (400, reason)

@@ -1,8 +1,9 @@
 """The rules `uingest serve` applies to what it is sent: pure functions, no I/O, no web framework. Each
 refusal is a Rejected with the HTTP status and a one-line reason.
 
-- A label with control characters, '/', '\\', a leading '.', empty after stripping spaces, or over 128
-  UTF-8 bytes is refused.
+- Labels and file names follow the firmware's own rule (uingest.ingest.check_label, check_file_name: the
+  service's), so the config check, the request headers and this server agree: a label with control
+  characters, '/', '\\', a leading '.', empty after stripping spaces, or over 128 UTF-8 bytes is refused.
   Header values are raw UTF-8 or percent-encoded (Edge Impulse's Node client sends x-label and x-file-name
   encodeURIComponent'ed).
 - No label given: the label is inferred from the file name as the service does (its longest prefix of ASCII
@@ -26,13 +27,11 @@ import re
 import urllib.parse
 
 from .acquisition import InvalidMessage, check_structure, decode, verify_signature
-from .common import FILE_TYPES, MEDIA_TYPES
+from .common import FILE_TYPES, MEDIA_TYPES, ingest
 
 MESSAGE_KINDS = ("cbor", "json")
 CONTENT_TYPES = {MEDIA_TYPES[kind]: kind for kind in MESSAGE_KINDS}  # what /data takes
 STRUCTURED_LABELS_NAME = "structured_labels.labels"
-MAX_LABEL_BYTES = 128
-MAX_NAME_BYTES = 255
 # the index fields validate_message gives a message; a file kept as it is has them all None
 MESSAGE_FIELDS = ("device_name", "device_type", "sensors", "rows", "interval_ms", "signature")
 _BOX_KEYS = ("x", "y", "width", "height")
@@ -61,42 +60,33 @@ def header_text(value: str) -> str:
         raise Rejected(400, "header is not valid percent-encoded UTF-8: %r" % value)
 
 
-def _has_control(s: str) -> bool:
-    return any(ord(c) < 32 or ord(c) == 127 for c in s)
-
-
 def check_label(label: str) -> str:
     """Return the label, stripped of surrounding spaces, or raise Rejected(400)."""
-    if _has_control(label):
-        raise Rejected(400, "label must not contain control characters: %r" % label)
-    label = label.strip()
-    if not label:
-        raise Rejected(400, "label is empty")
-    if "/" in label or "\\" in label:
-        raise Rejected(400, "label must not contain '/' or '\\': %r" % label)
-    if label.startswith("."):
-        raise Rejected(400, "label must not start with '.': %r" % label)
-    if len(label.encode()) > MAX_LABEL_BYTES:
-        raise Rejected(400, "label is longer than %d bytes" % MAX_LABEL_BYTES)
-    return label
+    try:
+        return ingest.check_label(label)
+    except ValueError as e:
+        raise Rejected(400, str(e))
 
 
 def check_file_name(name: str) -> str:
     """Return name if it is a plain file name (no path), else raise Rejected(400)."""
-    if not name:
-        raise Rejected(400, "file name is empty")
-    if "/" in name or "\\" in name or "\0" in name or name in (".", "..") or _has_control(name):
-        raise Rejected(400, "invalid file name %r: must be a plain name without '/', '\\', '..' or controls" % name)
-    if len(name.encode()) > MAX_NAME_BYTES:
-        raise Rejected(400, "file name is longer than %d bytes" % MAX_NAME_BYTES)
-    return name
+    try:
+        return ingest.check_file_name(name)
+    except ValueError as e:
+        raise Rejected(400, str(e))
+
+
+def label_from_filename(name: str):
+    """The label the service infers from a file name: its longest prefix of ASCII letters, digits, whitespace,
+    '-' and '_' ('idle.01.cbor' -> 'idle'); None when the name starts with none of them."""
+    m = _LABEL_PREFIX.match(name.replace("\\", "/").split("/")[-1])
+    return m.group(0) if m else None
 
 
 def infer_label(file_name: str) -> str:
-    """Longest prefix of file_name made of ASCII letters, digits, whitespace, '-' and '_'."""
-    m = _LABEL_PREFIX.match(file_name)
-    label = m.group(0) if m else ""
-    if not label.strip():
+    """The label of a sample sent without one, from its file name; Rejected(400) when there is none."""
+    label = label_from_filename(file_name)
+    if label is None or not label.strip():
         raise Rejected(400, "cannot infer a label from file name %r: send x-label or x-no-label" % file_name)
     return check_label(label)
 
