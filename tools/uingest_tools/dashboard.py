@@ -43,8 +43,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from .acquisition import InvalidMessage, check_structure, decode
-from .collector_rules import Rejected
-from .common import one_line
+from .collector_rules import MESSAGE_KINDS, Rejected
+from .common import FILE_TYPES, one_line
 from .datafolder import DataFolder, read_index
 from .ingestion import api_key_problem
 
@@ -313,8 +313,8 @@ class Dashboard:
     def _read_sample(self, rec: dict) -> dict:
         """Runs in a worker thread: the sample's axes, or Rejected."""
         ext = os.path.splitext(rec["file"] or "")[1].lower()
-        fmt = {".cbor": "cbor", ".json": "json"}.get(ext)
-        if fmt is None:
+        fmt = FILE_TYPES.get(ext)
+        if fmt not in MESSAGE_KINDS:
             raise Rejected(422, "sample %d is a %s file, not a data acquisition message" % (rec["sample_id"], ext))
         path = os.path.join(self.folder.data_dir, *rec["file"].split("/"))
         try:

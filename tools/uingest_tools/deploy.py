@@ -28,7 +28,8 @@ import sys
 import tempfile
 from typing import Callable, NamedTuple
 
-from .bundle import FIRMWARE, ROOT, build, romfs_image
+from .bundle import ROOT, build, romfs_image
+from .common import firmware_module
 
 BOARDS_DIR = os.path.join(ROOT, "boards")
 # MicroPython's native architectures, in .mpy header / sys.implementation._mpy order
@@ -111,12 +112,7 @@ def load_board(name: str) -> dict:
 
 def _config_module():
     # The firmware's own validator, run under CPython as the host tests do.
-    for p in (FIRMWARE, os.path.join(ROOT, "host_tests", "mpshim")):
-        if p not in sys.path:
-            sys.path.append(p)
-    from uingest import config
-
-    return config
+    return firmware_module("config")
 
 
 def check_config(path: str, board: str) -> dict:
