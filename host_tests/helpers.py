@@ -1,20 +1,21 @@
 """Small helpers shared by the tests."""
 
 import io
-import json
 import math
-import os
 import struct
 import wave
 
+from uingest_tools import datafolder
+
 
 def read_index(data_dir):
-    """The JSON lines of a `uingest serve` data folder's index.jsonl ([] if none yet)."""
-    path = os.path.join(str(data_dir), "index.jsonl")
-    if not os.path.exists(path):
+    """The records of a `uingest serve` data folder's index.jsonl ([] if none yet); every line must read."""
+    try:
+        records, unreadable = datafolder.read_index(str(data_dir))
+    except FileNotFoundError:
         return []
-    with open(path) as f:
-        return [json.loads(line) for line in f]
+    assert unreadable == 0, "%d unreadable lines in %s/index.jsonl" % (unreadable, data_dir)
+    return records
 
 
 def f32(x):

@@ -209,7 +209,7 @@ def test_unix_sim_setup(tmp_path, monkeypatch):
 
 
 def test_unix_sim_window_fill_keeps_the_simulator_formula():
-    # boards/unix-sim/simulate.py: fill(window, w) is samples w*n.. with accZ marking w
+    # boards/unix-sim/simulator.py: fill(window, w) is samples w*n.. with accZ marking w
     mod = load_board(os.path.join(ROOT, "boards", "unix-sim", "board.py"))
     s = mod.SyntheticIMU("circle", 100)
     w = Window(mod.SENSORS, 10, 200)

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from conftest import FIRMWARE, ROOT
+from label_cases import LABEL_CASES, ascii_only, ids
 from uingest import app, config
 
 TEMPLATE = os.path.join(FIRMWARE, "config.example.json")
@@ -164,3 +165,14 @@ def test_missing_config_file(tmp_path):
 def test_real_config_is_git_ignored():
     with open(os.path.join(ROOT, ".gitignore")) as f:
         assert "firmware/config.json" in f.read().split()
+
+
+@pytest.mark.parametrize("label,stripped,reason", LABEL_CASES, ids=ids())
+def test_labels_follow_the_services_rule_in_printable_ascii(label, stripped, reason):
+    # the rule the collector and the headers apply: a config the app can start with posts every window
+    if stripped is not None and ascii_only(label):
+        assert config.loads(broken(labels=[label, "wave"]))["labels"] == [label, "wave"]
+    else:
+        with pytest.raises(config.ConfigError) as e:
+            config.loads(broken(labels=[label, "wave"]))
+        assert [p for p in e.value.problems if "labels: expected" in p], e.value.problems

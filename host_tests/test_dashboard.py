@@ -16,7 +16,7 @@ import pytest
 
 from uingest import message
 from uingest.window import Window
-from uingest_tools import serve
+from uingest_tools import dashboard, serve
 from uingest_tools.loopback import start_serve
 
 API_KEY = "ei_dash_key_7f3a"
@@ -222,7 +222,7 @@ def test_long_samples_are_reduced_to_2000_points_keeping_peaks(server):
     assert max(v["axes"][0]) == pytest.approx(max(x), rel=1e-6)
     assert min(v["axes"][0]) == pytest.approx(min(x), rel=1e-6)
     # unit: min/max per bucket, in the order they occur
-    out = serve.sample_axes({"sensors": [{}], "interval_ms": 2, "values": [0, 5, -3, 1, 7, 2, -9, 4]}, max_points=4)
+    out = dashboard.sample_axes({"sensors": [{}], "interval_ms": 2, "values": [0, 5, -3, 1, 7, 2, -9, 4]}, max_points=4)
     assert out == {"t": [0, 2, 8, 10], "axes": [[5, -3, 7, -9]], "downsampled": True}
 
 

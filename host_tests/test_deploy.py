@@ -18,6 +18,7 @@ import tty
 import pytest
 
 from conftest import FIRMWARE, ROOT
+from helpers import read_index
 from uingest import config as config_mod
 from uingest_tools import bundle, deploy, mpytools
 from uingest_tools.acquisition import decode, verify_signature
@@ -204,8 +205,7 @@ def run_app(mpy, device_dir, windows):
 
 
 def check_stored(data, windows):
-    with open(os.path.join(data, "index.jsonl")) as f:
-        entries = [json.loads(line) for line in f]
+    entries = read_index(data)
     assert len(entries) == windows
     for e in entries:
         assert e["device_type"] == "UINGEST_UNIX_SIM" and e["device_name"] == "deploy-test"

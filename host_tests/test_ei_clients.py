@@ -28,7 +28,8 @@ from helpers import read_index, wav_bytes
 from uingest import message
 from uingest.window import Window
 from uingest_tools.acquisition import decode, verify_signature
-from uingest_tools.serve import ServerThread, create_app, split_category
+from uingest_tools.collector_rules import split_category
+from uingest_tools.serve import ServerThread, create_app
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FORWARD_JS = os.path.join(HERE, "ei_clients", "forward.js")

@@ -12,6 +12,7 @@ import subprocess
 import pytest
 
 from conftest import ROOT
+from helpers import read_index
 from uingest_tools import simulate
 from uingest_tools.acquisition import decode, verify_signature
 from uingest_tools.loopback import CUT, PASS, RESET_AFTER, RESET_BEFORE, FaultProxy, answer, slow, stall
@@ -41,17 +42,12 @@ def served(tmp_path):
 
 def stored(data):
     """(index entry, decoded message) of every stored sample; each signature checked."""
-    path = os.path.join(data, "index.jsonl")
-    if not os.path.exists(path):
-        return []
     out = []
-    with open(path) as f:
-        for line in f:
-            e = json.loads(line)
-            with open(os.path.join(data, e["file"]), "rb") as g:
-                body = g.read()
-            assert verify_signature(body, "cbor", HMAC_KEY)
-            out.append((e, decode(body, "cbor")))
+    for e in read_index(data):
+        with open(os.path.join(data, e["file"]), "rb") as g:
+            body = g.read()
+        assert verify_signature(body, "cbor", HMAC_KEY)
+        out.append((e, decode(body, "cbor")))
     return out
 
 

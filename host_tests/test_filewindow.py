@@ -4,7 +4,6 @@ CPython and inside MicroPython with a heap far smaller than the window
 (10 s of 16 kHz int16 audio, 320 KB)."""
 
 import hashlib
-import json
 import os
 import random
 from array import array
@@ -12,6 +11,7 @@ from array import array
 import cbor2
 import pytest
 
+from helpers import read_index
 from uingest import message
 from uingest.filewindow import FileWindow
 from uingest.window import Window
@@ -163,8 +163,7 @@ def test_ten_seconds_of_audio_from_flash_on_micropython(mpy, bundle, tmp_path):
     assert out["sha256"] == hashlib.sha256(want).hexdigest()
     assert int(out["length"]) == len(want)
     assert out["outcome"] == "ACCEPTED 200"
-    with open(os.path.join(data, "index.jsonl")) as f:
-        (entry,) = [json.loads(line) for line in f]
+    (entry,) = read_index(data)
     assert entry["signature"] == "valid" and entry["rows"] == AUDIO_ROWS and entry["label"] == "audio"
     with open(os.path.join(data, entry["file"]), "rb") as f:
         body = f.read()

@@ -1,38 +1,13 @@
-"""uingest.ingest: endpoints, headers, the label rule."""
+"""uingest.ingest: endpoints, headers, the label and file-name rules."""
 
 import json
-import re
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
+from label_cases import LABEL_CASES, ascii_only, ids
 from uingest import ingest
 
 KEY = "ei_0123456789abcdef"
-
-
-@pytest.mark.parametrize(
-    "name,label",
-    [
-        ("idle.01", "idle"),
-        ("wave.1.cbor", "wave"),
-        ("idle.01.cbor", "idle"),
-        ("my file_2-b.json", "my file_2-b"),
-        ("updown", "updown"),
-        ("data/idle.3.cbor", "idle"),
-        (".cbor", None),
-        ("caf\u00e9.1.cbor", "caf"),
-    ],
-)
-def test_label_from_filename(name, label):
-    assert ingest.label_from_filename(name) == label
-
-
-@given(st.text(alphabet=st.characters(max_codepoint=127, blacklist_characters="/\\"), min_size=1))
-def test_label_rule_matches_the_services_regex(name):
-    m = re.match(r"^[a-zA-Z0-9\s\-_]+", name, re.ASCII)
-    assert ingest.label_from_filename(name) == (m.group(0) if m else None)
 
 
 def test_default_headers():
@@ -111,3 +86,69 @@ def test_endpoint():
 def test_bad_endpoint(args, match):
     with pytest.raises(ValueError, match=match):
         ingest.endpoint(*args)
+
+
+@pytest.mark.parametrize("label,stripped,reason", LABEL_CASES, ids=ids())
+def test_check_label(label, stripped, reason):
+    if stripped is not None:
+        assert ingest.check_label(label) == stripped
+    else:
+        with pytest.raises(ValueError) as e:
+            ingest.check_label(label)
+        assert str(e.value) == reason
+
+
+@pytest.mark.parametrize("label,stripped,reason", LABEL_CASES, ids=ids())
+def test_headers_send_labels_the_service_accepts_in_printable_ascii(label, stripped, reason):
+    if stripped is not None and ascii_only(label):
+        assert ingest.headers(KEY, label=label)["x-label"] == label
+        return
+    with pytest.raises(ValueError) as e:
+        ingest.headers(KEY, label=label)
+    if any(ord(c) < 32 or ord(c) == 127 for c in label):
+        assert str(e.value).startswith("x-label: control characters")
+    elif not ascii_only(label):
+        assert str(e.value) == "x-label: only printable ASCII is allowed in a header"
+    else:
+        assert str(e.value) == reason
+
+
+@pytest.mark.parametrize(
+    "name,reason",
+    [
+        ("idle.01.cbor", None),
+        ("caf\u00e9.json", None),
+        ("x" * 255, None),
+        ("", "file name is empty"),
+        ("x" * 256, "file name is longer than 255 bytes"),
+        ("../../x", "invalid file name '../../x': must be a plain name without '/', '\\', '..' or controls"),
+        ("a\\b", "invalid file name 'a\\\\b': must be a plain name without '/', '\\', '..' or controls"),
+        ("..", "invalid file name '..': must be a plain name without '/', '\\', '..' or controls"),
+        ("a\x00b", "invalid file name 'a\\x00b': must be a plain name without '/', '\\', '..' or controls"),
+    ],
+)
+def test_check_file_name(name, reason):
+    if reason is None:
+        assert ingest.check_file_name(name) == name
+    else:
+        with pytest.raises(ValueError) as e:
+            ingest.check_file_name(name)
+        assert str(e.value) == reason
+        if ascii_only(name) and name:
+            with pytest.raises(ValueError, match="^x-file-name: "):
+                ingest.headers(KEY, file_name=name)
+
+
+def test_the_label_rule_is_the_same_on_micropython(mpy):
+    script = """
+import json, sys
+from uingest import ingest
+for line in sys.stdin:
+    try:
+        print(json.dumps([ingest.check_label(json.loads(line)), None]))
+    except ValueError as e:
+        print(json.dumps([None, str(e)]))
+"""
+    stdin = "".join(json.dumps(label) + "\n" for label, _, _ in LABEL_CASES).encode()
+    out = [json.loads(line) for line in mpy.run(script, stdin=stdin).stdout.decode().splitlines()]
+    assert out == [[stripped, reason] for _, stripped, reason in LABEL_CASES]

@@ -22,7 +22,7 @@ import pytest
 import trustme
 
 from conftest import ROOT
-from uingest_tools import serve, simulate
+from uingest_tools import ingestion, simulate
 from uingest_tools.loopback import free_port, start_serve
 from uingest_tools.serve import ServerThread, create_app
 
@@ -454,7 +454,7 @@ def test_server_logs_and_internal_error_traceback(tmp_path, scan, logs, monkeypa
         assert post(b"\x00", API_KEY, **{"x-metadata": "[" + WIFI_PASSWORD})[0] == 400
         assert post(b"\x00", API_KEY, **{"Content-Type": "text/plain"})[0] == 415
         assert post(b"\x00", API_KEY, path="/api/nope/data")[0] == 404
-        monkeypatch.setattr(serve, "validate_message", broken)
+        monkeypatch.setattr(ingestion, "validate_message", broken)
         status, reply = post(b"\xa0", API_KEY, **{"x-label": "idle"})
         assert (status, reply) == (500, "internal server error")
         deadline = time.monotonic() + 5

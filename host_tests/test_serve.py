@@ -5,6 +5,7 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -13,10 +14,14 @@ import time
 
 import cbor2
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from helpers import read_index
+from label_cases import LABEL_CASES, ids
 from uingest import message
 from uingest.window import Window
-from uingest_tools import serve
+from uingest_tools import collector_rules, serve
 from uingest_tools.acquisition import decode
 from uingest_tools.loopback import start_serve
 
@@ -104,11 +109,7 @@ class Client:
         return self.request("GET", "/api/health")[::2] == (200, b"ok")
 
     def index(self):
-        try:
-            with open(os.path.join(self.data_dir, "index.jsonl")) as f:
-                return [json.loads(line) for line in f]
-        except FileNotFoundError:
-            return []
+        return read_index(self.data_dir)
 
     def snapshot(self):
         """Every file under the data dir (path -> bytes), plus an index/temps check."""
@@ -434,7 +435,7 @@ def test_split_files(client):
     assert {r["category"] for r in index} <= {"training", "testing"}
     assert {r["label"] for r in index} == {"mixed"}
     for r in index:
-        assert r["category"] == serve.split_category(r["sha256"])
+        assert r["category"] == collector_rules.split_category(r["sha256"])
         assert r["file"].startswith(r["category"] + "/")
     assert_consistent(client)
 
@@ -579,3 +580,39 @@ def test_main_serves_and_stops_on_sigterm(tmp_path):
 def test_create_app_needs_a_key(tmp_path):
     with pytest.raises(ValueError):
         serve.create_app(str(tmp_path))
+
+
+# --- the rules, without a server
+
+
+@pytest.mark.parametrize(
+    "name,label",
+    [
+        ("idle.01", "idle"),
+        ("wave.1.cbor", "wave"),
+        ("idle.01.cbor", "idle"),
+        ("my file_2-b.json", "my file_2-b"),
+        ("updown", "updown"),
+        ("data/idle.3.cbor", "idle"),
+        (".cbor", None),
+        ("caf\u00e9.1.cbor", "caf"),
+    ],
+)
+def test_label_from_filename(name, label):
+    assert collector_rules.label_from_filename(name) == label
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127, blacklist_characters="/\\"), min_size=1))
+def test_label_rule_matches_the_services_regex(name):
+    m = re.match(r"^[a-zA-Z0-9\s\-_]+", name, re.ASCII)
+    assert collector_rules.label_from_filename(name) == (m.group(0) if m else None)
+
+
+@pytest.mark.parametrize("label,stripped,reason", LABEL_CASES, ids=ids())
+def test_the_collector_applies_the_one_label_rule(label, stripped, reason):
+    if stripped is not None:
+        assert collector_rules.check_label(label) == stripped
+    else:
+        with pytest.raises(collector_rules.Rejected) as e:
+            collector_rules.check_label(label)
+        assert (e.value.status, e.value.reason) == (400, reason)

@@ -13,6 +13,7 @@ import pytest
 import trustme
 
 from conftest import FIRMWARE, HERE, run_on_cpython
+from helpers import read_index
 from uingest_tools.acquisition import decode, verify_signature
 from uingest_tools.loopback import start_serve
 from uingest_tools.serve import ServerThread, create_app
@@ -47,11 +48,7 @@ class Served:
         assert self.url.startswith("https://127.0.0.1:")
 
     def index(self):
-        path = os.path.join(self.data_dir, "index.jsonl")
-        if not os.path.exists(path):
-            return []
-        with open(path) as f:
-            return [json.loads(line) for line in f]
+        return read_index(self.data_dir)
 
     def files(self):
         return [os.path.join(r, n) for r, _, names in os.walk(self.data_dir) for n in names]

@@ -1,4 +1,4 @@
-# Ingestion API helpers: endpoints, request headers, the service's label rule.
+# Ingestion API helpers: endpoints, request headers, the service's label and file-name rules.
 import json
 
 DEFAULT_URL = "https://ingestion.edgeimpulse.com"
@@ -7,26 +7,43 @@ FILE_CATEGORIES = ("training", "testing", "anomaly", "split")
 _CONTENT_TYPES = {"cbor": "application/cbor", "json": "application/json"}
 
 
-def _label_char(ch):
-    # The service's ^[a-zA-Z0-9\s-_]+ : ASCII letters and digits, whitespace, '-', '_'.
-    # By code point: each short string constant would be one more name in a
-    # board's RAM (its string pool), for a helper the host tools use most.
-    c = ord(ch)
-    return 97 <= c <= 122 or 65 <= c <= 90 or 48 <= c <= 57 or 9 <= c <= 13 or c in (32, 45, 95)
+def check_label(label):
+    """The service's label rule: return the label stripped of surrounding
+    spaces, or raise ValueError (one line: why). No control characters, not
+    empty, no '/' or '\\', not starting with '.', at most 128 UTF-8 bytes."""
+    for c in label.encode():  # control characters are single bytes in UTF-8
+        if c < 0x20 or c == 0x7F:
+            raise ValueError("label must not contain control characters: %r" % label)
+    label = label.strip()
+    if not label:
+        raise ValueError("label is empty")
+    if "/" in label or "\\" in label:
+        raise ValueError("label must not contain '/' or '\\': %r" % label)
+    if label.startswith("."):
+        raise ValueError("label must not start with '.': %r" % label)
+    if len(label.encode()) > 128:
+        raise ValueError("label is longer than 128 bytes")
+    return label
 
 
-def label_from_filename(name):
-    """The label the service infers from a file name: its longest prefix of
-    letters, digits, whitespace, '-' and '_' ('idle.01.cbor' -> 'idle').
-    None when the name starts with none of them."""
-    base = name.replace("\\", "/").split("/")[-1]
-    n = 0
-    while n < len(base) and _label_char(base[n]):
-        n += 1
-    return base[:n] if n else None
+def check_file_name(name):
+    """Return name if it is a plain file name (no path, no controls, at most
+    255 UTF-8 bytes), else raise ValueError (one line: why)."""
+    if not name:
+        raise ValueError("file name is empty")
+    b = name.encode()
+    bad = "/" in name or "\\" in name or name in (".", "..")
+    for c in b:
+        bad = bad or c < 0x20 or c == 0x7F
+    if bad:
+        raise ValueError("invalid file name %r: must be a plain name without '/', '\\', '..' or controls" % name)
+    if len(b) > 255:
+        raise ValueError("file name is longer than 255 bytes")
+    return name
 
 
-def _check_value(header, value):
+def check_header(header, value):
+    """value, if it can go in a header as it is (printable ASCII), else ValueError."""
     if not isinstance(value, str):
         raise ValueError("%s: expected a string" % header)
     # over the UTF-8 bytes: iterating a str makes a 1-char string per character
@@ -60,23 +77,25 @@ def headers(
         raise ValueError("fmt: expected 'cbor' or 'json', got %r" % (fmt,))
     if label is not None and no_label:
         raise ValueError("label and no_label: give one or the other")
-    if label is not None and (not isinstance(label, str) or not label.strip()):
-        raise ValueError("label: expected a non-empty string")
     try:
-        _check_value("x-api-key", api_key)
+        check_header("x-api-key", api_key)
     except ValueError:
         # Say what is wrong without echoing the key.
         raise ValueError("api_key: only printable ASCII is allowed") from None
     h = {"x-api-key": api_key, "Content-Type": _CONTENT_TYPES[fmt]}
     if label is not None:
-        h["x-label"] = _check_value("x-label", label)
+        # printable ASCII (until x-label is percent-encoded), then the service's rule
+        h["x-label"] = check_header("x-label", label)
+        check_label(label)
     if no_label:
         h["x-no-label"] = "1"
     if file_name is None:
         file_name = "%s.%s" % (label if label is not None else "sample", fmt)
-    h["x-file-name"] = _check_value("x-file-name", file_name)
-    if "/" in file_name or "\\" in file_name or file_name in (".", ".."):
-        raise ValueError("x-file-name: a plain file name, without '/' or '\\'")
+    h["x-file-name"] = check_header("x-file-name", file_name)
+    try:
+        check_file_name(file_name)
+    except ValueError as e:
+        raise ValueError("x-file-name: %s" % e) from None
     if disallow_duplicates:
         h["x-disallow-duplicates"] = "1"
     if add_date_id:
@@ -87,7 +106,7 @@ def headers(
         for k in metadata:
             if not isinstance(k, str) or not isinstance(metadata[k], str):
                 raise ValueError("metadata: keys and values must be strings")
-        h["x-metadata"] = _check_value("x-metadata", json.dumps(metadata, separators=(",", ":")))
+        h["x-metadata"] = check_header("x-metadata", json.dumps(metadata, separators=(",", ":")))
     return h
 
 

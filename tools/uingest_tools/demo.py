@@ -5,12 +5,12 @@ arrived, stop the server cleanly."""
 from __future__ import annotations
 
 import collections
-import json
 import os
 import signal
 import sys
 
 from . import simulate
+from .datafolder import INDEX, read_index
 from .loopback import free_port, start_serve
 
 DEMO_API_KEY = "ei_demo_api_key"
@@ -58,20 +58,18 @@ def main(argv=None) -> int:
             "  %-6s %d windows  (%d in total) in %s"
             % (label, after[label] - before[label], after[label], os.path.join(data_dir, "training", label + ".*.cbor"))
         )
-    print("demo: index of every sample: %s" % os.path.join(data_dir, "index.jsonl"))
+    print("demo: index of every sample: %s" % os.path.join(data_dir, INDEX))
     new = [after[label] - before[label] for label in LABELS]
     ok = rc == 0 and sum(new) == 10 and min(new) > 0  # the switch lands on window 5 or 6
     return 0 if ok else 1
 
 
 def count(data_dir: str) -> collections.Counter:
-    c: collections.Counter = collections.Counter()
-    path = os.path.join(data_dir, "index.jsonl")
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                c[json.loads(line)["label"]] += 1
-    return c
+    try:
+        records, _ = read_index(data_dir)
+    except FileNotFoundError:
+        records = []
+    return collections.Counter(rec.get("label") for rec in records)
 
 
 if __name__ == "__main__":

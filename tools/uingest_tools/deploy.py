@@ -29,7 +29,8 @@ import tempfile
 from typing import Callable, NamedTuple
 
 from . import mpytools
-from .bundle import FIRMWARE, ROOT, build, romfs_image
+from .bundle import ROOT, build, romfs_image
+from .common import firmware_module
 
 BOARDS_DIR = os.path.join(ROOT, "boards")
 # MicroPython's native architectures, in .mpy header / sys.implementation._mpy order
@@ -111,14 +112,8 @@ def load_board(name: str) -> dict:
 
 
 def _config_module():
-    # The firmware's own validator, run under CPython as the host tests do:
-    # the shim's folder on the path makes its micropython.py importable as `micropython`.
-    for p in (FIRMWARE, os.path.join(os.path.dirname(os.path.abspath(__file__)), "mpshim")):
-        if p not in sys.path:
-            sys.path.append(p)
-    from uingest import config
-
-    return config
+    # The firmware's own validator, run under CPython as the host tests do.
+    return firmware_module("config")
 
 
 def check_config(path: str, board: str) -> dict:

@@ -24,9 +24,10 @@ import sys
 import wave
 
 from .acquisition import InvalidMessage, check_structure, decode, verify_signature
+from .common import FILE_TYPES, add_key_options, one_line, resolve_keys
 from .progress import Progress
 
-EXTENSIONS = {".cbor": "cbor", ".json": "json", ".wav": "wav"}
+EXTENSIONS = {ext: kind for ext, kind in FILE_TYPES.items() if kind in ("cbor", "json", "wav")}  # what is read
 MAX_PLOT_POINTS = 200_000
 EPILOG = """\
 examples:
@@ -294,10 +295,6 @@ def plot_paths(files, out: str):
     return paths
 
 
-def _one_line(text) -> str:
-    return " ".join(str(text).split()) or "error"
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="uingest inspect",
@@ -306,14 +303,12 @@ def main(argv=None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="a .cbor, .json or .wav file (others: sniffed)")
-    parser.add_argument(
-        "--hmac-key", help="verify HS256 signatures with this key; prefer the UINGEST_HMAC_KEY environment variable"
-    )
+    add_key_options(parser, hmac_key="verify HS256 signatures with this key")
     parser.add_argument("--plot", metavar="OUT.png", help="write a PNG with one subplot per axis against time (ms)")
     parser.add_argument("--json", action="store_true", help="print one JSON array of summaries instead of text")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    key = args.hmac_key or os.environ.get("UINGEST_HMAC_KEY") or None
+    _, key = resolve_keys(args)
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -330,15 +325,15 @@ def main(argv=None) -> int:
             sample = read(path)
         except NotAMessage as e:
             bar.clear()
-            print("%s: not a data acquisition message: %s" % (path, _one_line(e)), file=sys.stderr)
-            results.append({"file": path, "error": "not a data acquisition message: %s" % _one_line(e)})
+            print("%s: not a data acquisition message: %s" % (path, one_line(e)), file=sys.stderr)
+            results.append({"file": path, "error": "not a data acquisition message: %s" % one_line(e)})
             status = 1
             bar.update()
             continue
         except OSError as e:
             bar.clear()
-            print("%s: cannot read: %s" % (path, _one_line(e.strerror or e)), file=sys.stderr)
-            results.append({"file": path, "error": "cannot read: %s" % _one_line(e.strerror or e)})
+            print("%s: cannot read: %s" % (path, one_line(e.strerror or e)), file=sys.stderr)
+            results.append({"file": path, "error": "cannot read: %s" % one_line(e.strerror or e)})
             status = 1
             bar.update()
             continue
@@ -358,7 +353,7 @@ def main(argv=None) -> int:
                 if not args.json:
                     print("  plot: %s" % out, flush=True)
             except Exception as e:  # matplotlib and the file system raise many kinds
-                print("%s: cannot write the plot %s: %s" % (path, out, _one_line(e)), file=sys.stderr)
+                print("%s: cannot write the plot %s: %s" % (path, out, one_line(e)), file=sys.stderr)
                 status = 1
         results.append(entry)
         bar.update()

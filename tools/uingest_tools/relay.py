@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -42,11 +43,11 @@ from urllib3.exceptions import ConnectTimeoutError, HTTPError, ReadTimeoutError
 from urllib3.util.retry import Retry
 from urllib3.util.ssl_match_hostname import CertificateError
 
+from .common import DATA_CATEGORIES as CATEGORIES
+from .common import DEFAULT_URL, FILE_TYPES, MEDIA_TYPES, add_key_options, fsync_path, one_line, resolve_keys
+from .datafolder import INDEX, read_index
 from .progress import Progress
 
-DEFAULT_URL = "https://ingestion.edgeimpulse.com"
-CATEGORIES = ("training", "testing", "anomaly")
-INDEX = "index.jsonl"
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_ATTEMPTS = 5
 DEFAULT_RETRY_DELAY = 1.0
@@ -54,15 +55,7 @@ MAX_DELAY = 60.0
 RETRY_STATUSES = frozenset((408, 429, *range(500, 1000)))  # 5xx and anything above
 _DUPLICATE = re.compile(r"duplicate|already exist", re.IGNORECASE)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-PART_TYPES = {
-    ".cbor": "application/cbor",
-    ".json": "application/json",
-    ".wav": "audio/wav",
-    ".csv": "text/csv",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".png": "image/png",
-}
+PART_TYPES = {ext: MEDIA_TYPES[kind] for ext, kind in FILE_TYPES.items()}  # extension -> Content-Type
 EPILOG = """\
 examples:
   UINGEST_API_KEY=ei_0123... uingest relay --data-dir ./dataset
@@ -81,9 +74,8 @@ class UsageError(Exception):
     """Bad configuration: one line for stderr, exit status 2."""
 
 
-def _one_line(text, limit=300) -> str:
-    text = " ".join(str(text).split()) or "no reason given"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+# a reason on one line, as relay prints them: at most 300 characters (a server may answer with a whole page)
+_one_line = functools.partial(one_line, limit=300, empty="no reason given")
 
 
 def base_url(url: str) -> str:
@@ -129,7 +121,10 @@ class State:
             self._f.close()
             raise UsageError("another relay is using %s: wait for it to finish" % path)
         if not existed:
-            _fsync_dir(os.path.dirname(path))
+            try:
+                fsync_path(os.path.dirname(path))
+            except OSError:
+                pass  # the state file's name made durable where the folder can be fsynced
         self._f.seek(0)
         data = self._f.read()
         self._ends_clean = not data or data.endswith(b"\n")
@@ -162,51 +157,24 @@ class State:
         self._f.close()
 
 
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def load_index(data_dir: str):
     """(records, number of lines skipped). Each record has str file, sha256 and category."""
-    path = os.path.join(data_dir, INDEX)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        records, skipped = read_index(data_dir)  # skipped: lines cut by a crash of the server
     except FileNotFoundError:
         raise UsageError("no %s in %s: point --data-dir at a folder written by `uingest serve`" % (INDEX, data_dir))
     except OSError as e:
-        raise UsageError("cannot read %s: %s" % (path, e.strerror or e))
-    records, skipped = [], 0
-    for line in data.splitlines():
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            skipped += 1  # a line cut by a crash of the server
-            continue
-        ok = (
-            isinstance(rec, dict)
-            and isinstance(rec.get("file"), str)
-            and isinstance(rec.get("sha256"), str)
-            and _SHA256.match(rec["sha256"])
-            and isinstance(rec.get("category"), str)
-            and (rec.get("label") is None or isinstance(rec.get("label"), str))
-        )
-        if ok:
-            records.append(rec)
-        else:
-            skipped += 1
-    return records, skipped
+        raise UsageError("cannot read %s: %s" % (os.path.join(data_dir, INDEX), e.strerror or e))
+    usable = [
+        rec
+        for rec in records
+        if isinstance(rec.get("file"), str)
+        and isinstance(rec.get("sha256"), str)
+        and _SHA256.match(rec["sha256"])
+        and isinstance(rec.get("category"), str)
+        and (rec.get("label") is None or isinstance(rec.get("label"), str))
+    ]
+    return usable, skipped + len(records) - len(usable)
 
 
 def header_label(label: str) -> str:
@@ -519,7 +487,7 @@ def main(argv=None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--data-dir", required=True, help="folder written by `uingest serve` (holds index.jsonl)")
-    parser.add_argument("--api-key", help="project API key; prefer the UINGEST_API_KEY or EI_API_KEY variable")
+    add_key_options(parser, api_key="project API key", ei_api_key=True)
     parser.add_argument("--url", default=DEFAULT_URL, help="ingestion service (default %s)" % DEFAULT_URL)
     parser.add_argument(
         "--timeout", type=_positive(float), default=DEFAULT_TIMEOUT, help="seconds per socket operation (30)"
@@ -537,7 +505,7 @@ def main(argv=None) -> int:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per sample sent")
     args = parser.parse_args(argv)
-    api_key = args.api_key or os.environ.get("UINGEST_API_KEY") or os.environ.get("EI_API_KEY")
+    api_key, _ = resolve_keys(args, ei_api_key=True)
     if not api_key:
         print("relay: no API key: pass --api-key or set UINGEST_API_KEY or EI_API_KEY", file=sys.stderr)
         return 2

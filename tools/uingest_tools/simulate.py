@@ -11,6 +11,7 @@ import sys
 import tempfile
 
 from .bundle import ROOT, build, romboot_args, romfs_image
+from .common import DATA_CATEGORIES, add_key_options, resolve_keys
 from .mpytools import micropython
 
 BOARD_DIR = os.path.join(ROOT, "boards", "unix-sim")
@@ -103,10 +104,9 @@ def main(argv=None) -> int:
         epilog="example: uingest simulate --url http://127.0.0.1:4810 --api-key ei_demo --label wave --windows 5",
     )
     ap.add_argument("--url", default="http://127.0.0.1:4810", help="ingestion server base URL")
-    ap.add_argument("--api-key", default=os.environ.get("UINGEST_API_KEY"), help="API key (or UINGEST_API_KEY)")
-    ap.add_argument("--hmac-key", default=os.environ.get("UINGEST_HMAC_KEY"), help="HMAC key (or UINGEST_HMAC_KEY)")
+    add_key_options(ap, api_key="API key", hmac_key="HMAC key")
     ap.add_argument("--label", required=True, action="append", help="label of the windows; repeat for several")
-    ap.add_argument("--category", default="training", choices=["training", "testing", "anomaly"])
+    ap.add_argument("--category", default="training", choices=DATA_CATEGORIES)
     ap.add_argument("--format", default="cbor", choices=["cbor", "json"])
     ap.add_argument("--windows", type=int, default=5, help="windows per label (default 5)")
     ap.add_argument("--rows", type=int, default=200, help="rows per window (default 200: 2 s at 100 Hz)")
@@ -122,6 +122,7 @@ def main(argv=None) -> int:
     ap.add_argument("--insecure", action="store_true", help="skip TLS certificate verification")
     ap.add_argument("--quiet", action="store_true", help="only the summary line")
     args = ap.parse_args(argv)
+    args.api_key, args.hmac_key = resolve_keys(args)
     if not args.api_key:
         print("uingest simulate: an API key is required (--api-key or UINGEST_API_KEY)", file=sys.stderr)
         return 2

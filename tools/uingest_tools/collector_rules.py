@@ -1,0 +1,226 @@
+"""The rules `uingest serve` applies to what it is sent: pure functions, no I/O, no web framework. Each
+refusal is a Rejected with the HTTP status and a one-line reason.
+
+- Labels and file names follow the firmware's own rule (uingest.ingest.check_label, check_file_name: the
+  service's), so the config check, the request headers and this server agree: a label with control
+  characters, '/', '\\', a leading '.', empty after stripping spaces, or over 128 UTF-8 bytes is refused.
+  Header values are raw UTF-8 or percent-encoded (Edge Impulse's Node client sends x-label and x-file-name
+  encodeURIComponent'ed).
+- No label given: the label is inferred from the file name as the service does (its longest prefix of ASCII
+  letters, digits, whitespace, '-' and '_').
+- Messages (cbor, json) are checked in full (acquisition.check_structure) and, with an HMAC key, must carry a
+  valid HS256 signature; other files (wav, csv, jpg, png) get a sanity check of their header and are kept as
+  they are.
+- ``split`` sends a sample to training or testing by the sha256 of its bytes (about 80/20, deterministic).
+- Multi-label samples (the Python SDK's ``structured_labels``): a part whose file name is
+  ``structured_labels.labels`` holds ``{"version": 1, "type": "structured-labels", "structuredLabels":
+  {file name: [{"label", "startIndex", "endIndex"}, ...]}}`` for files of the same request; each segment's
+  label follows the label rule, 0 <= startIndex <= endIndex < the sample's rows. ``x-bounding-boxes`` is a
+  JSON list of ``{"label", "x", "y", "width", "height"}``, non-negative integers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import urllib.parse
+
+from .acquisition import InvalidMessage, check_structure, decode, verify_signature
+from .common import FILE_TYPES, MEDIA_TYPES, ingest
+
+MESSAGE_KINDS = ("cbor", "json")
+CONTENT_TYPES = {MEDIA_TYPES[kind]: kind for kind in MESSAGE_KINDS}  # what /data takes
+STRUCTURED_LABELS_NAME = "structured_labels.labels"
+# the index fields validate_message gives a message; a file kept as it is has them all None
+MESSAGE_FIELDS = ("device_name", "device_type", "sensors", "rows", "interval_ms", "signature")
+_BOX_KEYS = ("x", "y", "width", "height")
+_LABEL_PREFIX = re.compile(r"[a-zA-Z0-9\s\-_]+", re.ASCII)  # the service's ^[a-zA-Z0-9\s-_]+
+
+
+class Rejected(Exception):
+    """The request cannot be accepted: status and a one-line reason."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def header_text(value: str) -> str:
+    """A header as text: raw UTF-8 bytes accepted, then percent-decoded (encodeURIComponent)."""
+    raw = value.encode("latin-1")
+    try:
+        value = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return urllib.parse.unquote(value, errors="strict")
+    except UnicodeDecodeError:
+        raise Rejected(400, "header is not valid percent-encoded UTF-8: %r" % value)
+
+
+def check_label(label: str) -> str:
+    """Return the label, stripped of surrounding spaces, or raise Rejected(400)."""
+    try:
+        return ingest.check_label(label)
+    except ValueError as e:
+        raise Rejected(400, str(e))
+
+
+def check_file_name(name: str) -> str:
+    """Return name if it is a plain file name (no path), else raise Rejected(400)."""
+    try:
+        return ingest.check_file_name(name)
+    except ValueError as e:
+        raise Rejected(400, str(e))
+
+
+def label_from_filename(name: str):
+    """The label the service infers from a file name: its longest prefix of ASCII letters, digits, whitespace,
+    '-' and '_' ('idle.01.cbor' -> 'idle'); None when the name starts with none of them."""
+    m = _LABEL_PREFIX.match(name.replace("\\", "/").split("/")[-1])
+    return m.group(0) if m else None
+
+
+def infer_label(file_name: str) -> str:
+    """The label of a sample sent without one, from its file name; Rejected(400) when there is none."""
+    label = label_from_filename(file_name)
+    if label is None or not label.strip():
+        raise Rejected(400, "cannot infer a label from file name %r: send x-label or x-no-label" % file_name)
+    return check_label(label)
+
+
+def file_kind(name: str) -> tuple[str, str]:
+    """(extension without the dot, kind) of an uploaded file's name; Rejected(400) for a type not taken."""
+    ext = os.path.splitext(name)[1].lower()
+    kind = FILE_TYPES.get(ext)
+    if kind is None:
+        raise Rejected(400, "unsupported file type %r: send .cbor, .json, .wav, .csv, .jpg or .png" % ext)
+    return ext[1:], kind
+
+
+def _json_or_none(raw):
+    """raw (str or bytes) as JSON, or None when it is not JSON."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: nested too deep ([[[[...); bad UTF-8 is a ValueError
+        return None
+
+
+def parse_metadata(raw):
+    """The x-metadata header (None when absent): a JSON object of strings, or Rejected(400)."""
+    if raw is None:
+        return None
+    meta = _json_or_none(raw)
+    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise Rejected(400, "x-metadata must be a JSON object of string values")
+    return meta
+
+
+def parse_bounding_boxes(raw):
+    """The x-bounding-boxes header (None when absent), each box's label checked, or Rejected(400)."""
+    if raw is None:
+        return None
+    boxes = _json_or_none(raw)
+    ok = isinstance(boxes, list) and all(
+        isinstance(b, dict)
+        and isinstance(b.get("label"), str)
+        and all(isinstance(b.get(k), int) and not isinstance(b.get(k), bool) and b[k] >= 0 for k in _BOX_KEYS)
+        for b in boxes
+    )
+    if not ok:
+        raise Rejected(400, 'x-bounding-boxes must be a JSON list of {"label", "x", "y", "width", "height"}')
+    return [dict(label=check_label(b["label"]), **{k: b[k] for k in _BOX_KEYS}) for b in boxes]
+
+
+def parse_structured_labels(data: bytes) -> dict:
+    """{file name: [segment, ...]} from a structured_labels.labels part, or Rejected(400)."""
+    doc = _json_or_none(data)
+    per_file = doc.get("structuredLabels") if isinstance(doc, dict) else None
+    if not (
+        isinstance(doc, dict)
+        and doc.get("version") == 1
+        and doc.get("type") == "structured-labels"
+        and isinstance(per_file, dict)
+    ):
+        raise Rejected(
+            400,
+            '%s must be {"version": 1, "type": "structured-labels", "structuredLabels": {file: [...]}}'
+            % STRUCTURED_LABELS_NAME,
+        )
+    out = {}
+    for name, segments in per_file.items():
+        if not isinstance(segments, list) or not segments:
+            raise Rejected(400, "%s: %s: expected a non-empty list of segments" % (STRUCTURED_LABELS_NAME, name))
+        clean = []
+        for seg in segments:
+            if not isinstance(seg, dict) or not isinstance(seg.get("label"), str):
+                raise Rejected(400, "%s: %s: each segment needs a label string" % (STRUCTURED_LABELS_NAME, name))
+            start, end = seg.get("startIndex"), seg.get("endIndex")
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)) or not 0 <= start <= end:
+                raise Rejected(
+                    400, "%s: %s: needs integers 0 <= startIndex <= endIndex" % (STRUCTURED_LABELS_NAME, name)
+                )
+            clean.append({"label": check_label(seg["label"]), "startIndex": start, "endIndex": end})
+        out[name] = clean
+    return out
+
+
+def check_segments_fit(segments, rows) -> None:
+    """Structured labels (sorted by endIndex) must end inside the sample; Rejected(400). rows None: not a
+    message (no rows to check against)."""
+    if segments and rows is not None and segments[-1]["endIndex"] >= rows:
+        raise Rejected(400, "structured labels reach row %d; the sample has %d rows" % (segments[-1]["endIndex"], rows))
+
+
+def split_category(sha256_hex: str) -> str:
+    """'training' for about 80% of hashes, 'testing' for the rest."""
+    return "training" if int(sha256_hex[:8], 16) % 10 < 8 else "testing"
+
+
+def validate_message(body: bytes, fmt: str, hmac_key=None) -> dict:
+    """Check one data acquisition message; return its index fields or raise Rejected(400)."""
+    try:
+        msg = decode(body, fmt)
+        payload = check_structure(msg)
+    except InvalidMessage as e:
+        raise Rejected(400, str(e))
+    alg = msg["protected"]["alg"]
+    if hmac_key:
+        if alg != "HS256":
+            raise Rejected(400, "signature missing: alg is %r but this server requires HS256" % alg)
+        try:
+            ok = verify_signature(body, fmt, hmac_key, msg)
+        except InvalidMessage as e:
+            raise Rejected(400, "signature cannot be checked: %s" % e)
+        if not ok:
+            raise Rejected(400, "signature does not match the server's HMAC key")
+        signature = "valid"
+    else:
+        signature = "none" if alg == "none" else "unchecked"
+    return {
+        "device_name": payload.get("device_name"),
+        "device_type": payload["device_type"],
+        "sensors": [s["name"] for s in payload["sensors"]],
+        "rows": len(payload["values"]),
+        "interval_ms": payload["interval_ms"],
+        "signature": signature,
+    }
+
+
+def check_file(data: bytes, kind: str) -> None:
+    """Light sanity check of a file kept as-is; raise Rejected(400)."""
+    if not data:
+        raise Rejected(400, "file is empty")
+    if kind == "wav" and not (data[:4] == b"RIFF" and data[8:12] == b"WAVE"):
+        raise Rejected(400, "not a WAV file (no RIFF....WAVE header)")
+    if kind == "png" and not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise Rejected(400, "not a PNG file")
+    if kind == "jpg" and not data.startswith(b"\xff\xd8\xff"):
+        raise Rejected(400, "not a JPEG file")
+    if kind == "csv":
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Rejected(400, "CSV file is not UTF-8 text")

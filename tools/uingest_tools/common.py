@@ -1,0 +1,94 @@
+"""What the host tools share: the firmware's ingestion constants, the file types, one-line error text, fsync
+of a path, and the key options with their environment variables."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+from .bundle import FIRMWARE
+
+
+def firmware_module(name: str):
+    """uingest.<name> from the firmware folder, imported into this CPython process: for the firmware modules
+    that need nothing but CPython's standard library (ingest, config), so that the host applies the
+    firmware's own rules instead of a copy."""
+    if FIRMWARE not in sys.path:
+        sys.path.append(FIRMWARE)
+    return importlib.import_module("uingest." + name)
+
+
+ingest = firmware_module("ingest")
+
+DEFAULT_URL = ingest.DEFAULT_URL  # Edge Impulse's ingestion service
+DATA_CATEGORIES = ingest.DATA_CATEGORIES  # what /api/<category>/data takes: training, testing, anomaly
+FILE_CATEGORIES = ingest.FILE_CATEGORIES  # /files also takes split (the service picks training or testing)
+
+# extension -> kind of file; cbor and json are data acquisition messages, the others are kept as they are
+FILE_TYPES = {
+    ".cbor": "cbor",
+    ".json": "json",
+    ".wav": "wav",
+    ".csv": "csv",
+    ".jpg": "jpg",
+    ".jpeg": "jpg",
+    ".png": "png",
+}
+MEDIA_TYPES = {  # kind of file -> its Content-Type
+    "cbor": "application/cbor",
+    "json": "application/json",
+    "wav": "audio/wav",
+    "csv": "text/csv",
+    "jpg": "image/jpeg",
+    "png": "image/png",
+}
+
+
+def one_line(text, limit: int | None = None, empty: str = "error") -> str:
+    """text (any object: str() of it) on one line, runs of whitespace made one space; empty when nothing is
+    left; cut to limit characters (ending in '...') when given."""
+    text = " ".join(str(text).split()) or empty
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
+
+
+def fsync_path(path: str) -> None:
+    """fsync a file or a folder by its path; for a folder, that makes the names created, renamed or removed
+    in it durable. Raises OSError."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+API_KEY_VARIABLE = "UINGEST_API_KEY"
+HMAC_KEY_VARIABLE = "UINGEST_HMAC_KEY"
+EI_API_KEY_VARIABLE = "EI_API_KEY"  # Edge Impulse's own name for it, read by the tools that talk to Edge Impulse
+
+
+def _variables(ei_api_key: bool) -> tuple[str, ...]:
+    return (API_KEY_VARIABLE, EI_API_KEY_VARIABLE) if ei_api_key else (API_KEY_VARIABLE,)
+
+
+def add_key_options(parser, api_key: str | None = None, hmac_key: str | None = None, ei_api_key: bool = False):
+    """--api-key and --hmac-key, each with what it does (None: the tool has no such option); the help names
+    the environment variables, which resolve_keys reads (keys on a command line end up in shell histories and
+    process lists). ei_api_key: EI_API_KEY also gives the API key."""
+    if api_key is not None:
+        names = " or ".join(_variables(ei_api_key))
+        parser.add_argument("--api-key", help="%s; prefer the %s environment variable" % (api_key, names))
+    if hmac_key is not None:
+        parser.add_argument("--hmac-key", help="%s; prefer the %s environment variable" % (hmac_key, HMAC_KEY_VARIABLE))
+
+
+def resolve_keys(args, ei_api_key: bool = False) -> tuple[str | None, str | None]:
+    """(API key, HMAC key) from the options add_key_options added, else from the environment; None when
+    neither gives one (an empty value counts as none)."""
+
+    def resolve(option, variables):
+        if not hasattr(args, option):
+            return None
+        return getattr(args, option) or next((os.environ[v] for v in variables if os.environ.get(v)), None)
+
+    return resolve("api_key", _variables(ei_api_key)), resolve("hmac_key", (HMAC_KEY_VARIABLE,))

@@ -1,0 +1,334 @@
+"""The ingestion API of `uingest serve` (shared/docs/ingestion-protocol.md), on Starlette.
+
+Endpoints: ``POST /api/{training,testing,anomaly,split}/data`` (one message, application/cbor or
+application/json; Edge Impulse's DataForwarder also posts to ``split``), ``POST
+/api/{training,testing,anomaly,split}/files`` (multipart/form-data, parts named ``data``) and ``GET
+/api/health`` (no key needed, answers ``ok``). What is checked: collector_rules; where it is stored:
+datafolder.
+
+Choices where the real service is unknown or where we are stricter:
+
+- Status codes: 401 missing/wrong x-api-key; 404 unknown category; 413 body over ``max_body`` (Content-Length
+  or streamed count); 415 unsupported Content-Type; 421 missing x-file-name on /data; 409 duplicate under
+  x-disallow-duplicates (the status the service uses is not documented: 409 is our choice); 400 everything
+  else that is wrong with the request or message (bad label, file name, x-metadata, body, signature).
+- With an HMAC key the server *rejects* unsigned (alg none) and badly signed messages (400 "signature ...");
+  the real service stores them marked. Without one, signatures are recorded as "unchecked" ("none" for alg
+  none). "invalid" is part of the index vocabulary but never stored by this server.
+- ``max_body`` limits the whole request body, for /files too (all parts together).
+- /files answers 200 with a per-part result; the top-level ``success`` is true only when every part was
+  stored. Its ``sampleId`` is the index line's ``sample_id``.
+- Multi-label samples (a ``structured_labels.labels`` part) are kept in the index as ``structured_labels``,
+  ``x-bounding-boxes`` as ``bounding_boxes`` for every file of the request.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+
+import anyio.to_thread
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from .collector_rules import (
+    CONTENT_TYPES,
+    MESSAGE_FIELDS,
+    MESSAGE_KINDS,
+    STRUCTURED_LABELS_NAME,
+    Rejected,
+    check_file,
+    check_file_name,
+    check_label,
+    check_segments_fit,
+    file_kind,
+    header_text,
+    infer_label,
+    parse_bounding_boxes,
+    parse_metadata,
+    parse_structured_labels,
+    validate_message,
+)
+from .common import FILE_CATEGORIES, one_line
+from .datafolder import DataFolder
+
+log = logging.getLogger("uingest.serve")
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+def api_key_problem(request: Request, api_key: bytes | None, query: bool = False):
+    """None when the request may go on, else "missing" or "invalid". api_key None: the server needs none
+    (--no-auth). The key is the x-api-key header, or with query the ``key`` query parameter (EventSource
+    cannot send headers). Compared in constant time."""
+    if api_key is None:
+        return None
+    given = request.headers.get("x-api-key")
+    if given:
+        given_bytes = given.encode("latin-1")  # a header's bytes as they came
+    elif query and request.query_params.get("key"):
+        given_bytes = request.query_params["key"].encode()
+    else:
+        return "missing"
+    return None if hmac.compare_digest(given_bytes, api_key) else "invalid"
+
+
+def _flag(request: Request, name: str) -> bool:
+    return request.headers.get(name, "").strip().lower() in _TRUE
+
+
+def _state(request: Request, label=None, nbytes=None) -> None:
+    """What the request log line shows (serve's middleware): the label and the bytes received."""
+    st = request.scope.setdefault("state", {})
+    if label is not None:
+        st["uingest_label"] = label
+    if nbytes is not None:
+        st["uingest_bytes"] = nbytes
+
+
+class Ingestion:
+    """The ingestion routes, bound to one configuration and one data folder."""
+
+    def __init__(self, folder: DataFolder, api_key: bytes | None, hmac_key, max_body: int, memory_limit: int):
+        self.folder = folder
+        self.api_key = api_key
+        self.hmac_key = hmac_key
+        self.max_body = max_body
+        self.memory_limit = memory_limit
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/api/health", self.health, methods=["GET"]),
+            Route("/api/{category}/data", self.data, methods=["POST"]),
+            Route("/api/{category}/files", self.files, methods=["POST"]),
+        ]
+
+    # --- checks shared by both endpoints
+
+    def _check_length(self, request: Request) -> None:
+        cl = request.headers.get("content-length")
+        if cl is not None and cl.strip().isdigit() and int(cl) > self.max_body:
+            raise Rejected(413, "body of %s bytes is over the limit of %d bytes" % (cl.strip(), self.max_body))
+
+    def _too_big(self) -> Rejected:
+        return Rejected(413, "body is over the limit of %d bytes" % self.max_body)
+
+    def _admit(self, request: Request):
+        """Checks every upload passes first: category, key, size. Returns the
+        category and the media type of the body."""
+        category = request.path_params["category"]
+        if category not in FILE_CATEGORIES:
+            raise Rejected(404, "unknown category %r" % category)
+        problem = api_key_problem(request, self.api_key)
+        if problem:
+            raise Rejected(401, "missing x-api-key header" if problem == "missing" else "invalid API key")
+        self._check_length(request)
+        return category, request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+    @staticmethod
+    def _header_label(request: Request):
+        """(no_label, label from x-label or None)."""
+        no_label = _flag(request, "x-no-label")
+        raw = request.headers.get("x-label")
+        if raw is not None and raw.strip():
+            return no_label, check_label(header_text(raw))
+        return no_label, None
+
+    @staticmethod
+    def _label_for(no_label: bool, header_label, file_name: str):
+        if header_label is not None:
+            return header_label
+        if no_label:
+            return None
+        return infer_label(file_name)
+
+    # --- /api/health
+
+    async def health(self, request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    # --- /api/{category}/data
+
+    async def _receive_body(self, request: Request):
+        """The whole body: (bytes, spool path or None). Over memory_limit, it goes through a temp file."""
+        chunks: list[bytes] = []
+        count = 0
+        spool = path = None
+        try:
+            async for chunk in request.stream():
+                count += len(chunk)
+                _state(request, nbytes=count)
+                if count > self.max_body:
+                    raise self._too_big()
+                if spool is None and count > self.memory_limit:
+                    spool, path = self.folder.spool_file()
+                    spool.writelines(chunks)
+                    chunks = []
+                if spool is not None:
+                    spool.write(chunk)
+                else:
+                    chunks.append(chunk)
+            if spool is None:
+                return b"".join(chunks), None
+            spool.close()
+            spool = None
+            with open(path, "rb") as f:
+                return f.read(), path
+        except BaseException:
+            if spool is not None:
+                spool.close()
+            if path is not None:
+                os.unlink(path)
+            raise
+
+    async def data(self, request: Request) -> Response:
+        path = None
+        try:
+            category, media = self._admit(request)
+            fmt = CONTENT_TYPES.get(media)
+            if fmt is None:
+                raise Rejected(415, "unsupported Content-Type %r: send application/cbor or application/json" % media)
+            raw_name = request.headers.get("x-file-name")
+            if raw_name is None or not raw_name.strip():
+                raise Rejected(421, "missing x-file-name header")
+            file_name = check_file_name(header_text(raw_name).strip())
+            no_label, header_label = self._header_label(request)
+            label = self._label_for(no_label, header_label, file_name)
+            _state(request, label=label)
+            metadata = parse_metadata(request.headers.get("x-metadata"))
+            body, path = await self._receive_body(request)
+            fields = await anyio.to_thread.run_sync(validate_message, body, fmt, self.hmac_key)
+            record = await anyio.to_thread.run_sync(
+                lambda: self.folder.commit(
+                    category=category,
+                    label=label,
+                    ext=fmt,
+                    data=body,
+                    fields=fields,
+                    file_name=file_name,
+                    metadata=metadata,
+                    disallow_duplicates=_flag(request, "x-disallow-duplicates"),
+                    src_path=path,
+                )
+            )
+            path = None  # renamed into place
+            return PlainTextResponse(os.path.basename(record["file"]))
+        except Rejected as e:
+            return PlainTextResponse(one_line(e.reason), status_code=e.status)
+        except ClientDisconnect:
+            return PlainTextResponse("client disconnected", status_code=400)
+        except Exception:
+            log.exception("error while storing a sample")
+            return PlainTextResponse("internal server error", status_code=500)
+        finally:
+            if path is not None:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+
+    # --- /api/{category}/files
+
+    def _limited_request(self, request: Request) -> Request:
+        count = 0
+
+        async def receive():
+            nonlocal count
+            message = await request.receive()
+            if message["type"] == "http.request":
+                count += len(message.get("body", b""))
+                _state(request, nbytes=count)
+                if count > self.max_body:
+                    raise self._too_big()
+            return message
+
+        return Request(request.scope, receive)
+
+    def _store_part(self, category, header_label, no_label, metadata, disallow, name, data, extra=None) -> dict:
+        """Validate and store one uploaded file; runs in a worker thread. extra: its structured_labels
+        and bounding_boxes, for the index."""
+        check_file_name(name)
+        ext, kind = file_kind(name)
+        label = self._label_for(no_label, header_label, name)
+        if kind in MESSAGE_KINDS:
+            fields = validate_message(data, kind, self.hmac_key)
+        else:
+            check_file(data, kind)
+            fields = dict.fromkeys(MESSAGE_FIELDS)
+        check_segments_fit((extra or {}).get("structured_labels"), fields.get("rows"))
+        return self.folder.commit(
+            category=category,
+            label=label,
+            ext=ext,
+            data=data,
+            fields=fields,
+            file_name=name,
+            metadata=metadata,
+            disallow_duplicates=disallow,
+            extra=extra,
+        )
+
+    async def files(self, request: Request) -> Response:
+        form = None
+        try:
+            category, media = self._admit(request)
+            if media != "multipart/form-data":
+                raise Rejected(415, "unsupported Content-Type %r: send multipart/form-data" % media)
+            no_label, header_label = self._header_label(request)
+            if header_label is not None:
+                _state(request, label=header_label)
+            metadata = parse_metadata(request.headers.get("x-metadata"))
+            boxes = parse_bounding_boxes(request.headers.get("x-bounding-boxes"))
+            disallow = _flag(request, "x-disallow-duplicates")
+            try:
+                form = await self._limited_request(request).form(max_files=1000, max_fields=1000)
+            except HTTPException as e:
+                raise Rejected(400, "invalid multipart body: %s" % e.detail)
+            parts = [v for k, v in form.multi_items() if k == "data"]
+            structured = {}
+            for part in [p for p in parts if getattr(p, "filename", None) == STRUCTURED_LABELS_NAME]:
+                structured.update(parse_structured_labels(await part.read()))
+                parts.remove(part)
+            if not parts:
+                raise Rejected(400, "no part named 'data' in the multipart body")
+            unknown = sorted(set(structured) - {getattr(p, "filename", None) for p in parts})
+            if unknown:
+                raise Rejected(400, "%s names files not in this request: %s" % (STRUCTURED_LABELS_NAME, unknown))
+            results = []
+            labels = []
+            for part in parts:
+                name = getattr(part, "filename", None)
+                if name is None:
+                    results.append({"success": False, "fileName": None, "error": "part 'data' has no filename"})
+                    continue
+                data = await part.read()
+                extra = {}
+                if name in structured:
+                    extra["structured_labels"] = sorted(structured[name], key=lambda s: s["endIndex"])
+                if boxes is not None:
+                    extra["bounding_boxes"] = boxes
+                try:
+                    record = await anyio.to_thread.run_sync(
+                        self._store_part, category, header_label, no_label, metadata, disallow, name, data, extra
+                    )
+                except Rejected as e:
+                    results.append({"success": False, "fileName": name, "error": one_line(e.reason)})
+                    continue
+                labels.append(record["label"])
+                results.append({"success": True, "fileName": name, "sampleId": record["sample_id"], "projectId": 1})
+            if header_label is None and labels:
+                _state(request, label=",".join(sorted({str(x) for x in labels})))
+            return JSONResponse({"success": all(r["success"] for r in results), "files": results})
+        except Rejected as e:
+            return JSONResponse({"success": False, "error": one_line(e.reason)}, status_code=e.status)
+        except ClientDisconnect:
+            return JSONResponse({"success": False, "error": "client disconnected"}, status_code=400)
+        except Exception:
+            log.exception("error while storing files")
+            return JSONResponse({"success": False, "error": "internal server error"}, status_code=500)
+        finally:
+            if form is not None:
+                await form.close()
