@@ -294,8 +294,11 @@ def _reason(body):
         i += 1
     end = body.find(b"\n", i) if n else -1
     end = n if end < 0 else end
-    line = body[i : min(end, i + 200)].rstrip() if n else b""
-    return "".join(chr(c) if 31 < c < 127 else "?" for c in line)
+    line = bytearray(body[i : min(end, i + 200)].rstrip() if n else b"")
+    for k in range(len(line)):
+        if not 31 < line[k] < 127:
+            line[k] = 63  # "?"
+    return bytes(line).decode()
 
 
 # A body is what post_message sends, and what store.Store.put queues: a
