@@ -140,15 +140,6 @@ def test_check_file_name(name, reason):
 
 
 def test_the_label_rule_is_the_same_on_micropython(mpy):
-    script = """
-import json, sys
-from uingest import ingest
-for line in sys.stdin:
-    try:
-        print(json.dumps([ingest.check_label(json.loads(line)), None]))
-    except ValueError as e:
-        print(json.dumps([None, str(e)]))
-"""
     stdin = "".join(json.dumps(label) + "\n" for label, _, _ in LABEL_CASES).encode()
-    out = [json.loads(line) for line in mpy.run(script, stdin=stdin).stdout.decode().splitlines()]
+    out = [json.loads(line) for line in mpy.run_program("check_labels.py", stdin=stdin).stdout.decode().splitlines()]
     assert out == [[stripped, reason] for _, stripped, reason in LABEL_CASES]
