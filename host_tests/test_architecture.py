@@ -16,8 +16,15 @@ TOOLS = os.path.join(ROOT, "tools")
 # The firmware, bottom up. A module's name is its dotted name under firmware/.
 FIRMWARE_LAYERS = [
     # 0: pure building blocks: encoders, the hash, the window, the sampler, the service's rules
-    ["uingest._kernels", "uingest.cbor", "uingest.jsonw", "uingest.hmac", "uingest.window", "uingest.sampler",
-     "uingest.ingest"],
+    [
+        "uingest._kernels",
+        "uingest.cbor",
+        "uingest.jsonw",
+        "uingest.hmac",
+        "uingest.window",
+        "uingest.sampler",
+        "uingest.ingest",
+    ],
     # 1: a window becomes a message; windows on flash; the sensors that fill windows
     ["uingest.message", "uingest.filewindow", "uingest.sensors.*"],
     # 2: moving bytes: the HTTP client and its TLS, the queue on flash
@@ -28,6 +35,42 @@ FIRMWARE_LAYERS = [
     ["uingest.config", "uingest.wifi", "uingest.flashrecorder", "uingest.app"],
     # 5: the entry point a board runs
     ["main"],
+]
+
+
+# The host package, bottom up (names under uingest_tools.). The commands of the top layers use the layers
+# below; a layer never reaches up (the data folder knows nothing of the dashboard, which subscribes to it).
+HOST_LAYERS = [
+    # 0: no first-party imports: finding the MicroPython tools, progress lines, independent message checks,
+    # loopback fakes, the CPython shim
+    [
+        "uingest_tools.mpytools",
+        "uingest_tools.progress",
+        "uingest_tools.acquisition",
+        "uingest_tools.loopback",
+        "uingest_tools.mpshim",
+        "uingest_tools.mpshim.*",
+        "uingest_tools",
+    ],
+    # 1: building the firmware; what the tools share (the firmware's rules imported on the host)
+    ["uingest_tools.bundle", "uingest_tools.common"],
+    # 2-5: the collector, from its pure rules up
+    ["uingest_tools.collector_rules"],
+    ["uingest_tools.datafolder"],
+    ["uingest_tools.ingestion"],
+    ["uingest_tools.dashboard"],
+    # 6: the commands
+    [
+        "uingest_tools.serve",
+        "uingest_tools.relay",
+        "uingest_tools.inspect_samples",
+        "uingest_tools.simulate",
+        "uingest_tools.deploy",
+        "uingest_tools.ca",
+        "uingest_tools.cli",
+    ],
+    # 7: programs that drive other commands: the demo (serve + simulate), the bench
+    ["uingest_tools.demo", "uingest_tools.bench", "uingest_tools.bench_programs.*"],
 ]
 
 
@@ -83,29 +126,54 @@ def _first_party(mod):
     return mod == "uingest" or mod.startswith("uingest.") or mod == "main"
 
 
-def test_every_firmware_module_has_a_layer():
-    missing = [name for _, name in _firmware_modules() if name != "uingest" and
-               _layer_of(name, FIRMWARE_LAYERS) is None and name != "uingest.sensors"]
-    assert not missing, "give these modules a layer in ARCHITECTURE.md and FIRMWARE_LAYERS: %s" % missing
+def _host_modules():
+    for path in _py_files(TOOLS, "uingest_tools"):
+        if os.sep + "bench_programs" + os.sep in path:
+            continue  # MicroPython programs, run on the unix port: they import the firmware only
+        yield path, _module_name(path, TOOLS)
 
 
-def test_firmware_imports_only_its_own_layer_or_below():
+TREES = {
+    "firmware": (_firmware_modules, FIRMWARE_LAYERS, _first_party, ("uingest", "uingest.sensors")),
+    "host": (_host_modules, HOST_LAYERS, lambda mod: mod.split(".")[0] == "uingest_tools", ("uingest_tools",)),
+}
+
+
+@pytest.mark.parametrize("tree", sorted(TREES))
+def test_every_module_has_a_layer(tree):
+    modules, layers, _, packages = TREES[tree]
+    missing = [name for _, name in modules() if name not in packages and _layer_of(name, layers) is None]
+    assert not missing, "give these modules a layer in ARCHITECTURE.md and test_architecture.py: %s" % missing
+
+
+@pytest.mark.parametrize("tree", sorted(TREES))
+def test_imports_only_its_own_layer_or_below(tree):
+    modules, layers, first_party, packages = TREES[tree]
     crossings = []
-    for path, name in _firmware_modules():
-        own = _layer_of(name, FIRMWARE_LAYERS)
+    for path, name in modules():
+        own = _layer_of(name, layers)
         if own is None:
             continue
         for mod, line in _imports(path, name):
-            if not _first_party(mod) or mod in ("uingest", "uingest.sensors"):
+            if not first_party(mod) or mod in packages:
                 continue
-            theirs = _layer_of(mod, FIRMWARE_LAYERS)
+            theirs = _layer_of(mod, layers)
             if theirs is None:
                 # `from .window import new_array` resolves to the module; a name imported from a
                 # package resolves to package.name: take the package
-                theirs = _layer_of(mod.rpartition(".")[0], FIRMWARE_LAYERS)
+                theirs = _layer_of(mod.rpartition(".")[0], layers)
             if theirs is not None and theirs > own:
                 crossings.append("%s:%d imports %s (layer %d above %d)" % (name, line, mod, theirs, own))
     assert not crossings, "\n".join(crossings)
+
+
+@pytest.mark.parametrize("module", ["collector_rules", "datafolder"])
+def test_the_collector_rules_and_data_folder_know_no_web_framework(module):
+    path = os.path.join(TOOLS, "uingest_tools", module + ".py")
+    web = [
+        m for m, _ in _imports(path, "uingest_tools." + module) if m.split(".")[0] in ("starlette", "uvicorn", "anyio")
+    ]
+    assert not web, web
 
 
 @pytest.mark.parametrize("forbidden", ["uingest_tools", "host_tests", "starlette", "cbor2", "requests"])
@@ -168,7 +236,7 @@ def _cycles(graph):
         stack.append(node)
         for dep in sorted(graph.get(node, ())):
             if state.get(dep) == "open":
-                found.append(stack[stack.index(dep):] + [dep])
+                found.append(stack[stack.index(dep) :] + [dep])
             elif dep not in state:
                 visit(dep, stack)
         stack.pop()
