@@ -115,6 +115,28 @@ def test_rejected_window_is_kept_aside_with_the_reason(tmp_path):
         srv.close()
 
 
+def test_a_queued_window_under_a_label_no_longer_sent_is_set_aside_and_the_rest_drain(tmp_path):
+    # an older firmware queued windows under labels the label rule now refuses
+    srv = FakeServer([])
+    try:
+        a, lines = make_app(tmp_path, srv.url, link=Link(up=False))
+        a.step()
+        a.outbox.store.put(app.Message(a.recorder.window, "cbor", "h"), ".hidden", "training")
+        a.step()
+        assert len(a.outbox.store) == 3
+        a.link.is_up = True
+        a.step()  # drains: the refused one aside with the reason, the others sent, the app goes on
+        assert len(a.outbox.store) == 0 and a.outbox.store.rejected == 1 and len(srv.requests) == 3
+        aside = sorted(os.listdir(tmp_path / "q" / "rejected"))
+        assert aside == ["00000002.msg", "00000002.reason"]
+        reason = (tmp_path / "q" / "rejected" / "00000002.reason").read_text()
+        assert reason == "not sent: label must not start with '.': '.hidden'\n"
+        assert any(line.startswith("queued 00000002.msg set aside: label must not") for line in lines)
+        a.close()
+    finally:
+        srv.close()
+
+
 def test_link_down_queues_then_drains_oldest_first(tmp_path):
     srv = FakeServer([])
     try:

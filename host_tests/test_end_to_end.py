@@ -162,3 +162,18 @@ def test_server_restarted_mid_run_every_window_once(tmp_path, firmware):
         for e in entries
     )
     assert got == list(range(20))
+
+
+@pytest.mark.parametrize(
+    "label,reason",
+    [
+        (".hidden", "label must not start with '.': '.hidden'"),
+        ("a/b", "label must not contain '/' or '\\': 'a/b'"),
+        ("café", "x-label: only printable ASCII is allowed in a header"),
+    ],
+)
+def test_simulate_refuses_a_label_the_board_would_not_send_in_one_line(label, reason, capsys):
+    rc = simulate.main(["--url", "http://127.0.0.1:9", "--api-key", API_KEY, "--label", "idle", "--label", label])
+    err = capsys.readouterr().err
+    assert rc == 2 and err == "uingest simulate: --label %r: %s\n" % (label, reason)
+    assert API_KEY not in err

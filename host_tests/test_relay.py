@@ -155,6 +155,10 @@ class Gate:
             await self.app(scope, replay, send)
         elif action == "500":
             await respond(send, 500, {"success": False, "error": "internal server error (test)"})
+        elif action == "503-retry-after-soon":  # a Retry-After that is neither seconds nor a date
+            await respond(send, 503, {"success": False, "error": "busy (test)"}, [(b"retry-after", b"soon")])
+        elif action == "413-retry-after":
+            await respond(send, 413, {"success": False, "error": "too large (test)"}, [(b"retry-after", b"1")])
         elif action == "hang":
             await asyncio.sleep(1.5)
             await respond(send, 500, {"success": False, "error": "too late"})
@@ -174,9 +178,9 @@ class Gate:
             raise AssertionError(action)
 
 
-async def respond(send, status, obj):
+async def respond(send, status, obj, extra=()):
     body = json.dumps(obj).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -399,6 +403,31 @@ def test_5xx_retried_then_succeed(source, target, capsys, monkeypatch):
     assert delays == [0.01, 0.02] * n  # exponential backoff from --retry-delay
     assert time.monotonic() - t0 < 10
     assert_arrived_once(source, dst)
+
+
+def test_a_retry_after_that_is_no_number_falls_back_to_the_backoff(source, target, capsys, monkeypatch):
+    srv, gate, dst = target
+    n = len(read_index(source))
+    gate.policy = lambda attempt, total, name: "503-retry-after-soon" if attempt == 1 else None
+    delays = []
+    real_sleep = time.sleep
+    monkeypatch.setattr(time, "sleep", lambda s: (delays.append(s), real_sleep(s)))
+    rc, out, err = run(source, srv.url, capsys, "--retry-delay", "0.01")
+    assert (rc, err) == (0, "")
+    assert summary(out) == (n, 0, 0)
+    assert delays == [0.01] * n and len(gate.posts) == 2 * n
+    assert_arrived_once(source, dst)
+
+
+def test_a_413_is_not_retried_even_with_a_retry_after(tmp_path, target, capsys):
+    srv, gate, dst = target
+    src = tmp_path / "one"
+    collect(src, SAMPLES[:1], wav=False)
+    gate.policy = lambda attempt, total, name: "413-retry-after"
+    t0 = time.monotonic()
+    rc, out, err = run(src, srv.url, capsys)
+    assert summary(out) == (0, 0, 1) and len(gate.posts) == 1 and time.monotonic() - t0 < 5
+    assert "too large (test)" in err
 
 
 def test_reply_lost_after_storing_counts_as_already_there(source, target, capsys):

@@ -146,7 +146,14 @@ class Outbox:
             entry = self.store.oldest()
             if entry is None:
                 return
-            out = self._post(entry, entry.meta["label"], entry.meta["category"])
+            try:
+                out = self._post(entry, entry.meta["label"], entry.meta["category"])
+            except ValueError as e:
+                # queued under rules this firmware no longer sends (an older
+                # firmware's label): set aside, not retried at every boot
+                self.store.reject(entry, "not sent: %s" % e)
+                self.log("queued %s set aside: %s" % (entry.name, e))
+                continue
             self._feed()
             self._count(out, n)
             if out.kind == http.ACCEPTED:

@@ -11,7 +11,8 @@ def check_label(label):
     """The service's label rule: return the label stripped of surrounding
     spaces, or raise ValueError (one line: why). No control characters, not
     empty, no '/' or '\\', not starting with '.', at most 128 UTF-8 bytes."""
-    for c in label.encode():  # control characters are single bytes in UTF-8
+    b = label.encode()
+    for c in b:  # control characters are single bytes in UTF-8
         if c < 0x20 or c == 0x7F:
             raise ValueError("label must not contain control characters: %r" % label)
     label = label.strip()
@@ -21,7 +22,7 @@ def check_label(label):
         raise ValueError("label must not contain '/' or '\\': %r" % label)
     if label.startswith("."):
         raise ValueError("label must not start with '.': %r" % label)
-    if len(label.encode()) > 128:
+    if len(b) > 128 and len(label.encode()) > 128:  # encoded again only when it may be too long
         raise ValueError("label is longer than 128 bytes")
     return label
 

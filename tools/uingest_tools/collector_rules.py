@@ -27,7 +27,7 @@ import re
 import urllib.parse
 
 from .acquisition import InvalidMessage, check_structure, decode, verify_signature
-from .common import FILE_TYPES, MEDIA_TYPES, ingest
+from .common import FILE_TYPES, MEDIA_TYPES, ingest, one_line
 
 MESSAGE_KINDS = ("cbor", "json")
 CONTENT_TYPES = {MEDIA_TYPES[kind]: kind for kind in MESSAGE_KINDS}  # what /data takes
@@ -45,6 +45,11 @@ class Rejected(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+    @property
+    def line(self) -> str:
+        """The reason as the reply carries it: on one line, the spacing of any value it quotes kept."""
+        return one_line(self.reason, squeeze=False)
 
 
 def header_text(value: str) -> str:

@@ -45,10 +45,11 @@ MEDIA_TYPES = {  # kind of file -> its Content-Type
 }
 
 
-def one_line(text, limit: int | None = None, empty: str = "error") -> str:
-    """text (any object: str() of it) on one line, runs of whitespace made one space; empty when nothing is
-    left; cut to limit characters (ending in '...') when given."""
-    text = " ".join(str(text).split()) or empty
+def one_line(text, limit: int | None = None, empty: str = "error", squeeze: bool = True) -> str:
+    """text (any object: str() of it) on one line; empty when nothing is left; cut to limit characters (ending
+    in '...') when given. squeeze: runs of whitespace made one space (another program's text); False: only the
+    line breaks become spaces (a reason quoting what a client sent keeps its spacing, as serve writes them)."""
+    text = (" ".join(str(text).split()) if squeeze else " ".join(str(text).splitlines())) or empty
     return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -44,7 +44,7 @@ from starlette.routing import Route
 
 from .acquisition import InvalidMessage, check_structure, decode
 from .collector_rules import MESSAGE_KINDS, Rejected
-from .common import FILE_TYPES, one_line
+from .common import FILE_TYPES
 from .datafolder import DataFolder, read_index
 from .ingestion import api_key_problem
 
@@ -349,7 +349,7 @@ class Dashboard:
         try:
             data = await anyio.to_thread.run_sync(self._read_sample, rec)
         except Rejected as e:
-            return self._json({"error": one_line(e.reason)}, e.status)
+            return self._json({"error": e.line}, e.status)
         return self._json(data)
 
     async def events(self, request: Request) -> Response:

@@ -52,7 +52,7 @@ from .collector_rules import (
     parse_structured_labels,
     validate_message,
 )
-from .common import FILE_CATEGORIES, one_line
+from .common import FILE_CATEGORIES
 from .datafolder import DataFolder
 
 log = logging.getLogger("uingest.serve")
@@ -217,7 +217,7 @@ class Ingestion:
             path = None  # renamed into place
             return PlainTextResponse(os.path.basename(record["file"]))
         except Rejected as e:
-            return PlainTextResponse(one_line(e.reason), status_code=e.status)
+            return PlainTextResponse(e.line, status_code=e.status)
         except ClientDisconnect:
             return PlainTextResponse("client disconnected", status_code=400)
         except Exception:
@@ -315,7 +315,7 @@ class Ingestion:
                         self._store_part, category, header_label, no_label, metadata, disallow, name, data, extra
                     )
                 except Rejected as e:
-                    results.append({"success": False, "fileName": name, "error": one_line(e.reason)})
+                    results.append({"success": False, "fileName": name, "error": e.line})
                     continue
                 labels.append(record["label"])
                 results.append({"success": True, "fileName": name, "sampleId": record["sample_id"], "projectId": 1})
@@ -323,7 +323,7 @@ class Ingestion:
                 _state(request, label=",".join(sorted({str(x) for x in labels})))
             return JSONResponse({"success": all(r["success"] for r in results), "files": results})
         except Rejected as e:
-            return JSONResponse({"success": False, "error": one_line(e.reason)}, status_code=e.status)
+            return JSONResponse({"success": False, "error": e.line}, status_code=e.status)
         except ClientDisconnect:
             return JSONResponse({"success": False, "error": "client disconnected"}, status_code=400)
         except Exception:

@@ -39,7 +39,7 @@ import sys
 import urllib.parse
 
 import urllib3
-from urllib3.exceptions import ConnectTimeoutError, HTTPError, ReadTimeoutError
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, InvalidHeader, ReadTimeoutError
 from urllib3.util.retry import Retry
 from urllib3.util.ssl_match_hostname import CertificateError
 
@@ -206,6 +206,16 @@ def form_fields(filename: str, data: bytes, structured_labels=None) -> list:
 
 class _Retry(Retry):
     """urllib3's Retry on relay's schedule, and not again for a certificate that does not verify."""
+
+    # A Retry-After is honoured on these only (urllib3 also retries a 413 that carries one: a body too large
+    # stays too large)
+    RETRY_AFTER_STATUS_CODES = frozenset((429, 503))
+
+    def get_retry_after(self, response):
+        try:
+            return super().get_retry_after(response)
+        except InvalidHeader:  # neither seconds nor a date: relay's own backoff
+            return None
 
     def get_backoff_time(self) -> float:
         # the first retry after backoff_factor seconds (urllib3's own goes at once), doubled each time

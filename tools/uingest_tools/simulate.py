@@ -11,7 +11,7 @@ import sys
 import tempfile
 
 from .bundle import ROOT, build, romboot_args, romfs_image
-from .common import DATA_CATEGORIES, add_key_options, resolve_keys
+from .common import DATA_CATEGORIES, add_key_options, ingest, resolve_keys
 from .mpytools import micropython
 
 BOARD_DIR = os.path.join(ROOT, "boards", "unix-sim")
@@ -126,6 +126,12 @@ def main(argv=None) -> int:
     if not args.api_key:
         print("uingest simulate: an API key is required (--api-key or UINGEST_API_KEY)", file=sys.stderr)
         return 2
+    for label in args.label:
+        try:
+            ingest.headers(args.api_key, label=label, fmt=args.format)  # the board's own check, before it runs
+        except ValueError as e:
+            print("uingest simulate: --label %r: %s" % (label, e), file=sys.stderr)
+            return 2
     settings = {
         "url": args.url,
         "api_key": args.api_key,
