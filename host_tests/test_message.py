@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import ChunkSink
-from uingest import message
+from uingest import ingest, message
 from uingest.window import Window
 from uingest_tools.acquisition import check_structure, decode, verify_signature
 
@@ -34,6 +34,11 @@ def audio_window(n=1600):
     for i in range(n):
         w.append(int(32767 * math.sin(i / 3)) if i % 97 else (-32768 if i % 2 else 32767))
     return w
+
+
+def test_the_encoder_and_the_headers_know_the_same_formats():
+    # two copies on the board on purpose (see message.CONTENT_TYPES); one table for everything else
+    assert message.CONTENT_TYPES == ingest.CONTENT_TYPES and message.FORMATS == tuple(ingest.CONTENT_TYPES)
 
 
 @pytest.mark.parametrize("fmt", ["cbor", "json"])

@@ -22,7 +22,7 @@ import urllib.parse
 import pytest
 
 from helpers import read_index, wav_bytes
-from uingest import message
+from uingest import ingest, message
 from uingest.window import Window
 from uingest_tools import relay
 from uingest_tools.progress import Progress
@@ -90,7 +90,7 @@ def collect(data_dir, samples=SAMPLES, wav=True):
             )
             h = {
                 "x-api-key": SRC_KEY,
-                "Content-Type": message.CONTENT_TYPES[fmt],
+                "Content-Type": ingest.CONTENT_TYPES[fmt],
                 "x-file-name": "sample.%02d.%s" % (n, fmt),
             }
             if label is None:

@@ -3,7 +3,7 @@
 # start sampling while any remain. Secrets are never echoed.
 import json
 
-from .ingest import DATA_CATEGORIES, DEFAULT_URL, check_header, check_label
+from .ingest import CONTENT_TYPES, DATA_CATEGORIES, DEFAULT_URL, check_header, check_label
 
 SECRETS = ("api_key", "hmac_key", "wifi_password")
 
@@ -94,7 +94,7 @@ def _check(name, kind, v):
     if kind == "category":
         return v in DATA_CATEGORIES
     if kind == "format":
-        return v in ("cbor", "json")
+        return v in CONTENT_TYPES
     if kind == "labels":
         return isinstance(v, list) and len(v) > 0 and all(_is_label(x) for x in v)
     if kind == "label":

@@ -4,7 +4,7 @@ import json
 DEFAULT_URL = "https://ingestion.edgeimpulse.com"
 DATA_CATEGORIES = ("training", "testing", "anomaly")
 FILE_CATEGORIES = ("training", "testing", "anomaly", "split")
-_CONTENT_TYPES = {"cbor": "application/cbor", "json": "application/json"}
+CONTENT_TYPES = {"cbor": "application/cbor", "json": "application/json"}  # the message formats
 
 
 def check_label(label):
@@ -74,7 +74,7 @@ def headers(
     the service refuses a /data upload that has none (421)."""
     if not isinstance(api_key, str) or not api_key:
         raise ValueError("api_key: required, the project's API key (ei_...)")
-    if fmt not in _CONTENT_TYPES:
+    if fmt not in CONTENT_TYPES:
         raise ValueError("fmt: expected 'cbor' or 'json', got %r" % (fmt,))
     if label is not None and no_label:
         raise ValueError("label and no_label: give one or the other")
@@ -83,7 +83,7 @@ def headers(
     except ValueError:
         # Say what is wrong without echoing the key.
         raise ValueError("api_key: only printable ASCII is allowed") from None
-    h = {"x-api-key": api_key, "Content-Type": _CONTENT_TYPES[fmt]}
+    h = {"x-api-key": api_key, "Content-Type": CONTENT_TYPES[fmt]}
     if label is not None:
         # printable ASCII (until x-label is percent-encoded), then the service's rule
         h["x-label"] = check_header("x-label", label)

@@ -20,6 +20,8 @@ except ImportError:  # CPython, big-endian, or a plain bytecode build
 
 DEFAULT_DEVICE_TYPE = "UINGEST"
 FORMATS = ("cbor", "json")
+# The same table as ingest.CONTENT_TYPES (a test holds them equal): importing
+# ingest here would load it with every encoder, and a 64K heap notices.
 CONTENT_TYPES = {"cbor": "application/cbor", "json": "application/json"}
 _SIG_LEN = const(64)
 _CHUNK = const(512)

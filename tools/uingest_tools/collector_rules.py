@@ -29,7 +29,7 @@ import urllib.parse
 from .acquisition import InvalidMessage, check_structure, decode, verify_signature
 from .common import FILE_TYPES, MEDIA_TYPES, ingest, one_line
 
-MESSAGE_KINDS = ("cbor", "json")
+MESSAGE_KINDS = tuple(ingest.CONTENT_TYPES)  # the firmware's message formats
 CONTENT_TYPES = {MEDIA_TYPES[kind]: kind for kind in MESSAGE_KINDS}  # what /data takes
 STRUCTURED_LABELS_NAME = "structured_labels.labels"
 # the index fields validate_message gives a message; a file kept as it is has them all None

@@ -36,8 +36,7 @@ FILE_TYPES = {
     ".png": "png",
 }
 MEDIA_TYPES = {  # kind of file -> its Content-Type
-    "cbor": "application/cbor",
-    "json": "application/json",
+    **ingest.CONTENT_TYPES,  # the messages: cbor, json
     "wav": "audio/wav",
     "csv": "text/csv",
     "jpg": "image/jpeg",

@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     add_key_options(ap, api_key="API key", hmac_key="HMAC key")
     ap.add_argument("--label", required=True, action="append", help="label of the windows; repeat for several")
     ap.add_argument("--category", default="training", choices=DATA_CATEGORIES)
-    ap.add_argument("--format", default="cbor", choices=["cbor", "json"])
+    ap.add_argument("--format", default="cbor", choices=list(ingest.CONTENT_TYPES))
     ap.add_argument("--windows", type=int, default=5, help="windows per label (default 5)")
     ap.add_argument("--rows", type=int, default=200, help="rows per window (default 200: 2 s at 100 Hz)")
     ap.add_argument("--heap", default="64K", help="MicroPython heap size, in K (default 64K)")
