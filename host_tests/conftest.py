@@ -48,7 +48,7 @@ class MicroPython:
         """A program file (a name in mp_programs/, or a path) with args as
         sys.argv[1:]. MicroPython puts the program's folder first on sys.path."""
         file = os.path.join(MP_PROGRAMS, program)  # an absolute program stays as it is
-        env = dict(os.environ, MICROPYPATH=path + os.pathsep + ".frozen")
+        env = mpytools.unix_port_env(path)
         heap_args = ["-X", "heapsize=" + heap] if heap else []
         argv = [self.exe, *heap_args, file, *map(str, args)]
         proc = subprocess.run(argv, input=stdin, capture_output=True, env=env, timeout=timeout, cwd=cwd)

@@ -17,6 +17,7 @@ from uingest.sensors import synthetic, tone
 from uingest_tools.acquisition import decode, verify_signature
 from uingest_tools.bundle import fresh_free, romboot_args
 from uingest_tools.loopback import free_port
+from uingest_tools.mpytools import unix_port_env
 from uingest_tools.serve import ServerThread, create_app
 
 API_KEY = "ei_app_test_key_42"
@@ -50,11 +51,11 @@ def start_app(mpy, firmware, d, max_windows=None, heap="128K", stdin=subprocess.
     holds the whole package: nothing of uingest loads from the folder."""
     extra = [] if max_windows is None else [str(max_windows)]
     if romfs is None:
-        env = dict(os.environ, MICROPYPATH=os.pathsep.join([firmware, BOARD, ".frozen"]))
+        env = unix_port_env(firmware, BOARD)
         # the bundle's own main.py: MicroPython puts a script's folder first on the path
         args = [mpy.exe, "-X", "heapsize=" + heap, os.path.join(firmware, "main.py"), "config.json"] + extra
     else:
-        env = dict(os.environ, MICROPYPATH=os.pathsep.join([BOARD, ".frozen"]))
+        env = unix_port_env(BOARD)
         main = os.path.join(firmware, "main.py")
         args = romboot_args(mpy.exe, romfs, int(heap.rstrip("K")), main, "config.json", *extra)
     return subprocess.Popen(args, cwd=d, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -285,7 +286,7 @@ def test_romboot_puts_rom_first_and_its_own_folder_nowhere(mpy, romfs, tmp_path,
     not shadow the program's modules."""
     probe = "import sys\nfrom uingest import http\nprint('path', sys.path)\nprint(http.__file__)\n"
     (tmp_path / "probe.py").write_text(probe)
-    env = dict(os.environ, MICROPYPATH=os.pathsep.join([str(tmp_path), ".frozen"]))
+    env = unix_port_env(str(tmp_path))
     args = romboot_args(mpy.exe, romfs, 64, "probe")
     assert args[3] == "-c"
     if form == "script":

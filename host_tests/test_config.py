@@ -10,6 +10,7 @@ import pytest
 from conftest import FIRMWARE, ROOT
 from label_cases import LABEL_CASES, ascii_only, ids
 from uingest import app, config
+from uingest_tools.mpytools import unix_port_env
 
 TEMPLATE = os.path.join(FIRMWARE, "config.example.json")
 API_KEY = "ei_secret_api_key_987"
@@ -139,7 +140,7 @@ def test_broken_configs_on_micropython(mpy, tmp_path):
         d = tmp_path / str(i)
         d.mkdir()
         (d / "config.json").write_text(text)
-        env = dict(os.environ, MICROPYPATH=FIRMWARE + ":.frozen")
+        env = unix_port_env(FIRMWARE)
         proc = subprocess.run(
             [mpy.exe, os.path.join(FIRMWARE, "main.py"), "config.json", "1"],
             cwd=d,

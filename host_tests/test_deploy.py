@@ -193,7 +193,7 @@ def test_dry_run_into_a_folder_writes_nothing(tmp_path, capsys):
 
 def run_app(mpy, device_dir, windows):
     """The installed app, as a board runs it: main.py from the device root."""
-    env = dict(os.environ, MICROPYPATH=os.pathsep.join([str(device_dir), ".frozen"]))
+    env = mpytools.unix_port_env(str(device_dir))
     return subprocess.run(
         [mpy.exe, "-X", "heapsize=128K", "main.py", "config.json", str(windows)],
         cwd=str(device_dir),
@@ -530,7 +530,7 @@ def test_romfs_target_dir_image_runs_the_app_in_place_in_64k(mpy, tmp_path, caps
         cfg = write_config(tmp_path / "c.json", "unix-sim", url=srv.url)
         assert deploy.main(["--board", "unix-sim", "--config", cfg, "--target-dir", str(dev), "--romfs"]) == 0
         assert tree(dev) == {"uingest.romfs", "main.py", "board.py", "config.json"}
-        env = dict(os.environ, MICROPYPATH=os.pathsep.join([str(dev), ".frozen"]))
+        env = mpytools.unix_port_env(str(dev))
         args = bundle.romboot_args(mpy.exe, str(dev / "uingest.romfs"), 64, "main.py", "config.json", "3")
         proc = subprocess.run(args, cwd=str(dev), env=env, capture_output=True, text=True, timeout=60)
     finally:

@@ -16,6 +16,7 @@ from helpers import read_index
 from uingest_tools import simulate
 from uingest_tools.acquisition import decode, verify_signature
 from uingest_tools.loopback import CUT, PASS, RESET_AFTER, RESET_BEFORE, FaultProxy, answer, slow, stall
+from uingest_tools.mpytools import unix_port_env
 from uingest_tools.serve import ServerThread, create_app
 
 API_KEY = "ei_faults_api_key_77"
@@ -185,7 +186,7 @@ def test_app_through_faults_every_window_once(mpy, firmware, served, tmp_path):
             "timeout_ms": TIMEOUT_MS,
         }
         (d / "config.json").write_text(json.dumps(cfg))
-        env = dict(os.environ, MICROPYPATH=os.pathsep.join([firmware, BOARD, ".frozen"]))
+        env = unix_port_env(firmware, BOARD)
         args = [mpy.exe, "-X", "heapsize=128K", os.path.join(firmware, "main.py"), "config.json", str(n)]
         proc = subprocess.run(args, cwd=d, env=env, capture_output=True, text=True, timeout=60)
         assert not proxy.script, "the script was not used up: %r" % proxy.script

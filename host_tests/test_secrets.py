@@ -24,6 +24,7 @@ import trustme
 from conftest import ROOT
 from uingest_tools import ingestion, simulate
 from uingest_tools.loopback import free_port, start_serve
+from uingest_tools.mpytools import unix_port_env
 from uingest_tools.serve import ServerThread, create_app
 
 MARK = "S3CR3T"  # in every secret: finds a secret cut short too
@@ -248,7 +249,7 @@ def app_config(d, url, **kw):
 
 
 def run_app(mpy, firmware, d, scan, windows=4, extra_path=(), stdin=b"", heap="128K"):
-    env = dict(os.environ, MICROPYPATH=os.pathsep.join([firmware, *extra_path, BOARD, ".frozen"]))
+    env = unix_port_env(firmware, *extra_path, BOARD)
     args = [mpy.exe, "-X", "heapsize=" + heap, os.path.join(firmware, "main.py"), "config.json", str(windows)]
     proc = subprocess.run(args, cwd=d, env=env, input=stdin, capture_output=True, timeout=60)
     out = scan.add("app stdout", proc.stdout)
@@ -338,7 +339,7 @@ def test_app_crashes_with_a_traceback(mpy, firmware, tmp_path, scan):
     d = tmp_path / "dev"
     d.mkdir()
     app_config(str(d), "http://127.0.0.1:9")
-    env = dict(os.environ, MICROPYPATH=os.pathsep.join([firmware, str(crash), ".frozen"]))
+    env = unix_port_env(firmware, str(crash))
     proc = subprocess.run(
         [mpy.exe, os.path.join(firmware, "main.py"), "config.json", "1"], cwd=d, env=env, capture_output=True
     )
@@ -492,7 +493,7 @@ def test_status_lines_while_the_server_is_down(mpy, firmware, tmp_path, scan):
     d = tmp_path / "dev"
     d.mkdir()
     app_config(str(d), "http://127.0.0.1:%d" % free_port(), timeout_ms=300)
-    env = dict(os.environ, MICROPYPATH=os.pathsep.join([firmware, BOARD, ".frozen"]))
+    env = unix_port_env(firmware, BOARD)
     proc = subprocess.Popen(
         [mpy.exe, "-X", "heapsize=128K", os.path.join(firmware, "main.py"), "config.json", "3"],
         cwd=d,

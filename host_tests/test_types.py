@@ -20,15 +20,15 @@ import sysconfig
 import pytest
 
 from conftest import ROOT
+from uingest_tools import mpytools
 
 SITE = sysconfig.get_paths()["purelib"]
 
 
 def pyright(*files):
     """Run pyright with the project's config; returns its JSON report."""
-    exe = os.path.join(os.path.dirname(sys.executable), "pyright")
-    exe = exe if os.path.exists(exe) else shutil.which("pyright")
-    if exe is None or not os.path.exists(os.path.join(SITE, "machine.pyi")):
+    exe = mpytools.find("pyright")  # beside this Python, else on PATH
+    if shutil.which(exe) is None or not os.path.exists(os.path.join(SITE, "machine.pyi")):
         pytest.fail("pyright or micropython-esp32-stubs is not installed: run `make test`")
     args = [exe, "--outputjson", "-p", os.path.join(ROOT, "pyproject.toml")]
     args += ["--pythonpath", sys.executable, "--typeshedpath", SITE, *files]

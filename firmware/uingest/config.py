@@ -20,7 +20,12 @@ FIELDS = (
     ("hmac_key", None, "secret?", "the project's HMAC key (a string), or null to send unsigned"),
     ("url", DEFAULT_URL, "url", "the ingestion service base URL, http://... or https://..."),
     ("category", "training", "category", "one of " + ", ".join(DATA_CATEGORIES)),
-    ("labels", REQUIRED, "labels", 'a non-empty list of label strings, e.g. ["idle", "wave"]'),
+    (
+        "labels",
+        REQUIRED,
+        "labels",
+        'a non-empty list of labels (printable ASCII, no / or \\, no leading ., <= 128 bytes), e.g. ["idle", "wave"]',
+    ),
     ("label", None, "label?", "one of the labels (default: the first)"),
     ("format", "cbor", "format", "'cbor' or 'json'"),
     ("window_ms", 2000, "posint", "the window length in milliseconds, a positive integer"),

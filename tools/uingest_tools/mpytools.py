@@ -30,3 +30,9 @@ def mpy_cross() -> str:
 def mpremote() -> str:
     """mpremote, or the program UINGEST_MPREMOTE names (the tests' stand-in for a board)."""
     return os.environ.get("UINGEST_MPREMOTE") or find("mpremote")
+
+
+def unix_port_env(*folders: str, **variables: str) -> dict:
+    """The environment for a run of the unix port that imports from folders (in that order), then its frozen
+    modules: MICROPYPATH replaces the port's default path (which holds ~/.micropython/lib)."""
+    return dict(os.environ, MICROPYPATH=os.pathsep.join([*map(str, folders), ".frozen"]), **variables)

@@ -12,7 +12,7 @@ import tempfile
 
 from .bundle import ROOT, build, romboot_args, romfs_image
 from .common import DATA_CATEGORIES, add_key_options, ingest, resolve_keys
-from .mpytools import micropython
+from .mpytools import micropython, unix_port_env
 
 BOARD_DIR = os.path.join(ROOT, "boards", "unix-sim")
 
@@ -39,10 +39,10 @@ def run(
             image = os.path.join(tmp, "uingest.romfs")
             with open(image, "wb") as f:
                 f.write(romfs_image(firmware_dir))
-            env = dict(os.environ, MICROPYPATH=os.pathsep.join([BOARD_DIR, ".frozen"]))
+            env = unix_port_env(BOARD_DIR)
             args = romboot_args(micropython(), image, int(heap.upper().rstrip("K")), script)
         else:
-            env = dict(os.environ, MICROPYPATH=os.pathsep.join([firmware_dir, BOARD_DIR, ".frozen"]))
+            env = unix_port_env(firmware_dir, BOARD_DIR)
             args = [micropython(), "-X", "heapsize=" + heap, script]
         proc = subprocess.Popen(
             args,
@@ -75,7 +75,7 @@ def run_app(device_dir: str, config: dict, max_windows: int, heap: str = "128K",
     build(device_dir, march="host")
     with open(os.path.join(device_dir, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
-    env = dict(os.environ, MICROPYPATH=os.pathsep.join([device_dir, BOARD_DIR, ".frozen"]))
+    env = unix_port_env(device_dir, BOARD_DIR)
     proc = subprocess.Popen(
         [micropython(), "-X", "heapsize=" + heap, "main.py", "config.json", str(max_windows)],
         cwd=device_dir,
