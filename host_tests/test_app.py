@@ -2,6 +2,7 @@
 unix-sim board, against `uingest serve`: labels, interval, sensors, values;
 power cuts while the queue is written; no heap growth over 200 windows."""
 
+import hashlib
 import json
 import os
 import random
@@ -327,3 +328,39 @@ def test_outage_queue_and_drain_in_64k_with_the_firmware_in_romfs(mpy, firmware,
     assert len(entries) == len({e["sha256"] for e in entries}) == 24
     for _, msg in stored(data):
         assert len(msg["payload"]["values"]) == 200 and len(msg["payload"]["values"][0]) == 3
+
+
+def test_a_damaged_queue_never_stops_the_app_across_two_boots(mpy, firmware, tmp_path):
+    """Issue 12: the whole app on the unix port boots over a queue with damage
+    of several shapes at once, sends each intact entry exactly once, sets the
+    rest aside with a line each, and boots again with nothing left to say."""
+    from test_store_damage import SHAPES, make_queue, then
+
+    d = str(tmp_path)
+    qdir = tmp_path / "queue"
+    queued = make_queue(qdir)  # 00000001..4.msg
+    shapes = ["label-changed-on-flash", "foreign-name-in-queue", "foreign-name-in-rejected", "zero-length-file"]
+    then(*(SHAPES[s][0] for s in shapes))(qdir)  # 00000002.msg: damaged twice over, last as an empty file
+    (qdir / "00000003.msg").write_bytes(b"[1]\n" + (qdir / "00000003.msg").read_bytes().split(b"\n", 1)[1])
+    (qdir / "00000009.msg").mkdir()
+    data = str(tmp_path / "data")
+    srv = ServerThread(create_app(data, api_key=API_KEY)).start()  # make_queue signs with a key of its own
+    outs = []
+    try:
+        write_config(d, srv.port)
+        for _ in range(2):
+            proc = start_app(mpy, firmware, d, max_windows=1)
+            outs.append(proc.communicate(timeout=60)[0].decode())
+            assert proc.returncode == 0, outs[-1]
+    finally:
+        srv.stop()
+    first = [line for line in outs[0].split("\n") if line.startswith("queued ")]
+    named = sorted(line.split()[1] for line in first)
+    assert named == ["00000002.msg", "00000003.msg", "00000009.msg", "foo.msg", "rejected/bar.msg"], first
+    assert not any(line.startswith("queued ") for line in outs[1].split("\n")), outs[1]
+    got = [e["sha256"] for e in read_index(data)]
+    assert len(got) == len(set(got)) == 2 + 2  # 00000001 and 00000004 once each, and a fresh window a boot
+    sha = {n: hashlib.sha256(b).hexdigest() for n, b in queued.items()}
+    assert sha["00000001.msg"] in got and sha["00000004.msg"] in got
+    assert sha["00000002.msg"] not in got and sha["00000003.msg"] not in got
+    assert sorted(n for n in os.listdir(qdir) if n.endswith(".msg")) == []

@@ -133,7 +133,7 @@ class Outbox:
                 self.store.put(msg, label, category)
             else:
                 self.store.keep_rejected(msg, label, category, rejected)
-        except OSError as e:
+        except (OSError, ValueError) as e:  # ValueError: a label too long for a queue header
             self.lost += 1
             self.log("window %d lost: cannot write the queue on flash (%s)" % (n, _errno(e)))
 
@@ -207,7 +207,7 @@ class App:
         window = Window(sensor.sensors, 1000 / rate, chunk_rows, typecode)
         sampler = Sampler(rate)
         client = http.Client(cfg["url"], cfg["timeout_ms"], cfg["ca_file"], cfg["insecure"])
-        store = Store(cfg["queue_dir"], cfg["queue_budget_bytes"])  # makes queue_dir, where a recording goes
+        store = Store(cfg["queue_dir"], cfg["queue_budget_bytes"], log)  # makes queue_dir, where a recording goes
         self.outbox = Outbox(client, store, cfg, log, self._led, self.feed)
         if to_flash:
             from .flashrecorder import FlashRecorder

@@ -13,9 +13,17 @@ import json
 import os
 from binascii import hexlify
 
-_CHUNK = 512
-_NO_HASH = "0" * 64  # the header's sha256 until the body has been written
-_KEEP_REJECTED = 50  # entries kept in rejected/: the oldest go, so a bad key cannot fill the flash
+from micropython import const
+
+_CHUNK = const(512)
+_KEEP_REJECTED = const(50)  # entries kept in rejected/: the oldest go, so a bad key cannot fill the flash
+_MAX_HEAD = const(1024)  # longer than any header line put() writes: a longer one is damage, never read whole
+_NO_HASH = b"0" * 64  # a hash field until it is known; the header's own hash is taken with it
+# Every header put() writes begins so: its own hash at a fixed place. Version 2
+# covers the header; one without "v" (the previous firmware's) only the body.
+_V2 = b'{"v": 2, "header_sha256": "'
+_AT = const(27)  # len(_V2)
+_DIR = const(0x4000)  # a directory's type in ilistdir and its bit in stat's mode
 
 
 def _exists(path):
@@ -36,6 +44,38 @@ def _mkdirs(path):
 
 def _size(path):
     return os.stat(path)[6]
+
+
+def _number(name):
+    """The number in a name the store makes (<8 digits>.msg), else None."""
+    if len(name) == 12 and name.endswith(".msg"):
+        try:
+            n = int(name[:8])
+            if n >= 0 and "%08d" % n == name[:8]:
+                return n
+        except ValueError:
+            pass
+    return None
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        os.rmdir(path)  # an empty directory where a file belongs
+
+
+def _check(meta):
+    """Raise ValueError (why) unless the header's values pass today's rules."""
+    from . import ingest  # loaded for the first post anyway
+
+    if meta["category"] not in ingest.DATA_CATEGORIES:
+        raise ValueError("category %r is not one of %s" % (meta["category"], ", ".join(ingest.DATA_CATEGORIES)))
+    if meta["content_type"] not in ingest.CONTENT_TYPES.values():
+        raise ValueError("content_type %r is not a message format's" % (meta["content_type"],))
+    if type(meta["label"]) is not str:
+        raise ValueError("label is not a string")
+    ingest.check_label(meta["label"])
 
 
 class Entry:
@@ -67,36 +107,57 @@ class Entry:
 
 
 class Store:
-    def __init__(self, root, budget_bytes):
+    def __init__(self, root, budget_bytes, log=print):
         self.root = root.rstrip("/")
         self.budget = budget_bytes
+        self.log = log  # one line for each item set aside, deleted or skipped as damaged
         self.dropped = 0  # entries dropped because the budget was full
-        self.rejected = 0  # entries moved aside after a 4xx
+        self.rejected = 0  # entries moved aside after a 4xx, or under a rule this firmware no longer sends
         self.corrupt = 0  # entries found damaged and moved aside, never sent
+        self._skip = []  # damaged entries that could be neither moved nor deleted: never opened again
         _mkdirs(self.root + "/rejected")
-        # Counters kept in RAM and the directory walked with ilistdir: the
+        # Counters kept in RAM and the directories walked with ilistdir: the
         # queue may hold thousands of entries, a list of their names may not fit.
-        self._seq = 0
-        self.count = 0
-        self.used = 0
-        for name in [n for n, _ in self._entries(".tmp")]:  # at most one: listed before removing
-            os.remove(self._path(name))  # a write cut short by a power cut: never complete, never sent
-        for name, size in self._entries(".msg"):
-            self._seq = max(self._seq, int(name[:-4]))
-            self.count += 1
-            self.used += size
-        # numbers go on after those in rejected/ too, so nothing there is overwritten
-        self._aside = 0
-        for item in os.ilistdir(self.root + "/rejected"):
-            if item[0].endswith(".msg"):
-                self._seq = max(self._seq, int(item[0][:-4]))
-                self._aside += 1
-
-    def _entries(self, ext):
-        """(name, size) of each file ending in ext, one at a time."""
+        self._seq = self.count = self.used = self._aside = 0
+        odd = []  # items the store did not make (or a power cut left): handled once the walk is done
         for item in os.ilistdir(self.root):
             name = item[0]
-            if name.endswith(ext):
+            n = _number(name)
+            if n is not None:
+                self._seq = max(self._seq, n)  # a directory's number too: put() must not meet it
+            if n is not None and item[1] != _DIR:
+                self.count += 1
+                self.used += item[3] if len(item) > 3 and item[3] >= 0 else _size(self._path(name))
+            elif (name.endswith(".msg") or name.endswith(".tmp")) and len(odd) < 16:
+                odd.append(name)  # more than 16: the rest at the next boot
+        try:
+            # numbers go on after those in rejected/ too, so nothing there is overwritten
+            for item in os.ilistdir(self.root + "/rejected"):
+                n = _number(item[0])
+                if n is not None:
+                    self._seq = max(self._seq, n)
+                    self._aside += item[1] != _DIR
+                elif item[0].endswith(".msg") and item[1] != _DIR and len(odd) < 16:
+                    odd.append("rejected/" + item[0])  # renumbered, so the cap covers it
+        except OSError:
+            pass  # rejected/ is no folder (a file): entries that cannot go there are deleted
+        for name in odd:
+            if name.endswith(".tmp"):
+                try:
+                    _remove(self._path(name))  # a write cut short by a power cut: never complete, never sent
+                except OSError:
+                    self.log("queued %s skipped: cannot remove it" % name)
+            else:
+                self._seq += 1
+                self.corrupt += 1
+                r = "damaged on flash: not an entry the store makes: " + name
+                self._set_aside(name, r, r, self._seq)
+
+    def _entries(self):
+        """(name, size) of each waiting entry, one at a time."""
+        for item in os.ilistdir(self.root):
+            name = item[0]
+            if item[1] != _DIR and _number(name) is not None and name not in self._skip:
                 yield name, (item[3] if len(item) > 3 and item[3] >= 0 else _size(self._path(name)))
 
     def _path(self, name):
@@ -104,7 +165,7 @@ class Store:
 
     def names(self):
         """Waiting entries, oldest first."""
-        return sorted(n for n in os.listdir(self.root) if n.endswith(".msg"))
+        return sorted(n for n, _ in self._entries())
 
     def __len__(self):
         return self.count
@@ -114,36 +175,34 @@ class Store:
 
     def _oldest_name(self, after=None):
         best = None
-        for name, _ in self._entries(".msg"):
+        for name, _ in self._entries():
             if (after is None or name > after) and (best is None or name < best):
                 best = name
         return best
 
     def put(self, msg, label, category):
         """Queue a body (a message.Message; see http.post_message), streamed
-        to flash, never whole in RAM."""
+        to flash, never whole in RAM. ValueError for a header longer than the
+        store reads back (a label of kilobytes)."""
         length = msg.length
-        meta_len = 200 + len(label)  # generous estimate for the budget check
-        self._make_room(length + meta_len)
+        rest = {"label": label, "category": category, "content_type": msg.content_type, "length": length}
+        # both hashes fixed-width, at fixed places: patched once the body is written
+        head = bytearray(_V2 + _NO_HASH + b'", "sha256": "' + _NO_HASH + b'", ' + json.dumps(rest)[1:].encode() + b"\n")
+        if len(head) > _MAX_HEAD:
+            raise ValueError("a queue header is at most %d bytes" % _MAX_HEAD)
+        self._make_room(length + len(head))
         self._seq += 1
         name = "%08d.msg" % self._seq
         tmp = self._path("%08d.tmp" % self._seq)
-        meta = {
-            "label": label,
-            "category": category,
-            "content_type": msg.content_type,
-            "length": length,
-            "sha256": _NO_HASH,
-        }
-        head = json.dumps(meta).encode()
-        at = head.find(_NO_HASH.encode())  # a fixed-width field: patched once the body is hashed
         try:
             with open(tmp, "wb") as f:
-                f.write(head + b"\n")
+                f.write(head)
                 w = _HashingWriter(f)
                 msg.write(w)  # one encoding pass: written and hashed together
-                f.seek(at)
-                f.write(hexlify(w.h.digest()))
+                head[_AT + 78 : _AT + 142] = hexlify(w.h.digest())
+                head[_AT : _AT + 64] = hexlify(hashlib.sha256(head).digest())  # over the line with its own zeros
+                f.seek(0)
+                f.write(head)
                 f.flush()
             _sync()
             os.rename(tmp, self._path(name))
@@ -164,13 +223,10 @@ class Store:
             self._forget(self._oldest_name())
             self.dropped += 1
 
-    def _forget(self, name, move_to=None):
-        """Take an entry out of the queue: delete it, or move it aside."""
+    def _forget(self, name):
+        """Delete an entry from the queue."""
         size = _size(self._path(name))
-        if move_to is None:
-            os.remove(self._path(name))
-        else:
-            os.rename(self._path(name), move_to)
+        os.remove(self._path(name))
         self.count -= 1
         self.used -= size
         _sync()
@@ -187,10 +243,27 @@ class Store:
         return None
 
     def _open(self, name):
-        path = self._path(name)
+        """The entry, verified (header and body as put() wrote them, values
+        that pass today's rules); else None, once it is set aside."""
         try:
-            with open(path, "rb") as f:
-                meta = json.loads(f.readline())
+            with open(self._path(name), "rb") as f:
+                line = f.readline(_MAX_HEAD + 1)  # bounded: flash may hold megabytes without a newline
+                if not line.endswith(b"\n"):
+                    raise ValueError("no header line of at most %d bytes" % _MAX_HEAD if line else "empty")
+                meta = json.loads(line)
+                if type(meta) is not dict:
+                    raise ValueError("header is not a JSON object")
+                for k in ("label", "category", "content_type", "length", "sha256"):
+                    if k not in meta:
+                        raise ValueError("header lacks " + k)
+                if "v" in meta:  # version 2: the header line is hashed too (the previous firmware's is not)
+                    if meta["v"] != 2 or not line.startswith(_V2):
+                        raise ValueError("header version unknown")
+                    h = hashlib.sha256(line[:_AT])
+                    h.update(_NO_HASH)
+                    h.update(line[_AT + 64 :])
+                    if hexlify(h.digest()) != line[_AT : _AT + 64]:
+                        raise ValueError("header does not match its header_sha256")
                 offset = f.tell()
                 h = hashlib.sha256()
                 buf = bytearray(_CHUNK)
@@ -201,13 +274,23 @@ class Store:
                         break
                     h.update(memoryview(buf)[:k] if k < _CHUNK else buf)
                     n += k
-            if n != meta["length"] or hexlify(h.digest()).decode() != meta["sha256"]:
-                raise ValueError("length or sha256 mismatch")
-            return Entry(self, name, meta, offset)
-        except (ValueError, KeyError, OSError) as e:
+            if type(meta["length"]) is not int or n != meta["length"] or hexlify(h.digest()).decode() != meta["sha256"]:
+                raise ValueError("body does not match its length or sha256")
+        except MemoryError:
+            raise  # a full heap is not damage: the entry stays for a later try
+        except Exception as e:  # whatever flash holds (TypeError, RecursionError, OSError, ...): never raised
             self.corrupt += 1
-            self._move_aside(name, "damaged on flash: %s" % e)
+            r = "damaged on flash: %s" % (str(e) or type(e).__name__)[:100]
+            self._set_aside(name, r, r)
             return None
+        try:
+            _check(meta)
+        except ValueError as e:
+            # intact, but queued under rules this firmware no longer sends (an older firmware's label)
+            self.rejected += 1
+            self._set_aside(name, "not sent: %s" % e, str(e))
+            return None
+        return Entry(self, name, meta, offset)
 
     def delete(self, entry):
         self._forget(entry.name)
@@ -223,20 +306,49 @@ class Store:
         self.rejected += 1
         self._move_aside(entry.name, reason)
 
-    def _move_aside(self, name, reason):
-        while self._aside >= _KEEP_REJECTED:
-            self._drop_oldest_aside()
-        self._aside += 1
-        base = self.root + "/rejected/" + name[:-4]
-        with open(base + ".reason", "w") as f:
-            f.write(reason + "\n")
-        self._forget(name, move_to=base + ".msg")
+    def _set_aside(self, name, reason, shown, number=None):
+        self.log("queued %s %s: %s" % (name, self._move_aside(name, reason, number), shown))
+
+    def _move_aside(self, name, reason, number=None):
+        """Take an item out of the queue, into rejected/<its number>.msg with
+        the reason; number: an item the store did not make (not counted in
+        the queue), numbered afresh. What rejected/ cannot take is deleted,
+        what cannot be deleted is skipped (never opened again). Returns
+        which ("set aside", "deleted", "skipped"); never raises."""
+        path = self._path(name)
+        counted = number is None
+        done = "set aside"
+        size = 0
+        try:
+            st = os.stat(path)
+            size = st[6]
+            if st[0] & _DIR:
+                raise OSError(21)  # EISDIR: a directory has no place in rejected/
+            while self._aside >= _KEEP_REJECTED:
+                self._drop_oldest_aside()
+            base = "%s/rejected/%08d" % (self.root, int(name[:8]) if counted else number)
+            with open(base + ".reason", "w") as f:
+                f.write(reason + "\n")
+            os.rename(path, base + ".msg")
+            self._aside += 1
+        except OSError:
+            done = "deleted"
+            try:
+                _remove(path)
+            except OSError:
+                done = "skipped"
+                self._skip.append(name)
+        if counted:
+            self.count -= 1
+            self.used -= size
+        _sync()
+        return done
 
     def _drop_oldest_aside(self):
         folder = self.root + "/rejected/"
         oldest = None
         for item in os.ilistdir(folder):
-            if item[0].endswith(".msg") and (oldest is None or item[0] < oldest):
+            if item[1] != _DIR and _number(item[0]) is not None and (oldest is None or item[0] < oldest):
                 oldest = item[0]
         if oldest is None:
             self._aside = 0
