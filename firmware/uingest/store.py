@@ -1,13 +1,18 @@
 # Store-and-forward queue on flash for signed messages that could not be sent.
 #
-# Each entry is one file <seq>.msg: a first line of JSON (label, category,
-# format, body length, body sha256) and then the exact body bytes. It is
-# written as <seq>.tmp and renamed into place once complete, so a power cut
-# leaves at most a .tmp, which is deleted at the next start and never sent.
-# Entries go out oldest first, are deleted only after the server accepted
-# them, and are moved to rejected/ with the server's reason after a 4xx.
-# When the byte budget is full the OLDEST waiting entries are dropped to make
-# room for the new one (the newest data is kept), and counted in `dropped`.
+# Each entry is one file <8 digits>.msg: a first line of JSON (version,
+# the line's own sha256, the body's sha256, label, category, content type,
+# body length) and then the exact body bytes. It is written as <seq>.tmp
+# and renamed into place once complete, so a power cut leaves at most a
+# .tmp, which is deleted at the next start and never sent. Entries go out
+# oldest first, are deleted only after the server accepted them, and are
+# moved to rejected/ with the server's reason after a 4xx. Anything else
+# the folder holds never stops the app: a damaged entry (or a name, a
+# directory the store does not make) is moved to rejected/ with the
+# reason, deleted when it cannot be, skipped when even that fails, with
+# one line through log. When the byte budget is full the OLDEST waiting
+# entries are dropped to make room for the new one (the newest data is
+# kept), and counted in `dropped`.
 import hashlib
 import json
 import os
@@ -56,26 +61,6 @@ def _number(name):
         except ValueError:
             pass
     return None
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        os.rmdir(path)  # an empty directory where a file belongs
-
-
-def _check(meta):
-    """Raise ValueError (why) unless the header's values pass today's rules."""
-    from . import ingest  # loaded for the first post anyway
-
-    if meta["category"] not in ingest.DATA_CATEGORIES:
-        raise ValueError("category %r is not one of %s" % (meta["category"], ", ".join(ingest.DATA_CATEGORIES)))
-    if meta["content_type"] not in ingest.CONTENT_TYPES.values():
-        raise ValueError("content_type %r is not a message format's" % (meta["content_type"],))
-    if type(meta["label"]) is not str:
-        raise ValueError("label is not a string")
-    ingest.check_label(meta["label"])
 
 
 class Entry:
@@ -136,22 +121,20 @@ class Store:
                 n = _number(item[0])
                 if n is not None:
                     self._seq = max(self._seq, n)
-                    self._aside += item[1] != _DIR
+                    if item[1] != _DIR:
+                        self._aside += 1
                 elif item[0].endswith(".msg") and item[1] != _DIR and len(odd) < 16:
                     odd.append("rejected/" + item[0])  # renumbered, so the cap covers it
         except OSError:
             pass  # rejected/ is no folder (a file): entries that cannot go there are deleted
         for name in odd:
             if name.endswith(".tmp"):
-                try:
-                    _remove(self._path(name))  # a write cut short by a power cut: never complete, never sent
-                except OSError:
-                    self.log("queued %s skipped: cannot remove it" % name)
+                self._move_aside(name, None, None, 0)  # a write cut short by a power cut: deleted, never sent
             else:
                 self._seq += 1
                 self.corrupt += 1
                 r = "damaged on flash: not an entry the store makes: " + name
-                self._set_aside(name, r, r, self._seq)
+                self._move_aside(name, r, r, self._seq)
 
     def _entries(self):
         """(name, size) of each waiting entry, one at a time."""
@@ -189,7 +172,7 @@ class Store:
         # both hashes fixed-width, at fixed places: patched once the body is written
         head = bytearray(_V2 + _NO_HASH + b'", "sha256": "' + _NO_HASH + b'", ' + json.dumps(rest)[1:].encode() + b"\n")
         if len(head) > _MAX_HEAD:
-            raise ValueError("a queue header is at most %d bytes" % _MAX_HEAD)
+            raise ValueError("label too long for a queue header")
         self._make_room(length + len(head))
         self._seq += 1
         name = "%08d.msg" % self._seq
@@ -220,7 +203,11 @@ class Store:
 
     def _make_room(self, need):
         while self.count and self.used + need > self.budget:
-            self._forget(self._oldest_name())
+            name = self._oldest_name()
+            if name is None:  # the count was out (a file removed behind the store's back)
+                self.count = self.used = 0
+                return
+            self._forget(name)
             self.dropped += 1
 
     def _forget(self, name):
@@ -249,21 +236,20 @@ class Store:
             with open(self._path(name), "rb") as f:
                 line = f.readline(_MAX_HEAD + 1)  # bounded: flash may hold megabytes without a newline
                 if not line.endswith(b"\n"):
-                    raise ValueError("no header line of at most %d bytes" % _MAX_HEAD if line else "empty")
+                    raise ValueError("no header line of at most 1024 bytes")
                 meta = json.loads(line)
-                if type(meta) is not dict:
-                    raise ValueError("header is not a JSON object")
+                bad = type(meta) is not dict
                 for k in ("label", "category", "content_type", "length", "sha256"):
-                    if k not in meta:
-                        raise ValueError("header lacks " + k)
-                if "v" in meta:  # version 2: the header line is hashed too (the previous firmware's is not)
-                    if meta["v"] != 2 or not line.startswith(_V2):
-                        raise ValueError("header version unknown")
+                    bad = bad or k not in meta
+                # version 2 hashes the header line too (the previous firmware's has no "v")
+                if bad or "v" in meta and (meta["v"] != 2 or not line.startswith(_V2)):
+                    raise ValueError("not a header the store writes")
+                if "v" in meta:
                     h = hashlib.sha256(line[:_AT])
                     h.update(_NO_HASH)
                     h.update(line[_AT + 64 :])
                     if hexlify(h.digest()) != line[_AT : _AT + 64]:
-                        raise ValueError("header does not match its header_sha256")
+                        raise ValueError("header does not match its hash")
                 offset = f.tell()
                 h = hashlib.sha256()
                 buf = bytearray(_CHUNK)
@@ -275,20 +261,29 @@ class Store:
                     h.update(memoryview(buf)[:k] if k < _CHUNK else buf)
                     n += k
             if type(meta["length"]) is not int or n != meta["length"] or hexlify(h.digest()).decode() != meta["sha256"]:
-                raise ValueError("body does not match its length or sha256")
+                raise ValueError("body does not match its length or hash")
         except MemoryError:
             raise  # a full heap is not damage: the entry stays for a later try
         except Exception as e:  # whatever flash holds (TypeError, RecursionError, OSError, ...): never raised
             self.corrupt += 1
             r = "damaged on flash: %s" % (str(e) or type(e).__name__)[:100]
-            self._set_aside(name, r, r)
+            self._move_aside(name, r, r)
             return None
+        from . import ingest  # loaded for the first post anyway
+
+        label = meta["label"]
         try:
-            _check(meta)
+            # intact, but maybe queued under rules this firmware no longer sends (an older firmware's label)
+            if (
+                meta["category"] not in ingest.DATA_CATEGORIES
+                or meta["content_type"] not in ingest.CONTENT_TYPES.values()
+                or type(label) is not str
+            ):
+                raise ValueError("a category, content type or label this firmware does not send")
+            ingest.check_label(label)
         except ValueError as e:
-            # intact, but queued under rules this firmware no longer sends (an older firmware's label)
             self.rejected += 1
-            self._set_aside(name, "not sent: %s" % e, str(e))
+            self._move_aside(name, "not sent: %s" % e, str(e))
             return None
         return Entry(self, name, meta, offset)
 
@@ -306,15 +301,12 @@ class Store:
         self.rejected += 1
         self._move_aside(entry.name, reason)
 
-    def _set_aside(self, name, reason, shown, number=None):
-        self.log("queued %s %s: %s" % (name, self._move_aside(name, reason, number), shown))
-
-    def _move_aside(self, name, reason, number=None):
+    def _move_aside(self, name, reason, shown=None, number=None):
         """Take an item out of the queue, into rejected/<its number>.msg with
-        the reason; number: an item the store did not make (not counted in
-        the queue), numbered afresh. What rejected/ cannot take is deleted,
-        what cannot be deleted is skipped (never opened again). Returns
-        which ("set aside", "deleted", "skipped"); never raises."""
+        the reason (None: delete it); number: an item the store did not make
+        (not counted in the queue), numbered afresh. What rejected/ cannot
+        take is deleted, what cannot be deleted is skipped (never opened
+        again). Never raises; shown: the line to log, after what was done."""
         path = self._path(name)
         counted = number is None
         done = "set aside"
@@ -322,8 +314,8 @@ class Store:
         try:
             st = os.stat(path)
             size = st[6]
-            if st[0] & _DIR:
-                raise OSError(21)  # EISDIR: a directory has no place in rejected/
+            if reason is None or st[0] & _DIR:
+                raise OSError(21)  # to delete; a directory has no place in rejected/
             while self._aside >= _KEEP_REJECTED:
                 self._drop_oldest_aside()
             base = "%s/rejected/%08d" % (self.root, int(name[:8]) if counted else number)
@@ -334,7 +326,10 @@ class Store:
         except OSError:
             done = "deleted"
             try:
-                _remove(path)
+                try:
+                    os.remove(path)
+                except OSError:
+                    os.rmdir(path)  # an empty directory where a file belongs
             except OSError:
                 done = "skipped"
                 self._skip.append(name)
@@ -342,7 +337,8 @@ class Store:
             self.count -= 1
             self.used -= size
         _sync()
-        return done
+        if shown is not None:
+            self.log("queued %s %s: %s" % (name, done, shown))
 
     def _drop_oldest_aside(self):
         folder = self.root + "/rejected/"
