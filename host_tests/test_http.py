@@ -93,6 +93,8 @@ def test_body_until_close(server):
             "connection closed by the server",
         ),
         ([close_after(b"garbage\r\n\r\n")], "RETRY", 0, "bad response"),
+        ([b"HTTP/1.1 100 Continue\r\n\r\n" + reply(400, b"bad label")], "REJECTED", 400, "bad label"),
+        ([close_after(b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n")], "RETRY", 0, "bad response"),
     ],
     indirect=["server"],
 )
@@ -122,6 +124,13 @@ def test_retry_after_is_reported(server, after_ms):
 def test_retry_after_belongs_to_its_reply_only(server):
     _, outs = post(server.url, n=2)
     assert [o.retry_after_ms for o in outs] == [600000, 0]
+
+
+@pytest.mark.parametrize("server", [[reply(400, b"bad label") + reply(body=b"ghost")]], indirect=True)
+def test_bytes_after_a_reply_are_never_the_next_reply(server):
+    client, outs = post(server.url, n=2)
+    assert [(o.kind, o.detail) for o in outs] == [(http.REJECTED, "bad label"), (http.ACCEPTED, "ok")]
+    assert server.connections == 2 and len(server.requests) == 2
 
 
 @pytest.mark.parametrize("server", [[stall(3)]], indirect=True)
