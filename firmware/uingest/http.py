@@ -178,7 +178,7 @@ class Client:
         left = time.ticks_diff(self._deadline, time.ticks_ms())
         if left <= 0:
             raise OSError(110)  # timed out
-        s.settimeout(left / 1000)  # pyright: ignore[reportOptionalMemberAccess]
+        s.settimeout(left / 1000)
 
     # Reading: what has arrived, by the deadline, into _pend.
     def _more(self):
@@ -258,8 +258,7 @@ class Client:
         self.flush()
         self._pend = b""
         self._pos = 0
-        status = 100
-        while status < 200:  # 1xx (100 Continue...): a head with no body, then the reply
+        while True:  # a 1xx (100 Continue...) is a head with no body: the reply follows
             parts = self._line(False).split(None, 2)
             self._answered = True
             status = _number(parts[1], 10) if len(parts) > 1 and len(parts[1]) == 3 else 0
@@ -287,6 +286,8 @@ class Client:
                     close = value.lower() == b"close"
                 elif name == b"retry-after" and value.isdigit():  # seconds; an HTTP date is ignored
                     self.retry_after_s = min(int(value), _MAX_RETRY_AFTER_S)
+            if status >= 200:
+                break
         if chunked:
             body = b""
             while True:
