@@ -133,6 +133,15 @@ def test_bytes_after_a_reply_are_never_the_next_reply(server):
     assert server.connections == 2 and len(server.requests) == 2
 
 
+@pytest.mark.parametrize("server", [[reply(), close_after(b"HTTP/1.1 200 " + b"A" * 300 + b"\r\n\r\n")]], indirect=True)
+def test_a_garbled_reply_on_a_kept_alive_connection_is_not_resent(server):
+    # the server answered (a status line too long to be one): only a connection that died
+    # before any reply is retried on a fresh one; this request may have been stored
+    client, outs = post(server.url, n=2)
+    assert outs[1].kind == http.RETRY and outs[1].detail.startswith("bad response")
+    assert len(server.requests) == 2 and server.connections == 1
+
+
 @pytest.mark.parametrize("server", [[stall(3)]], indirect=True)
 def test_timeout_is_retry(server):
     _, outs = post(server.url, timeout_ms=300)

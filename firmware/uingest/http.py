@@ -193,6 +193,7 @@ class Client:
                 part += s.read(_RECV) or b""  # pyright: ignore[reportOptionalMemberAccess]
         if not part:
             raise _Closed("connection closed by the server")
+        self._answered = True  # a byte of a reply: the request is never re-sent now
         p = self._pend
         self._pend = p[self._pos :] + part if self._pos < len(p) else part
         self._pos = 0
@@ -260,7 +261,6 @@ class Client:
         self._pos = 0
         while True:  # a 1xx (100 Continue...) is a head with no body: the reply follows
             parts = self._line(False).split(None, 2)
-            self._answered = True
             status = _number(parts[1], 10) if len(parts) > 1 and len(parts[1]) == 3 else 0
             if status < 100 or not parts[0].startswith(b"HTTP/1."):
                 raise ValueError("not an HTTP response")
