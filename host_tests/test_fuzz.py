@@ -592,10 +592,10 @@ def test_parser_named_replies(mpy, bundle):
         (ok_reply(200, b"\xff stored"), "ACCEPTED"),
         (ok_reply(409, b"\xe2\x82"), "ACCEPTED"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n", "RETRY"),
-        # a negative chunk size reads as no bytes; the 200 stands
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nab\r\n0\r\n\r\n", "ACCEPTED"),
+        # a chunk size or a Content-Length is digits only (int() alone takes "-5"): not a reply (issue 12)
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nab\r\n0\r\n\r\n", "RETRY"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n", "RETRY"),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: -3\r\n\r\nhi", "ACCEPTED"),  # a length < 0: the body runs to the close
+        (b"HTTP/1.1 200 OK\r\nContent-Length: -3\r\n\r\nhi", "RETRY"),
         (b"HTTP/1.1 2OO OK\r\n\r\n", "RETRY"),
         (b"HTTP/1.1\r\n\r\n", "RETRY"),
         (b"\r\n", "RETRY"),
@@ -606,6 +606,13 @@ def test_parser_named_replies(mpy, bundle):
         (ok_reply(400, b"r" * 100_000), "REJECTED"),  # only the first KB is kept
         # MicroPython's decode takes this overlong UTF-8 as it is: the log line must not
         (b"HTTP/1.1 200 \r\n\r\n\xc0\x80", "ACCEPTED"),
+        # numbers are digits only (issue 12): int() alone takes these
+        (b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok", "RETRY"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 0_2\r\n\r\nok", "RETRY"),
+        (b"HTTP/1.1 +20 OK\r\nContent-Length: 2\r\n\r\nok", "RETRY"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n+2\r\nab\r\n0\r\n\r\n", "RETRY"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n 2 ; x=1\r\nab\r\n0\r\n\r\n", "ACCEPTED"),
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 400 Bad\r\nContent-Length: 2\r\n\r\nno", "REJECTED"),
     ]
     outcomes = run_responses(mpy, bundle, [c[0] for c in cases])
     assert [o[0] for o in outcomes[:-1]] == [c[1] for c in cases], list(zip([c[0][:60] for c in cases], outcomes))

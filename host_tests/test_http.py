@@ -93,6 +93,8 @@ def test_body_until_close(server):
             "connection closed by the server",
         ),
         ([close_after(b"garbage\r\n\r\n")], "RETRY", 0, "bad response"),
+        ([b"HTTP/1.1 100 Continue\r\n\r\n" + reply(400, b"bad label")], "REJECTED", 400, "bad label"),
+        ([close_after(b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n")], "RETRY", 0, "bad response"),
     ],
     indirect=["server"],
 )
@@ -122,6 +124,22 @@ def test_retry_after_is_reported(server, after_ms):
 def test_retry_after_belongs_to_its_reply_only(server):
     _, outs = post(server.url, n=2)
     assert [o.retry_after_ms for o in outs] == [600000, 0]
+
+
+@pytest.mark.parametrize("server", [[reply(400, b"bad label") + reply(body=b"ghost")]], indirect=True)
+def test_bytes_after_a_reply_are_never_the_next_reply(server):
+    client, outs = post(server.url, n=2)
+    assert [(o.kind, o.detail) for o in outs] == [(http.REJECTED, "bad label"), (http.ACCEPTED, "ok")]
+    assert server.connections == 2 and len(server.requests) == 2
+
+
+@pytest.mark.parametrize("server", [[reply(), close_after(b"HTTP/1.1 200 " + b"A" * 300 + b"\r\n\r\n")]], indirect=True)
+def test_a_garbled_reply_on_a_kept_alive_connection_is_not_resent(server):
+    # the server answered (a status line too long to be one): only a connection that died
+    # before any reply is retried on a fresh one; this request may have been stored
+    client, outs = post(server.url, n=2)
+    assert outs[1].kind == http.RETRY and outs[1].detail.startswith("bad response")
+    assert len(server.requests) == 2 and server.connections == 1
 
 
 @pytest.mark.parametrize("server", [[stall(3)]], indirect=True)

@@ -1,8 +1,11 @@
 # A small HTTP/1.1 client for posting windows: one kept-alive connection,
 # reopened when the server closed it; the body streamed from the encoder with
 # its Content-Length known first; typed outcomes instead of exceptions for
-# anything the network does.
+# anything the network does. A try ends by its deadline (timeout_ms after it
+# began) whatever the server does, and a reply is read exactly: bytes after it
+# close the connection, never taken as the next reply.
 import socket
+import time
 
 from micropython import const
 
@@ -10,14 +13,15 @@ ACCEPTED = "ACCEPTED"  # stored; .detail is the stored file name
 RETRY = "RETRY"  # network trouble, timeout or 5xx: keep the message, try later
 REJECTED = "REJECTED"  # 4xx: these bytes will never be accepted; .detail is the reason
 
-_BUF = const(512)
 _SEND = const(1460)  # one TCP segment on Ethernet and Wi-Fi
+_RECV = const(256)  # a reply is read this much at a time: most replies whole, in a small block
 _IPPROTO_TCP = const(6)  # same numbers on Linux and lwIP; not every port names them
 _TCP_NODELAY = const(1)
 _MAX_BODY = const(1024)  # we only need the reply's first line
 _MAX_RETRY_AFTER_S = const(3600)  # a server asking for more is capped: the data must still go
-_MAX_LINE = const(128)  # of a status or header line: a longer one is cut (its rest skipped, never held whole);
-# small because MicroPython's readline(n) allocates n bytes for every line it reads
+_MAX_LINE = const(128)  # of a status line (a longer one is refused) or a header line (cut, its rest skipped)
+_MAX_HEADERS = const(40)  # header lines in a reply; more is refused
+_DIGITS = b"0123456789abcdefABCDEF"  # [:10] decimal, all: hex
 
 
 class Outcome:
@@ -75,8 +79,11 @@ class Client:
         self.insecure = insecure
         self.connections = 0  # opened so far: proves keep-alive in tests
         self._sock = None
-        self._rfile = None
         self._addr = None
+        self._raw = None  # MicroPython: the plain socket under _sock, whose timeout bounds its reads; CPython: None
+        self._pend = b""  # reply bytes received; those from _pos on are not parsed yet
+        self._pos = 0
+        self._deadline = 0  # ticks_ms by which the current try ends
         self._answered = False
         self.retry_after_s = 0  # of the last reply
         self._out = bytearray(_SEND)
@@ -87,9 +94,9 @@ class Client:
     def _connect(self):
         if self._addr is None:  # DNS once, reused while connecting works
             self._addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0][-1]
-        s = socket.socket()
+        s = raw = socket.socket()
         try:
-            s.settimeout(self.timeout_ms / 1000)
+            self._wait(s)
             try:
                 # Headers and body go out as several small writes: without
                 # TCP_NODELAY, Nagle + delayed ACK stall each request ~40 ms.
@@ -98,14 +105,15 @@ class Client:
                 pass  # a port without the option: slower, still correct
             s.connect(self._addr)
             if self.scheme == "https":
+                self._wait(s)  # the handshake's reads too
                 s = self._wrap_tls(s)
         except BaseException:
             s.close()
             self._addr = None  # look the name up again next time: the address may have moved
             raise
         self._sock = s
-        # CPython's sockets only: MicroPython's (plain and TLS) have readline
-        self._rfile = s if hasattr(s, "readline") else s.makefile("rb")  # pyright: ignore[reportAttributeAccessIssue]
+        # MicroPython's sockets (plain and TLS) have readline, CPython's do not
+        self._raw = raw if hasattr(s, "readline") else None
         self.connections += 1
 
     def _wrap_tls(self, s):
@@ -114,9 +122,8 @@ class Client:
         return tls.wrap(s, self.host, self.ca_file, self.insecure)
 
     def close(self):
-        if self._rfile is not None and self._rfile is not self._sock:
-            self._rfile.close()
-        self._rfile = None
+        self._pend = b""
+        self._pos = 0
         if self._sock is not None:
             try:
                 self._sock.close()
@@ -150,54 +157,86 @@ class Client:
 
     def _send(self, b):
         s = self._sock
-        if hasattr(s, "write"):
+        if self._raw is not None:
             n = len(b)
             mv = memoryview(b)
             done = 0
             while done < n:
+                self._wait(self._raw)
                 k = s.write(mv[done:] if done else mv)  # pyright: ignore[reportOptionalMemberAccess] (connected)
                 if k is None:
                     raise OSError(110)  # timed out (non-blocking write gave nothing)
                 done += k
         else:
+            self._wait(s)
             s.sendall(b)  # pyright: ignore[reportOptionalMemberAccess]
         return len(b)
 
-    # Reading: MicroPython sockets (plain and TLS) have readline() and read(n)
-    # with no short reads; on CPython a buffered file over the socket does.
-    # _rfile is set while connected; readline(size) is MicroPython's stream
-    # readline (the ESP32 stubs list no size argument).
-    def _readline(self):
-        line = self._rfile.readline(_MAX_LINE)  # pyright: ignore[reportOptionalMemberAccess, reportCallIssue]
-        if not line:
+    def _wait(self, s):
+        # What is left of this try becomes s's timeout: each blocking call
+        # ends by the deadline, however the server spaces its bytes.
+        left = time.ticks_diff(self._deadline, time.ticks_ms())
+        if left <= 0:
+            raise OSError(110)  # timed out
+        s.settimeout(left / 1000)
+
+    # Reading: what has arrived, by the deadline, into _pend.
+    def _more(self):
+        s = self._sock
+        self._wait(self._raw or s)
+        if hasattr(s, "recv"):  # CPython's sockets, MicroPython's plain one
+            part = s.recv(_RECV)  # pyright: ignore[reportOptionalMemberAccess]
+        else:  # MicroPython's TLS socket, whose read(n) waits for all n bytes: one, then what has arrived
+            part = s.read(1)  # pyright: ignore[reportOptionalMemberAccess]
+            if part:
+                self._raw.settimeout(0)  # pyright: ignore[reportOptionalMemberAccess]
+                part += s.read(_RECV) or b""  # pyright: ignore[reportOptionalMemberAccess]
+        if not part:
             raise _Closed("connection closed by the server")
-        rest = line
-        while len(rest) == _MAX_LINE and rest[-1] != 10:  # no b"\n" yet: skip the rest of the line
-            rest = self._rfile.readline(_MAX_LINE)  # pyright: ignore[reportOptionalMemberAccess, reportCallIssue]
-            if not rest:
-                raise _Closed("connection closed by the server")
-        return line
+        self._answered = True  # a byte of a reply: the request is never re-sent now
+        p = self._pend
+        self._pend = p[self._pos :] + part if self._pos < len(p) else part
+        self._pos = 0
 
-    def _read(self, n, keep):
-        """Read n body bytes; keep at most `keep` of them."""
-        out = b""
-        while n > 0:
-            part = self._rfile.read(min(n, _BUF))  # pyright: ignore[reportOptionalMemberAccess]
-            if not part:
-                raise _Closed("connection closed by the server")
-            if len(out) < keep:
-                out += part[: keep - len(out)]
-            n -= len(part)
-        return out
-
-    def _read_to_close(self, keep):
-        out = b""
+    def _line(self, cut=True):
+        """The next line, without its line feed. One longer than _MAX_LINE is
+        cut (its rest skipped, never held whole), or refused when not cut."""
+        head = None
         while True:
-            part = self._rfile.read(_BUF)  # pyright: ignore[reportOptionalMemberAccess]
-            if not part:
-                return out
+            p = self._pend
+            pos = self._pos
+            i = p.find(b"\n", pos)
+            if head is None and (len(p) if i < 0 else i) - pos > _MAX_LINE:
+                if not cut:
+                    raise ValueError("line too long")
+                head = p[pos : pos + _MAX_LINE]
+            if i >= 0:
+                self._pos = i + 1
+                return p[pos:i] if head is None else head
+            if head is not None:
+                self._pos = len(p)  # skipped
+            self._more()
+
+    def _body(self, n, keep):
+        """n body bytes (n < 0: up to the close); keep at most `keep` of them."""
+        out = b""
+        while n:
+            if self._pos == len(self._pend):
+                try:
+                    self._more()
+                except _Closed:
+                    if n > 0:
+                        raise
+                    return out
+            p = self._pend
+            pos = self._pos
+            k = len(p) - pos if n < 0 else min(n, len(p) - pos)
             if len(out) < keep:
-                out += part[: keep - len(out)]
+                out += p[pos : pos + min(k, keep - len(out))]
+            self._pos = pos + k
+            if n > 0:
+                n -= k
+        return out
 
     # -- one request ----------------------------------------------------------
     def _exchange(self, method, path, headers, length, write_body):
@@ -218,47 +257,53 @@ class Client:
         if write_body is not None:
             write_body(self)
         self.flush()
-        status_line = self._readline()
-        self._answered = True
-        parts = status_line.split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
-            raise ValueError("not an HTTP response")
-        status = int(parts[1])
-        length = -1
-        chunked = False
-        close = parts[0] == b"HTTP/1.0"
-        while True:
-            line = self._readline()
-            if line in (b"\r\n", b"\n"):
+        self._pend = b""
+        self._pos = 0
+        while True:  # a 1xx (100 Continue...) is a head with no body: the reply follows
+            parts = self._line(False).split(None, 2)
+            status = _number(parts[1], 10) if len(parts) > 1 and len(parts[1]) == 3 else 0
+            if status < 100 or not parts[0].startswith(b"HTTP/1."):
+                raise ValueError("not an HTTP response")
+            length = -1
+            chunked = False
+            close = parts[0] == b"HTTP/1.0"
+            n = 0
+            while True:
+                line = self._line()
+                if line in (b"", b"\r"):
+                    break
+                n += 1
+                if n > _MAX_HEADERS:
+                    raise ValueError("too many header lines")
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                value = value.strip()
+                if name == b"content-length":
+                    length = _number(value, 10)
+                elif name == b"transfer-encoding" and b"chunked" in value.lower():
+                    chunked = True
+                elif name == b"connection":
+                    close = value.lower() == b"close"
+                elif name == b"retry-after" and value.isdigit():  # seconds; an HTTP date is ignored
+                    self.retry_after_s = min(int(value), _MAX_RETRY_AFTER_S)
+            if status >= 200:
                 break
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            value = value.strip()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"transfer-encoding" and b"chunked" in value.lower():
-                chunked = True
-            elif name == b"connection":
-                close = value.lower() == b"close"
-            elif name == b"retry-after" and value.isdigit():  # seconds; an HTTP date is ignored
-                self.retry_after_s = min(int(value), _MAX_RETRY_AFTER_S)
         if chunked:
             body = b""
             while True:
-                size = int(self._readline().split(b";")[0].strip(), 16)
+                size = _number(self._line().split(b";")[0].strip(), 16)
                 if size == 0:
-                    while self._readline() not in (b"\r\n", b"\n"):  # trailers
+                    while self._line() not in (b"", b"\r"):  # trailers
                         pass
                     break
-                body += self._read(size, _MAX_BODY - len(body))
-                self._readline()
-        elif length >= 0:
-            body = self._read(length, _MAX_BODY)
+                body += self._body(size, _MAX_BODY - len(body))
+                self._line()
         else:
-            body = self._read_to_close(_MAX_BODY)
-            close = True
-        if close:
+            body = self._body(length, _MAX_BODY)
+            close = close or length < 0
+        if close or self._pos < len(self._pend):  # bytes after the reply: never read as the next one
             self.close()
+        self._pend = b""  # held no longer than the reply
         return status, body
 
     def request(self, method, path, headers, length=0, write_body=None):
@@ -269,6 +314,8 @@ class Client:
         reused = self._sock is not None
         self._answered = False
         while True:
+            # timeout_ms bounds each try whole (connect, send, the reply), however the server spaces its bytes
+            self._deadline = time.ticks_add(time.ticks_ms(), self.timeout_ms)
             try:
                 if self._sock is None:
                     self._connect()
@@ -281,6 +328,13 @@ class Client:
                 if not reused or self._answered:
                     raise
                 reused = False
+
+
+def _number(text, base):
+    # int() alone also takes "-5", "+5", " 5" and "5_0"
+    if not text or text.strip(_DIGITS[: 22 if base == 16 else 10]):
+        raise ValueError("not a number: %r" % text[:20])
+    return int(text, base)
 
 
 def _reason(body):
@@ -343,7 +397,13 @@ def _describe(e):
         return "connection closed by the server"
     if isinstance(e, OSError):
         code = e.args[0] if e.args and isinstance(e.args[0], int) else None
-        names = {110: "timed out", 111: "connection refused", 104: "connection reset", 113: "no route to host"}
+        names = {
+            110: "timed out",
+            11: "timed out",
+            111: "connection refused",
+            104: "connection reset",
+            113: "no route to host",
+        }
         text = str(e) if code is None else names.get(code, "network error %d" % code)
         if "timed out" in text or "ETIMEDOUT" in text:
             return "timed out"
