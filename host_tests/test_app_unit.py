@@ -137,6 +137,57 @@ def test_a_queued_window_under_a_label_no_longer_sent_is_set_aside_and_the_rest_
         srv.close()
 
 
+def test_a_window_over_the_queue_budget_is_lost_in_one_line_and_the_queue_stays(tmp_path):
+    a, lines = make_app(tmp_path, "http://127.0.0.1:9", link=Link(up=False))
+    a.step()
+    a.step()
+    assert len(a.outbox.store) == 2
+    # a budget smaller than one window (the queued ones are kept from before): making room cannot help
+    a.outbox.store.budget = a.outbox.store.bytes_used() // 2 - 10
+    a.step()
+    assert len(a.outbox.store) == 2 and a.outbox.store.dropped == 0 and a.outbox.lost == 1
+    assert [line for line in lines if "lost" in line] == [
+        "window 3 lost: cannot write the queue on flash (%d bytes, over the whole queue budget of %d)"
+        % (int(lines[-1].split("(")[1].split(" ")[0]), a.outbox.store.budget)
+    ]
+    a.close()
+
+
+@pytest.mark.parametrize(
+    "fmt,window_ms,rate,budget,need",
+    [
+        ("cbor", 10_000, 200, 20_000, 10_000 // 5 * 16 + 2048),  # 2000 rows of 3 float32 axes: 16 bytes a row
+        ("json", 1_000, 200, 8_000, 200 * (3 + 17 * 3) + 2048),  # the longest JSON text a row can take
+    ],
+)
+def test_a_window_that_cannot_fit_the_queue_budget_stops_the_boot_in_one_line(
+    tmp_path, monkeypatch, fmt, window_ms, rate, budget, need
+):
+    started = []
+    machine = type(sys)("machine")
+    machine.WDT = lambda timeout: started.append(timeout)
+    monkeypatch.setitem(sys.modules, "machine", machine)
+
+    class Board:
+        DEVICE_TYPE = "TEST_DEVICE"
+
+        @staticmethod
+        def setup(cfg):
+            return Hardware(SyntheticIMU("idle", rate), wdt_timeout_ms=5000)
+
+    raw = {"board": "unix-sim", "api_key": "ei_unit", "url": "http://127.0.0.1:9", "labels": ["idle"]}
+    raw.update(window_ms=window_ms, sample_rate_hz=rate, format=fmt, queue_budget_bytes=budget)
+    raw["queue_dir"] = str(tmp_path / "q")
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    lines = []
+    assert app.main(str(tmp_path / "config.json"), board=Board, log=lines.append) == 2
+    assert lines == [
+        "config: queue_budget_bytes: a window may take %d bytes encoded (window_ms %d at %d Hz), over the budget"
+        " of %d: raise queue_budget_bytes or shorten window_ms" % (need, window_ms, rate, budget)
+    ]
+    assert started == []  # no watchdog armed: the board does not reset and print it again
+
+
 def test_link_down_queues_then_drains_oldest_first(tmp_path):
     srv = FakeServer([])
     try:

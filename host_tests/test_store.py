@@ -96,6 +96,17 @@ def test_budget_drops_oldest_and_counts(tmp_path):
     assert st.bytes_used() <= 3 * one
 
 
+def test_a_message_bigger_than_the_whole_budget_drops_nothing(tmp_path):
+    one = msg(0).length + 300
+    st = Store(str(tmp_path / "q"), 3 * one)
+    names = [st.put(msg(i), "idle", "training") for i in range(2)]
+    big = msg(9, rows=200)
+    with pytest.raises(ValueError, match=r"^\d+ bytes, over the whole queue budget of %d$" % (3 * one)):
+        st.put(big, "idle", "training")
+    assert st.names() == names and st.dropped == 0 and len(st) == 2  # the older windows stay
+    assert not [n for n in os.listdir(tmp_path / "q") if n.endswith(".tmp")]
+
+
 def test_sha256_in_header_matches_body(tmp_path):
     st = Store(str(tmp_path / "q"), 1 << 20)
     st.put(msg(0), "wave", "testing")

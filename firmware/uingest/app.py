@@ -133,7 +133,7 @@ class Outbox:
                 self.store.put(msg, label, category)
             else:
                 self.store.keep_rejected(msg, label, category, rejected)
-        except (OSError, ValueError) as e:  # ValueError: a label too long for a queue header
+        except (OSError, ValueError) as e:  # ValueError: a header too long, a message over the whole budget
             self.lost += 1
             self.log("window %d lost: cannot write the queue on flash (%s)" % (n, _errno(e)))
 
@@ -320,6 +320,25 @@ def _errno(e):
     return "errno %d" % e.args[0] if e.args and isinstance(e.args[0], int) else str(e).split("\n")[0][:80]
 
 
+def _window_over_budget(cfg, sensor):
+    """The config problem when one window, encoded, may not fit the queue's
+    budget (a RETRY could then never keep it), else None."""
+    rows = int(cfg["window_ms"] * cfg["sample_rate_hz"] / 1000)
+    if cfg["format"] == "cbor":
+        from .cbor import max_row_bytes
+    else:
+        from .jsonw import max_row_bytes
+    # the longest the rows can be, plus room for the message head and the queue's header line
+    need = rows * max_row_bytes(len(sensor.sensors), getattr(sensor, "typecode", "f")) + 2048
+    if need > cfg["queue_budget_bytes"]:
+        return (
+            "config: queue_budget_bytes: a window may take %d bytes encoded (window_ms %d at %s Hz), over the"
+            " budget of %d: raise queue_budget_bytes or shorten window_ms"
+            % (need, cfg["window_ms"], cfg["sample_rate_hz"], cfg["queue_budget_bytes"])
+        )
+    return None
+
+
 def _unix_time():
     # iat only with a clock that is really set: the unix port's is the host's;
     # a board's counts from 2000 and is right only after NTP.
@@ -362,6 +381,10 @@ def main(config_path="config.json", max_windows=None, board=None, log=print):
     except (OSError, ValueError) as e:
         log("board: %s" % e)
         return 3
+    problem = _window_over_budget(cfg, hw.sensor)
+    if problem:  # before the watchdog: a board that cannot run says so once, not at every reset
+        log(problem)
+        return 2
     from . import wifi
 
     link = wifi.link(cfg)

@@ -16,9 +16,9 @@ FIELDS = (
     ("board", REQUIRED, "name", "the board's folder name under boards/, e.g. 'esp32-devkitc-mpu6050'"),
     ("wifi_ssid", "", "str", "the Wi-Fi network name (a string; empty on boards without Wi-Fi)"),
     ("wifi_password", "", "str", "the Wi-Fi password (a string)"),
-    ("api_key", REQUIRED, "secret", "the project's API key, a string starting with 'ei_'"),
-    ("hmac_key", None, "secret?", "the project's HMAC key (a string), or null to send unsigned"),
-    ("url", DEFAULT_URL, "url", "the ingestion service base URL, http://... or https://..."),
+    ("api_key", REQUIRED, "secret", "the project's API key, printable ASCII starting with 'ei_'"),
+    ("hmac_key", None, "secret?", "the project's HMAC key (printable ASCII), or null to send unsigned"),
+    ("url", DEFAULT_URL, "url", "the ingestion service base URL, http://host[:port] or https://host[:port]"),
     ("category", "training", "category", "one of " + ", ".join(DATA_CATEGORIES)),
     (
         "labels",
@@ -93,9 +93,16 @@ def _check(name, kind, v):
     if kind in ("str", "name"):
         return isinstance(v, str) and (kind == "str" or (v and "/" not in v and ".." not in v))
     if kind == "secret":
-        return isinstance(v, str) and len(v) > 0 and (name != "api_key" or v.startswith("ei_"))
+        # printable ASCII: a key goes in a header, and the HMAC is over its bytes
+        ok = isinstance(v, str) and len(v) > 0 and (name != "api_key" or v.startswith("ei_"))
+        return ok and all(0x20 <= c <= 0x7E for c in v.encode())
     if kind == "url":
-        return isinstance(v, str) and (v.startswith("http://") or v.startswith("https://")) and len(v) > 8
+        from .http import parse_url
+
+        try:
+            return isinstance(v, str) and bool(parse_url(v))
+        except ValueError:  # no scheme, no host, a port that is not 1..65535
+            return False
     if kind == "category":
         return v in DATA_CATEGORIES
     if kind == "format":

@@ -50,15 +50,17 @@ def parse_url(url):
     if hostport.startswith("["):  # [::1]:4810
         end = hostport.find("]")
         host, tail = hostport[1:end], hostport[end + 1 :]
-        if tail.startswith(":"):
-            port = int(tail[1:])
+        p = tail[1:] if tail.startswith(":") else None
     elif ":" in hostport:
         host, p = hostport.rsplit(":", 1)
-        port = int(p)
     else:
-        host = hostport
+        host, p = hostport, None
     if not host:
         raise ValueError("url: no host in %r" % (url,))
+    if p is not None:  # digits only: int() would take "+80", " 80", "8_0"
+        if not p.isdigit() or not 0 < int(p) < 65536:
+            raise ValueError("url: the port must be a number from 1 to 65535 in %r" % (url,))
+        port = int(p)
     return scheme, host, port, path
 
 

@@ -173,6 +173,8 @@ class Store:
         head = bytearray(_V2 + _NO_HASH + b'", "sha256": "' + _NO_HASH + b'", ' + json.dumps(rest)[1:].encode() + b"\n")
         if len(head) > _MAX_HEAD:
             raise ValueError("label too long for a queue header")
+        if length + len(head) > self.budget:  # dropping every older window would not make room
+            raise ValueError("%d bytes, over the whole queue budget of %d" % (length + len(head), self.budget))
         self._make_room(length + len(head))
         self._seq += 1
         name = "%08d.msg" % self._seq
