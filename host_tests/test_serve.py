@@ -639,7 +639,7 @@ def raw_files(port, body, boundary="uingestboundary1234"):
 def multipart_bytes(parts, boundary="uingestboundary1234"):
     out = b""
     for name, data in parts:
-        out += b"--%s\r\nContent-Disposition: form-data; name=\"data\"; filename=\"%s\"\r\n" % (
+        out += b'--%s\r\nContent-Disposition: form-data; name="data"; filename="%s"\r\n' % (
             boundary.encode(),
             name.encode(),
         )
