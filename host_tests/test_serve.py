@@ -775,3 +775,41 @@ def test_disk_full_while_appending_the_index_leaves_no_cut_line(client, monkeypa
     assert client.post_data(msg_bytes(rows=5))[0] == 200
     assert [r["rows"] for r in client.index()] == [3, 5]  # every line reads
     assert_consistent(client)
+
+
+def test_disk_full_on_the_second_file_of_a_request_stores_neither(client, monkeypatch):
+    import errno
+
+    from uingest_tools import datafolder
+
+    before = client.snapshot()
+    real_fsync = os.fsync
+    calls = [0]
+
+    def fsync(fd):  # the first file's fsyncs (file, folder) go through, then the disk is full
+        calls[0] += 1
+        if calls[0] > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(datafolder.os, "fsync", fsync)
+    status, reply = client.post_files([("data", "a.1.cbor", msg_bytes(rows=4)), ("data", "k.2.wav", WAV)])
+    assert status == 507 and reply["success"] is False
+    assert calls[0] > 2 and client.snapshot() == before
+    monkeypatch.undo()
+    assert client.post_files([("data", "a.1.cbor", msg_bytes(rows=4)), ("data", "k.2.wav", WAV)])[0] == 200
+    assert [r["file_name"] for r in client.index()] == ["a.1.cbor", "k.2.wav"]
+    assert_consistent(client)
+
+
+def test_the_disk_full_line_comes_back_after_a_minute(tmp_path, monkeypatch, caplog):
+    from uingest_tools import datafolder
+
+    folder = datafolder.DataFolder(str(tmp_path / "data"))
+    now = [1000.0]
+    monkeypatch.setattr(datafolder.time, "monotonic", lambda: now[0])
+    caplog.set_level(logging.INFO, logger="uingest.serve")
+    for step in (0, 10, 59.9, 60.0, 119.9, 120.1):
+        now[0] = 1000.0 + step
+        assert folder.disk_full().status == 507
+    assert len([r for r in caplog.records if "no space left" in r.getMessage()]) == 3  # at 0, 60 and 120.1 s

@@ -10,14 +10,19 @@ Choices where the real service is unknown or where we are stricter:
 
 - Status codes: 401 missing/wrong x-api-key; 404 unknown category; 413 body over ``max_body`` (Content-Length
   or streamed count); 415 unsupported Content-Type; 421 missing x-file-name on /data; 409 duplicate under
-  x-disallow-duplicates (the status the service uses is not documented: 409 is our choice); 400 everything
-  else that is wrong with the request or message (bad label, file name, x-metadata, body, signature).
+  x-disallow-duplicates (the status the service uses is not documented: 409 is our choice); 507 when the
+  server's disk is full (nothing of the request stored; logged at most once a minute; storing resumes by
+  itself when there is space again); 400 everything else that is wrong with the request or message (bad
+  label, file name, x-metadata, body, signature, a multipart body cut before its closing boundary).
 - With an HMAC key the server *rejects* unsigned (alg none) and badly signed messages (400 "signature ...");
   the real service stores them marked. Without one, signatures are recorded as "unchecked" ("none" for alg
   none). "invalid" is part of the index vocabulary but never stored by this server.
 - ``max_body`` limits the whole request body, for /files too (all parts together).
 - /files answers 200 with a per-part result; the top-level ``success`` is true only when every part was
-  stored. Its ``sampleId`` is the index line's ``sample_id``.
+  stored. Its ``sampleId`` is the index line's ``sample_id``. A part that fails its own check (type, label,
+  message, signature, duplicate) fails alone; the others are stored together, all or none
+  (DataFolder.commit_all). A request that is bad as a whole (cut body, bad header, too big, full disk)
+  stores none of its files.
 - Multi-label samples (a ``structured_labels.labels`` part) are kept in the index as ``structured_labels``,
   ``x-bounding-boxes`` as ``bounding_boxes`` for every file of the request.
 """
