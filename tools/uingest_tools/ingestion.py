@@ -275,7 +275,7 @@ class Ingestion:
         return Request(request.scope, receive)
 
     def _check_part(self, category, header_label, no_label, metadata, disallow, name, data, extra=None) -> dict:
-        """Validate one uploaded file (runs in a worker thread): the sample to commit, or Rejected. extra: its
+        """Validate one uploaded file (runs in a worker thread): the sample to commit; raises Rejected. extra: its
         structured_labels and bounding_boxes, for the index."""
         check_file_name(name)
         ext, kind = file_kind(name)
