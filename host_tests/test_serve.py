@@ -616,3 +616,200 @@ def test_the_collector_applies_the_one_label_rule(label, stripped, reason):
         with pytest.raises(collector_rules.Rejected) as e:
             collector_rules.check_label(label)
         assert (e.value.status, e.value.reason) == (400, reason)
+
+
+# --- all or nothing (issue 12, item 9)
+
+
+def raw_files(port, body, boundary="uingestboundary1234"):
+    """POST raw multipart bytes to /files (Content-Length of the bytes given): (status, reply)."""
+    head = (
+        b"POST /api/training/files HTTP/1.1\r\nHost: x\r\nx-api-key: " + API_KEY.encode() + b"\r\n"
+        b"Content-Type: multipart/form-data; boundary=" + boundary.encode() + b"\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head + body)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return int(data.split(b" ", 2)[1]), json.loads(data.split(b"\r\n\r\n", 1)[1])
+
+
+def multipart_bytes(parts, boundary="uingestboundary1234"):
+    out = b""
+    for name, data in parts:
+        out += b'--%s\r\nContent-Disposition: form-data; name="data"; filename="%s"\r\n' % (
+            boundary.encode(),
+            name.encode(),
+        )
+        out += b"Content-Type: application/octet-stream\r\n\r\n" + data + b"\r\n"
+    return out + b"--" + boundary.encode() + b"--\r\n"
+
+
+@pytest.mark.parametrize("where", ["no closing boundary", "cut inside the second part", "cut in a boundary"])
+def test_a_cut_multipart_body_stores_nothing(client, where):
+    full = multipart_bytes([("a.1.cbor", msg_bytes(rows=4)), ("b.1.cbor", msg_bytes(rows=5))])
+    closing = full.rindex(b"--uingestboundary1234--")
+    cut = {
+        "no closing boundary": full[:closing],
+        "cut inside the second part": full[: closing - 40],
+        "cut in a boundary": full[: closing + 10],
+    }[where]
+    before = client.snapshot()
+    status, reply = raw_files(client.port, cut)
+    assert status == 400 and reply["success"] is False and "multipart" in reply["error"]
+    assert client.index() == [] and client.snapshot() == before
+    assert_consistent(client)
+    # the whole body is stored, both files
+    status, reply = raw_files(client.port, full)
+    assert status == 200 and reply["success"] is True and len(client.index()) == 2
+
+
+def test_an_epilogue_after_the_closing_boundary_is_fine(client):
+    body = multipart_bytes([("a.1.cbor", msg_bytes(rows=4))]) + b"an epilogue, which parsers ignore\r\n"
+    status, reply = raw_files(client.port, body)
+    assert status == 200 and reply["success"] is True and len(client.index()) == 1
+
+
+def test_sample_files_not_indexed_are_reconciled_at_start(make_server, tmp_path, caplog):
+    c = make_server(hmac_key=HMAC_KEY)
+    assert c.post_data(msg_bytes(rows=3))[0] == 200
+    c.srv.stop()
+    # a kill between the rename into place and the index line: files on disk, not in the index
+    training = tmp_path / "data" / "training"
+    (training / "idle.5f0000000001.cbor").write_bytes(msg_bytes(rows=6))
+    (training / "unlabeled.5f0000000002.wav").write_bytes(WAV)
+    (training / "wave.5f0000000003.cbor").write_bytes(msg_bytes(rows=6)[:-9])  # not whole
+    (training / "knock.5f0000000004.png").write_bytes(b"not a png")
+    caplog.set_level(logging.INFO, logger="uingest.serve")
+    again = make_server(tmp_path / "data", hmac_key=HMAC_KEY)
+    lines = [r.getMessage() for r in caplog.records if "reconciled" in r.getMessage()]
+    assert lines == ["reconciled 4 sample files that were not indexed: 2 indexed, 2 removed"]
+    index = again.index()
+    assert [r["sample_id"] for r in index] == [1, 2, 3]
+    assert [(r["file"], r["label"]) for r in index[1:]] == [
+        ("training/idle.5f0000000001.cbor", "idle"),
+        ("training/unlabeled.5f0000000002.wav", None),
+    ]
+    assert index[1]["rows"] == 6 and index[2]["rows"] is None
+    assert_consistent(again)
+    assert again.post_data(msg_bytes(rows=7))[0] == 200 and again.index()[-1]["sample_id"] == 4
+
+
+# --- disk full (issue 12, item 10)
+
+
+def test_disk_full_is_507_with_one_log_line_a_minute_and_collection_resumes(client, monkeypatch, caplog):
+    import errno
+
+    from uingest_tools import datafolder
+
+    assert client.post_data(msg_bytes(rows=3))[0] == 200
+    assert client.post_files([("data", "knock.1.wav", WAV)])[0] == 200
+    index_before = open(os.path.join(client.data_dir, "index.jsonl"), "rb").read()
+    before = client.snapshot()
+    real_fsync = os.fsync
+    full = [True]
+
+    def fsync(fd):
+        if full[0]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(datafolder.os, "fsync", fsync)
+    caplog.set_level(logging.INFO, logger="uingest.serve")
+    for rows in range(4, 9):
+        status, ctype, reply = client.post_data(msg_bytes(rows=rows))
+        assert status == 507 and reply and b"\n" not in reply.strip() and b"space" in reply.lower()
+    status, reply = client.post_files([("data", "a.1.cbor", msg_bytes(rows=9)), ("data", "k.2.wav", WAV)])
+    assert status == 507 and reply["success"] is False and "space" in reply["error"]
+    assert client.snapshot() == before  # nothing half-written, the index as it was
+    with open(os.path.join(client.data_dir, "index.jsonl"), "rb") as f:
+        assert f.read() == index_before
+    about_it = [r for r in caplog.records if "space" in r.getMessage().lower() and " 507 " not in r.getMessage()]
+    assert len(about_it) == 1, [r.getMessage() for r in about_it]
+    assert not any(r.exc_info for r in caplog.records)
+    full[0] = False  # space returns
+    assert client.post_data(msg_bytes(rows=10))[0] == 200
+    assert client.post_files([("data", "a.1.cbor", msg_bytes(rows=9))])[0] == 200
+    assert [r["rows"] for r in client.index()] == [3, None, 10, 9]
+    assert_consistent(client)
+
+
+def test_disk_full_while_appending_the_index_leaves_no_cut_line(client, monkeypatch):
+    import errno
+
+    from uingest_tools import datafolder
+
+    assert client.post_data(msg_bytes(rows=3))[0] == 200
+    before = client.snapshot()
+    real_open = open
+
+    class CutWriter:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, b):
+            self.f.write(b[: len(b) // 2])
+            self.f.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    def cut_open(path, mode="r", *a, **kw):
+        f = real_open(path, mode, *a, **kw)
+        return CutWriter(f) if str(path).endswith("index.jsonl") and "a" in mode else f
+
+    monkeypatch.setattr(datafolder, "open", cut_open, raising=False)
+    assert client.post_data(msg_bytes(rows=4))[0] == 507
+    assert client.snapshot() == before
+    monkeypatch.undo()
+    assert client.post_data(msg_bytes(rows=5))[0] == 200
+    assert [r["rows"] for r in client.index()] == [3, 5]  # every line reads
+    assert_consistent(client)
+
+
+def test_disk_full_on_the_second_file_of_a_request_stores_neither(client, monkeypatch):
+    import errno
+
+    from uingest_tools import datafolder
+
+    before = client.snapshot()
+    real_fsync = os.fsync
+    calls = [0]
+
+    def fsync(fd):  # the first file's fsyncs (file, folder) go through, then the disk is full
+        calls[0] += 1
+        if calls[0] > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(datafolder.os, "fsync", fsync)
+    status, reply = client.post_files([("data", "a.1.cbor", msg_bytes(rows=4)), ("data", "k.2.wav", WAV)])
+    assert status == 507 and reply["success"] is False
+    assert calls[0] > 2 and client.snapshot() == before
+    monkeypatch.undo()
+    assert client.post_files([("data", "a.1.cbor", msg_bytes(rows=4)), ("data", "k.2.wav", WAV)])[0] == 200
+    assert [r["file_name"] for r in client.index()] == ["a.1.cbor", "k.2.wav"]
+    assert_consistent(client)
+
+
+def test_the_disk_full_line_comes_back_after_a_minute(tmp_path, monkeypatch, caplog):
+    from uingest_tools import datafolder
+
+    folder = datafolder.DataFolder(str(tmp_path / "data"))
+    now = [1000.0]
+    monkeypatch.setattr(datafolder.time, "monotonic", lambda: now[0])
+    caplog.set_level(logging.INFO, logger="uingest.serve")
+    for step in (0, 10, 59.9, 60.0, 119.9, 120.1):
+        now[0] = 1000.0 + step
+        assert folder.disk_full().status == 507
+    assert len([r for r in caplog.records if "no space left" in r.getMessage()]) == 3  # at 0, 60 and 120.1 s

@@ -7,6 +7,13 @@
   fsynced, so stopping the server (Ctrl-C, SIGTERM: uvicorn lets running requests finish) loses no sample it
   acknowledged. Temp files left by a crash (``.upload-*.tmp``, ``.store-*.tmp``) are removed at start; a
   line cut by a crash is skipped by the readers (read_index) and the next line starts on a line of its own.
+  Sample files a crash left in place without their index line (killed between the rename and the index
+  line) are reconciled at start: indexed when whole and valid (signature "unchecked" or "none": no key is
+  checked then), removed otherwise, in one log line.
+- Several samples (one /files request) are stored all or none (DataFolder.commit_all): when a file or the
+  index line cannot be written, what this commit put in place is removed and the index cut back to where it
+  was. A full disk (ENOSPC, EDQUOT) is Rejected(507), logged at most once a minute; the next commit that
+  finds space again stores as usual.
 - No label: the index says ``"label": null`` and the file is named ``unlabeled.<id>.<ext>``.
 - Every stored name carries a unique id (microseconds, hex), so x-add-date-id has no further effect.
 - Duplicates are found by the sha256 of the stored bytes; every stored sample's hash is kept in memory
@@ -18,6 +25,7 @@
 from __future__ import annotations
 
 import datetime
+import errno
 import hashlib
 import json
 import logging
@@ -26,13 +34,19 @@ import tempfile
 import threading
 import time
 
-from .collector_rules import Rejected, split_category
-from .common import FILE_CATEGORIES, fsync_path
+from .collector_rules import MESSAGE_FIELDS, MESSAGE_KINDS, Rejected, check_file, split_category, validate_message
+from .common import FILE_CATEGORIES, FILE_TYPES, fsync_path
 
 log = logging.getLogger("uingest.serve")
 
 INDEX = "index.jsonl"
 NO_LABEL_NAME = "unlabeled"
+DISK_FULL_LOG_EVERY_S = 60.0
+DISK_FULL_REASON = "no space left on the server's disk: not stored, send it again later"
+
+
+def is_disk_full(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def read_index(data_dir: str) -> tuple[list[dict], int]:
@@ -82,23 +96,29 @@ class DataFolder:
         self._next_sample = 1
         self._last_us = 0
         self._index_ends_clean = True
-        self._load_index()
+        self._disk_full_logged_at = None  # time.monotonic() of the last log line about a full disk
+        indexed = self._load_index()
         self._remove_stale_temps()
+        self._reconcile(indexed)
 
-    def _load_index(self) -> None:
+    def _load_index(self) -> set:
+        """Load the hashes and the next sample id; return the files the index names."""
         try:
             records, _ = read_index(self.data_dir)
         except FileNotFoundError:
-            return
+            return set()
         self._index_ends_clean = _ends_with_newline(self.index_path)
         n = 0
+        indexed = set()
         for rec in records:
             n += 1
+            indexed.add(rec.get("file"))
             if isinstance(rec.get("sha256"), str):
                 self._hashes.add(rec["sha256"])
             if isinstance(rec.get("sample_id"), int):
                 n = max(n, rec["sample_id"])
         self._next_sample = n + 1
+        return indexed
 
     def _remove_stale_temps(self) -> None:
         dirs = [self.data_dir] + [os.path.join(self.data_dir, c) for c in FILE_CATEGORIES]
@@ -114,6 +134,84 @@ class DataFolder:
                     except OSError:
                         pass
 
+    def _reconcile(self, indexed: set) -> None:
+        """Index the sample files not in the index (a kill between a rename and its index line) that are
+        whole and valid; remove the others. One log line when there were any."""
+        found = []
+        for category in FILE_CATEGORIES:
+            folder = os.path.join(self.data_dir, category)
+            try:
+                names = os.listdir(folder)
+            except OSError:
+                continue
+            for name in names:
+                path = os.path.join(folder, name)
+                ext = os.path.splitext(name)[1].lower()
+                if name.startswith(".") or ext not in FILE_TYPES or not os.path.isfile(path):
+                    continue
+                if "%s/%s" % (category, name) not in indexed:
+                    found.append((os.stat(path).st_mtime_ns, category, name))
+        if not found:
+            return
+        records, removed = [], []
+        for mtime_ns, category, name in sorted(found):
+            path = os.path.join(self.data_dir, category, name)
+            record = self._record_of_file(path, category, name, mtime_ns)
+            if record is None:
+                removed.append(path)
+            else:
+                record["sample_id"] = self._next_sample + len(records)
+                records.append(record)
+        try:
+            if records:
+                self._append_index(records)
+            for path in removed:
+                os.unlink(path)
+        except OSError as e:
+            log.warning("could not reconcile %d sample files that are not indexed: %s", len(found), e)
+            return
+        for record in records:
+            self._hashes.add(record["sha256"])
+        self._next_sample += len(records)
+        log.info(
+            "reconciled %d sample files that were not indexed: %d indexed, %d removed",
+            len(found),
+            len(records),
+            len(removed),
+        )
+
+    def _record_of_file(self, path: str, category: str, name: str, mtime_ns: int):
+        """The index record of a sample file found without one (its next sample id), or None when it is not
+        whole and valid."""
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError:
+            return None
+        kind = FILE_TYPES[os.path.splitext(name)[1].lower()]
+        try:
+            if kind in MESSAGE_KINDS:
+                fields = validate_message(data, kind)
+            else:
+                check_file(data, kind)
+                fields = dict.fromkeys(MESSAGE_FIELDS)
+        except Rejected:
+            return None
+        parts = name.rsplit(".", 2)
+        label = parts[0] if len(parts) == 3 and parts[0] != NO_LABEL_NAME else None
+        received = datetime.datetime.fromtimestamp(mtime_ns / 1e9, datetime.timezone.utc)
+        return {
+            "sample_id": None,  # given by _reconcile
+            "file": "%s/%s" % (category, name),
+            "category": category,
+            "label": label,
+            **fields,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "file_name": name,
+            "metadata": None,
+            "received_at": received.isoformat(timespec="milliseconds"),
+        }
+
     def subscribe(self, callback) -> None:
         """callback(record) after each sample stored from now on, in the storing thread, with commits held:
         it must not block. Its exceptions are logged; the sample is stored all the same."""
@@ -127,52 +225,93 @@ class DataFolder:
     def is_duplicate(self, sha: str) -> bool:
         return sha in self._hashes
 
-    def commit(
-        self,
-        *,
-        category: str,
-        label,
-        ext: str,
-        data: bytes,
-        fields: dict,
-        file_name: str,
-        metadata=None,
-        disallow_duplicates: bool = False,
-        src_path: str | None = None,
-        extra: dict | None = None,
-    ) -> dict:
-        """Store data (already in src_path when given) and append its index line; return the record.
+    def commit(self, **sample) -> dict:
+        """Store one sample (the arguments of a commit_all item) and return its record; Rejected(409) for a
+        duplicate under disallow_duplicates, Rejected(507) when the disk is full."""
+        [outcome] = self.commit_all([sample])
+        if isinstance(outcome, Rejected):
+            raise outcome
+        return outcome
 
-        Raises Rejected(409) for a duplicate when disallow_duplicates. Returns only once the file and the
-        index line are on disk.
+    def commit_all(self, samples: list[dict]) -> list:
+        """Store samples, all or none, and append their index lines; return for each its record, or the
+        Rejected(409) that kept it out (a duplicate under disallow_duplicates, in the index or earlier in
+        samples). Each sample: category, label, ext, data, fields, file_name, and optionally metadata,
+        disallow_duplicates, src_path (a file holding data already: renamed into place), extra (more index
+        fields). Returns only once the files and the index lines are on disk. When that fails nothing of
+        them is stored: Rejected(507) for a full disk, else the OSError.
         """
-        sha = hashlib.sha256(data).hexdigest()
-        if category == "split":
-            category = split_category(sha)
         with self._lock:
-            if disallow_duplicates and sha in self._hashes:
-                raise Rejected(409, "duplicate: this sample is already stored (x-disallow-duplicates)")
-            final = self._new_path(category, label, ext)
-            self._write_file(final, data, src_path)
-            record = {
-                "sample_id": self._next_sample,
-                "file": os.path.relpath(final, self.data_dir).replace(os.sep, "/"),
-                "category": category,
-                "label": label,
-                **fields,
-                "sha256": sha,
-                "file_name": file_name,
-                "metadata": metadata,
-                **(extra or {}),
-                "received_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
-            }
-            self._append_index(record, final)
-            self._hashes.add(sha)
-            self._next_sample += 1
-            self._publish(record)
-            return record
+            outcomes: list = []
+            records: list[dict] = []
+            placed: list[str] = []
+            try:
+                shas = set()
+                for sample in samples:
+                    outcome = self._place(sample, shas, len(records), placed)
+                    outcomes.append(outcome)
+                    if not isinstance(outcome, Rejected):
+                        records.append(outcome)
+                if records:
+                    self._append_index(records)
+            except BaseException as e:
+                for final in placed:
+                    try:
+                        os.unlink(final)
+                    except OSError:
+                        pass
+                if is_disk_full(e):
+                    raise self.disk_full() from None
+                raise
+            if self._disk_full_logged_at is not None:
+                self._disk_full_logged_at = None
+                log.info("storing again: there is space on the disk of %s", self.data_dir)
+            for record in records:
+                self._hashes.add(record["sha256"])
+                self._next_sample += 1
+            for record in records:
+                self._publish(record)
+            return outcomes
+
+    def disk_full(self) -> Rejected:
+        """The refusal for a full disk (507); logs it at most once every DISK_FULL_LOG_EVERY_S."""
+        now = time.monotonic()
+        if self._disk_full_logged_at is None or now - self._disk_full_logged_at >= DISK_FULL_LOG_EVERY_S:
+            self._disk_full_logged_at = now
+            log.warning(
+                "no space left on the disk of %s: samples are refused (507) until there is (logged once a minute)",
+                self.data_dir,
+            )
+        return Rejected(507, DISK_FULL_REASON)
 
     # --- the steps of a commit, each with the commit lock held
+
+    def _place(self, sample: dict, shas: set, earlier: int, placed: list):
+        """Put one sample's file in place (appended to placed) and return its record, or the Rejected(409)
+        for a duplicate. shas: the hashes of the samples placed before it in this commit (earlier of them)."""
+        data = sample["data"]
+        sha = hashlib.sha256(data).hexdigest()
+        category = sample["category"]
+        if category == "split":
+            category = split_category(sha)
+        if sample.get("disallow_duplicates") and (sha in self._hashes or sha in shas):
+            return Rejected(409, "duplicate: this sample is already stored (x-disallow-duplicates)")
+        shas.add(sha)
+        final = self._new_path(category, sample["label"], sample["ext"])
+        self._write_file(final, data, sample.get("src_path"))
+        placed.append(final)
+        return {
+            "sample_id": self._next_sample + earlier,
+            "file": os.path.relpath(final, self.data_dir).replace(os.sep, "/"),
+            "category": category,
+            "label": sample["label"],
+            **sample["fields"],
+            "sha256": sha,
+            "file_name": sample["file_name"],
+            "metadata": sample.get("metadata"),
+            **(sample.get("extra") or {}),
+            "received_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
+        }
 
     def _unique_id(self) -> str:
         us = time.time_ns() // 1000
@@ -218,25 +357,28 @@ class DataFolder:
                 except OSError:
                     pass
 
-    def _append_index(self, record: dict, final: str) -> None:
-        """Append record's line to the index and fsync it. When that fails the sample is not stored (not
-        acknowledged): its file is removed, and the next line starts on a line of its own."""
-        try:
-            line = json.dumps(record, separators=(",", ":")) + "\n"
-            if not self._index_ends_clean:
-                line = "\n" + line
-            with open(self.index_path, "ab") as f:
-                f.write(line.encode())
-                f.flush()
-                os.fsync(f.fileno())
-            self._index_ends_clean = True
-        except BaseException:
-            self._index_ends_clean = False
+    def _append_index(self, records: list[dict]) -> None:
+        """Append the records' lines to the index in one write and fsync it. When that fails the index is cut
+        back to where it was (or, when even that fails, the next line starts on a line of its own)."""
+        text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
+        if not self._index_ends_clean:
+            text = "\n" + text
+        data = text.encode()
+        with open(self.index_path, "ab", buffering=0) as f:
+            size = f.seek(0, os.SEEK_END)
             try:
-                os.unlink(final)
-            except OSError:
-                pass
-            raise
+                done = 0
+                while done < len(data):
+                    done += f.write(data[done:]) or 0
+                os.fsync(f.fileno())
+            except BaseException:
+                try:
+                    f.truncate(size)
+                    os.fsync(f.fileno())
+                except OSError:
+                    self._index_ends_clean = False
+                raise
+        self._index_ends_clean = True
 
     def _publish(self, record: dict) -> None:
         for callback in self._subscribers:

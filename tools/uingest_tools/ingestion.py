@@ -10,14 +10,19 @@ Choices where the real service is unknown or where we are stricter:
 
 - Status codes: 401 missing/wrong x-api-key; 404 unknown category; 413 body over ``max_body`` (Content-Length
   or streamed count); 415 unsupported Content-Type; 421 missing x-file-name on /data; 409 duplicate under
-  x-disallow-duplicates (the status the service uses is not documented: 409 is our choice); 400 everything
-  else that is wrong with the request or message (bad label, file name, x-metadata, body, signature).
+  x-disallow-duplicates (the status the service uses is not documented: 409 is our choice); 507 when the
+  server's disk is full (nothing of the request stored; logged at most once a minute; storing resumes by
+  itself when there is space again); 400 everything else that is wrong with the request or message (bad
+  label, file name, x-metadata, body, signature, a multipart body cut before its closing boundary).
 - With an HMAC key the server *rejects* unsigned (alg none) and badly signed messages (400 "signature ...");
   the real service stores them marked. Without one, signatures are recorded as "unchecked" ("none" for alg
   none). "invalid" is part of the index vocabulary but never stored by this server.
 - ``max_body`` limits the whole request body, for /files too (all parts together).
 - /files answers 200 with a per-part result; the top-level ``success`` is true only when every part was
-  stored. Its ``sampleId`` is the index line's ``sample_id``.
+  stored. Its ``sampleId`` is the index line's ``sample_id``. A part that fails its own check (type, label,
+  message, signature, duplicate) fails alone; the others are stored together, all or none
+  (DataFolder.commit_all). A request that is bad as a whole (cut body, bad header, too big, full disk)
+  stores none of its files.
 - Multi-label samples (a ``structured_labels.labels`` part) are kept in the index as ``structured_labels``,
   ``x-bounding-boxes`` as ``bounding_boxes`` for every file of the request.
 """
@@ -30,6 +35,7 @@ import os
 
 import anyio.to_thread
 from starlette.exceptions import HTTPException
+from starlette.formparsers import parse_options_header
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -53,7 +59,7 @@ from .collector_rules import (
     validate_message,
 )
 from .common import FILE_CATEGORIES
-from .datafolder import DataFolder
+from .datafolder import DataFolder, is_disk_full
 
 log = logging.getLogger("uingest.serve")
 
@@ -87,6 +93,22 @@ def _state(request: Request, label=None, nbytes=None) -> None:
         st["uingest_label"] = label
     if nbytes is not None:
         st["uingest_bytes"] = nbytes
+
+
+class _ClosingDelimiter:
+    """Watches a multipart body go by for its closing delimiter (CRLF "--" boundary "--"). The multipart
+    parser does not say whether the body reached it, and a body cut before it must store nothing."""
+
+    def __init__(self, boundary: bytes):
+        self.delimiter = b"\r\n--" + boundary + b"--"
+        self.tail = b"\r\n"  # a body may start with its closing delimiter (no parts)
+        self.seen = False
+
+    def feed(self, chunk: bytes) -> None:
+        if not self.seen:
+            window = self.tail + chunk
+            self.seen = self.delimiter in window
+            self.tail = window[-(len(self.delimiter) - 1) :]
 
 
 class Ingestion:
@@ -220,7 +242,9 @@ class Ingestion:
             return PlainTextResponse(e.line, status_code=e.status)
         except ClientDisconnect:
             return PlainTextResponse("client disconnected", status_code=400)
-        except Exception:
+        except Exception as e:
+            if is_disk_full(e):  # while the body was spooled to the data dir
+                return PlainTextResponse(self.folder.disk_full().line, status_code=507)
             log.exception("error while storing a sample")
             return PlainTextResponse("internal server error", status_code=500)
         finally:
@@ -232,24 +256,27 @@ class Ingestion:
 
     # --- /api/{category}/files
 
-    def _limited_request(self, request: Request) -> Request:
+    def _limited_request(self, request: Request, closing: _ClosingDelimiter | None) -> Request:
         count = 0
 
         async def receive():
             nonlocal count
             message = await request.receive()
             if message["type"] == "http.request":
-                count += len(message.get("body", b""))
+                body = message.get("body", b"")
+                count += len(body)
                 _state(request, nbytes=count)
                 if count > self.max_body:
                     raise self._too_big()
+                if closing is not None:
+                    closing.feed(body)
             return message
 
         return Request(request.scope, receive)
 
-    def _store_part(self, category, header_label, no_label, metadata, disallow, name, data, extra=None) -> dict:
-        """Validate and store one uploaded file; runs in a worker thread. extra: its structured_labels
-        and bounding_boxes, for the index."""
+    def _check_part(self, category, header_label, no_label, metadata, disallow, name, data, extra=None) -> dict:
+        """Validate one uploaded file (runs in a worker thread): the sample to commit; raises Rejected. extra: its
+        structured_labels and bounding_boxes, for the index."""
         check_file_name(name)
         ext, kind = file_kind(name)
         label = self._label_for(no_label, header_label, name)
@@ -259,7 +286,7 @@ class Ingestion:
             check_file(data, kind)
             fields = dict.fromkeys(MESSAGE_FIELDS)
         check_segments_fit((extra or {}).get("structured_labels"), fields.get("rows"))
-        return self.folder.commit(
+        return dict(
             category=category,
             label=label,
             ext=ext,
@@ -283,10 +310,14 @@ class Ingestion:
             metadata = parse_metadata(request.headers.get("x-metadata"))
             boxes = parse_bounding_boxes(request.headers.get("x-bounding-boxes"))
             disallow = _flag(request, "x-disallow-duplicates")
+            boundary = parse_options_header(request.headers.get("content-type", ""))[1].get(b"boundary")
+            closing = _ClosingDelimiter(boundary) if boundary else None  # none: the parser refuses it
             try:
-                form = await self._limited_request(request).form(max_files=1000, max_fields=1000)
+                form = await self._limited_request(request, closing).form(max_files=1000, max_fields=1000)
             except HTTPException as e:
                 raise Rejected(400, "invalid multipart body: %s" % e.detail)
+            if closing is not None and not closing.seen:  # cut: all or nothing
+                raise Rejected(400, "invalid multipart body: it ends before its closing boundary")
             parts = [v for k, v in form.multi_items() if k == "data"]
             structured = {}
             for part in [p for p in parts if getattr(p, "filename", None) == STRUCTURED_LABELS_NAME]:
@@ -297,8 +328,8 @@ class Ingestion:
             unknown = sorted(set(structured) - {getattr(p, "filename", None) for p in parts})
             if unknown:
                 raise Rejected(400, "%s names files not in this request: %s" % (STRUCTURED_LABELS_NAME, unknown))
-            results = []
-            labels = []
+            results: list = []  # per part: a result, or the index of its sample in samples
+            samples = []
             for part in parts:
                 name = getattr(part, "filename", None)
                 if name is None:
@@ -311,14 +342,26 @@ class Ingestion:
                 if boxes is not None:
                     extra["bounding_boxes"] = boxes
                 try:
-                    record = await anyio.to_thread.run_sync(
-                        self._store_part, category, header_label, no_label, metadata, disallow, name, data, extra
+                    sample = await anyio.to_thread.run_sync(
+                        self._check_part, category, header_label, no_label, metadata, disallow, name, data, extra
                     )
                 except Rejected as e:
                     results.append({"success": False, "fileName": name, "error": e.line})
                     continue
-                labels.append(record["label"])
-                results.append({"success": True, "fileName": name, "sampleId": record["sample_id"], "projectId": 1})
+                results.append(len(samples))
+                samples.append(sample)
+            # the files that passed their checks, stored all or none
+            outcomes = await anyio.to_thread.run_sync(self.folder.commit_all, samples) if samples else []
+            labels = []
+            for i, r in enumerate(results):
+                if isinstance(r, dict):
+                    continue
+                outcome, name = outcomes[r], samples[r]["file_name"]
+                if isinstance(outcome, Rejected):
+                    results[i] = {"success": False, "fileName": name, "error": outcome.line}
+                else:
+                    labels.append(outcome["label"])
+                    results[i] = {"success": True, "fileName": name, "sampleId": outcome["sample_id"], "projectId": 1}
             if header_label is None and labels:
                 _state(request, label=",".join(sorted({str(x) for x in labels})))
             return JSONResponse({"success": all(r["success"] for r in results), "files": results})
@@ -326,7 +369,9 @@ class Ingestion:
             return JSONResponse({"success": False, "error": e.line}, status_code=e.status)
         except ClientDisconnect:
             return JSONResponse({"success": False, "error": "client disconnected"}, status_code=400)
-        except Exception:
+        except Exception as e:
+            if is_disk_full(e):
+                return JSONResponse({"success": False, "error": self.folder.disk_full().line}, status_code=507)
             log.exception("error while storing files")
             return JSONResponse({"success": False, "error": "internal server error"}, status_code=500)
         finally:
