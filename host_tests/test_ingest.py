@@ -125,6 +125,17 @@ def test_headers_send_labels_the_service_accepts_in_printable_ascii(label, strip
         ("a\\b", "invalid file name 'a\\\\b': must be a plain name without '/', '\\', '..' or controls"),
         ("..", "invalid file name '..': must be a plain name without '/', '\\', '..' or controls"),
         ("a\x00b", "invalid file name 'a\\x00b': must be a plain name without '/', '\\', '..' or controls"),
+        ("a\x1b.cbor", "invalid file name 'a\\x1b.cbor': must be a plain name without '/', '\\', '..' or controls"),
+        ("a\x85.cbor", "invalid file name 'a\\x85.cbor': must be a plain name without '/', '\\', '..' or controls"),
+        ("a\u200b.cbor", "invalid file name 'a\\u200b.cbor': must be a plain name without '/', '\\', '..' or controls"),
+        ("a\u2028.cbor", "invalid file name 'a\\u2028.cbor': must be a plain name without '/', '\\', '..' or controls"),
+        (
+            "r\u202egpj.exe",
+            "invalid file name 'r\\u202egpj.exe': must be a plain name without '/', '\\', '..' or controls",
+        ),
+        ("a\u2068.cbor", "invalid file name 'a\\u2068.cbor': must be a plain name without '/', '\\', '..' or controls"),
+        ("\ufeffa.cbor", "invalid file name '\\ufeffa.cbor': must be a plain name without '/', '\\', '..' or controls"),
+        ("a\u202f.cbor", None),  # narrow no-break space, beside the bidi embeddings
     ],
 )
 def test_check_file_name(name, reason):

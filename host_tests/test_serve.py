@@ -546,6 +546,29 @@ def test_one_log_line_per_request_without_secrets(client, caplog):
     assert API_KEY not in text and HMAC_KEY not in text
 
 
+def test_the_log_line_shows_what_a_client_sent_escaped(client, caplog):
+    # a percent-encoded line break would forge a second log line; an escape sequence, a C1 control or a
+    # bidi override would rewrite what a terminal shows
+    caplog.set_level(logging.INFO, logger="uingest.serve")
+    forged = "/api/training/data%0D%0A2026-01-01 INFO uingest.serve: POST /x 200%1B[2J%C2%9B%E2%80%AE%E2%80%A8%5C"
+    assert client.request("POST", forged.replace(" ", "%20"), msg_bytes(), {"x-api-key": API_KEY})[0] == 404
+    assert client.post_data(msg_bytes(), **{"x-label": "a\x1b[2Jb"})[0] == 400
+
+    def lines_now():
+        return [r.getMessage() for r in caplog.records if r.name == "uingest.serve"]
+
+    deadline = time.monotonic() + 5
+    while len(lines_now()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    path_line, label_line = lines_now()
+    assert path_line.startswith(
+        "POST /api/training/data\\r\\n2026-01-01 INFO uingest.serve: POST /x 200\\x1b[2J\\x9b\\u202e\\u2028\\\\ 404 "
+    )
+    assert label_line.startswith("POST /api/training/data 400 label=None ")  # a refused label is not shown
+    for line in (path_line, label_line):
+        assert line.isprintable(), line
+
+
 # --- command line
 
 

@@ -171,6 +171,116 @@ def test_serve_command_line_over_tls(pki, tmp_path):
         proc.stderr.close()
 
 
+# -- TLS to an IP address: the certificate's IP entries only, as CPython does -------------------------
+
+
+def _cert_for_names(ca, path, *names):
+    """A server certificate from the trustme CA ca whose subject alternative names are the DNS names names,
+    taken as they are (trustme would make '127.0.0.1' an IP entry), chain and key in one PEM file."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
+    ca_key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), password=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    with open(path, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+@pytest.fixture(scope="module")
+def ip_pki(tmp_path_factory):
+    """(the CA's PEM path, {case: server certificate PEM path}), every certificate issued by that CA."""
+    d = tmp_path_factory.mktemp("ip_pki")
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(d / "ca.pem"))
+    certs = {}
+    for case, identities in (("ip", ("127.0.0.1",)), ("ip-and-dns", ("127.0.0.1", "uingest.example"))):
+        certs[case] = str(d / (case + ".pem"))
+        ca.issue_cert(*identities).private_key_and_cert_chain_pem.write_to_path(certs[case])
+    certs["wildcard"] = str(d / "wildcard.pem")
+    ca.issue_cert("*.example").private_key_and_cert_chain_pem.write_to_path(certs["wildcard"])
+    # DNS entries that a name matcher comparing text would take for 127.0.0.1
+    certs["wildcard-digits"] = _cert_for_names(ca, str(d / "wildcard-digits.pem"), "*.0.0.1")
+    certs["ip-as-dns-name"] = _cert_for_names(ca, str(d / "ip-as-dns-name.pem"), "127.0.0.1")
+    return str(d / "ca.pem"), certs
+
+
+@pytest.mark.parametrize(
+    "case,expected",
+    [
+        ("ip", "ACCEPTED"),
+        ("ip-and-dns", "ACCEPTED"),
+        ("wildcard", "RETRY"),
+        ("wildcard-digits", "RETRY"),
+        ("ip-as-dns-name", "RETRY"),
+    ],
+)
+def test_an_ip_address_is_checked_against_the_certificates_ip_entries_only(run, ip_pki, tmp_path, case, expected):
+    ca_file, certs = ip_pki
+    served = Served(certs[case], str(tmp_path / "data"))  # https://127.0.0.1:PORT
+    try:
+        r = run([[served.url, ca_file, False]])
+    finally:
+        served.srv.stop()
+    [[kind, status, detail]] = r["outcomes"]
+    if expected == "ACCEPTED":
+        assert (kind, status) == ("ACCEPTED", 200)
+        [rec] = served.index()
+        assert_stored(served, rec, detail, r["values"])
+    else:
+        assert [kind, status, detail] == ["RETRY", 0, UNVERIFIED]
+        assert served.index() == [] and served.files() == []
+
+
+@pytest.mark.parametrize(
+    "host,packed",
+    [
+        ("127.0.0.1", b"\x7f\x00\x00\x01"),
+        ("192.168.4.10", bytes((192, 168, 4, 10))),
+        ("::1", bytes(15) + b"\x01"),
+        ("fe80::1:2", b"\xfe\x80" + bytes(10) + b"\x00\x01\x00\x02"),
+        ("1:2:3:4:5:6:7:8", bytes(sum(((0, n) for n in range(1, 9)), ()))),
+        ("ingestion.edgeimpulse.com", None),  # a name: mbedTLS checks it against the DNS entries
+        ("256.0.0.1", None),
+        ("1.2.3", None),
+        ("1::2::3", b""),  # has ':' but does not parse: no IP entry matches it
+        ("::ffff:1.2.3.4", b""),
+        ("1:2:3:4:5:6:7:8:9", b""),
+    ],
+)
+def test_which_hosts_are_ip_addresses(host, packed):
+    from uingest import tls
+
+    assert tls._ip_bytes(host) == packed
+    if packed:
+        import ipaddress
+
+        assert packed == ipaddress.ip_address(host).packed
+
+
 # -- `uingest ca`: the root a board needs, fetched and checked on the computer ---------------------
 
 

@@ -1,20 +1,42 @@
 # Ingestion API helpers: endpoints, request headers, the service's label and file-name rules.
-import json
-
 DEFAULT_URL = "https://ingestion.edgeimpulse.com"
 DATA_CATEGORIES = ("training", "testing", "anomaly")
 FILE_CATEGORIES = ("training", "testing", "anomaly", "split")
 CONTENT_TYPES = {"cbor": "application/cbor", "json": "application/json"}  # the message formats
 
 
+def _unsafe(b):
+    """True when the UTF-8 bytes b hold a character that can forge or hide text
+    in a log, a terminal or a file list: C0 controls and DEL, C1 controls (C2
+    80..9F), zero-width and direction marks U+200B-200F (E2 80 8B..8F), the
+    line and paragraph separators and bidi embeddings U+2028-202E (E2 80
+    A8..AE), bidi isolates U+2066-2069 (E2 81 A6..A9), BOM U+FEFF (EF BB BF)."""
+    # over the bytes, the last three kept in one small int: no string per
+    # character (iterating a str makes one), nothing allocated on a board
+    s = 0
+    for c in b:
+        s = (s & 0xFFFF) << 8 | c  # masked first: a small int on a board (31 bits)
+        if (
+            c < 0x20
+            or c == 0x7F
+            or 0xC280 <= s & 0xFFFF <= 0xC29F
+            or 0xE2808B <= s <= 0xE2808F
+            or 0xE280A8 <= s <= 0xE280AE
+            or 0xE281A6 <= s <= 0xE281A9
+            or s == 0xEFBBBF
+        ):
+            return True
+    return False
+
+
 def check_label(label):
     """The service's label rule: return the label stripped of surrounding
-    spaces, or raise ValueError (one line: why). No control characters, not
-    empty, no '/' or '\\', not starting with '.', at most 128 UTF-8 bytes."""
+    spaces, or raise ValueError (one line: why). No control or format
+    characters (_unsafe), not empty, no '/' or '\\', not starting with '.',
+    at most 128 UTF-8 bytes."""
     b = label.encode()
-    for c in b:  # control characters are single bytes in UTF-8
-        if c < 0x20 or c == 0x7F:
-            raise ValueError("label must not contain control characters: %r" % label)
+    if _unsafe(b):
+        raise ValueError("label must not contain control or format characters: %r" % label)
     label = label.strip()
     if not label:
         raise ValueError("label is empty")
@@ -28,15 +50,13 @@ def check_label(label):
 
 
 def check_file_name(name):
-    """Return name if it is a plain file name (no path, no controls, at most
-    255 UTF-8 bytes), else raise ValueError (one line: why)."""
+    """Return name if it is a plain file name (no path, no control or format
+    characters (_unsafe), at most 255 UTF-8 bytes), else raise ValueError
+    (one line: why)."""
     if not name:
         raise ValueError("file name is empty")
     b = name.encode()
-    bad = "/" in name or "\\" in name or name in (".", "..")
-    for c in b:
-        bad = bad or c < 0x20 or c == 0x7F
-    if bad:
+    if "/" in name or "\\" in name or name in (".", "..") or _unsafe(b):
         raise ValueError("invalid file name %r: must be a plain name without '/', '\\', '..' or controls" % name)
     if len(b) > 255:
         raise ValueError("file name is longer than 255 bytes")
@@ -107,6 +127,8 @@ def headers(
         for k in metadata:
             if not isinstance(k, str) or not isinstance(metadata[k], str):
                 raise ValueError("metadata: keys and values must be strings")
+        import json  # here, not a module global: most boards send no metadata
+
         h["x-metadata"] = check_header("x-metadata", json.dumps(metadata, separators=(",", ":")))
     return h
 

@@ -45,10 +45,20 @@ MEMORY_LIMIT = 1024 * 1024  # /data bodies above this are streamed to a temp fil
 
 
 class _LogRequests:
-    """Pure ASGI middleware: one log line per HTTP request (no header values other than the label)."""
+    """Pure ASGI middleware: one log line per HTTP request (no header values other than the label).
+
+    What a client sent is shown escaped: a path (percent-decoded: %0A is a line feed) or a label with a line
+    break, a terminal escape, a C1 control or a bidirectional override cannot forge or hide a log line."""
 
     def __init__(self, app):
         self.app = app
+
+    @staticmethod
+    def _escaped(text) -> str:
+        """text with each character that is not printable (str.isprintable: controls, format and bidi
+        characters, line separators) and each backslash as a Python escape (\\x1b, \\u202e, \\\\)."""
+        text = str(text)
+        return "".join(c if c.isprintable() and c != "\\" else c.encode("unicode_escape").decode() for c in text)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -67,9 +77,9 @@ class _LogRequests:
             state = scope.get("state") or {}
             client = scope.get("client")
             log.info(
-                "%s %s %d label=%r bytes=%d remote=%s",
-                scope.get("method"),
-                scope.get("path"),
+                "%s %s %d label=%r bytes=%d remote=%s",  # %r: the label escaped as repr() does
+                self._escaped(scope.get("method")),
+                self._escaped(scope.get("path")),
                 status[0],
                 state.get("uingest_label"),
                 state.get("uingest_bytes", 0),
