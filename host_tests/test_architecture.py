@@ -28,7 +28,7 @@ FIRMWARE_LAYERS = [
     # 1: a window becomes a message; windows on flash; the sensors that fill windows
     ["uingest.message", "uingest.filewindow", "uingest.sensors.*"],
     # 2: moving bytes: the HTTP client and its TLS, the queue on flash
-    ["uingest.http", "uingest.tls", "uingest.store"],
+    ["uingest.http", "uingest.tls", "uingest.tlsip", "uingest.store"],
     # 3: one window posted
     ["uingest.upload"],
     # 4: the runtime: config check, Wi-Fi, recording a window to flash, the app (recorder, outbox, loop)

@@ -272,9 +272,9 @@ def test_an_ip_address_is_checked_against_the_certificates_ip_entries_only(run, 
     ],
 )
 def test_which_hosts_are_ip_addresses(host, packed):
-    from uingest import tls
+    from uingest import tlsip
 
-    assert tls._ip_bytes(host) == packed
+    assert tlsip._ip_bytes(host) == packed
     if packed:
         import ipaddress
 

@@ -21,30 +21,11 @@ def wrap(sock, host, ca_file=None, insecure=False):
             load_ca(ctx, ca_file)
         elif hasattr(ctx, "load_default_certs"):
             ctx.load_default_certs()
-        ip = _ip_bytes(host)
-        mbedtls = getattr(ctx, "_context", None)  # MicroPython's ssl.SSLContext wraps a tls.SSLContext
-        if ip is not None and mbedtls is not None:
-            # An IP address must be one of the certificate's IP entries, as
-            # CPython (OpenSSL) checks it. mbedTLS also compares it as text
-            # with the DNS entries ("*.0.0.1" and a DNS name "127.0.0.1"
-            # match 127.0.0.1 there), so the server's certificate (depth 0)
-            # is checked here too, in the verify callback mbedTLS calls for
-            # each certificate of the chain. Nothing may raise inside it.
-            def leaf_has_ip(cert, depth):
-                try:
-                    if depth or _has_ip_entry(cert, ip):
-                        return 0
-                except Exception:
-                    pass
-                # a callback's error ends the handshake as it is, but mbedTLS
-                # turns CERT_VERIFY_FAILED into X509_FATAL_ERROR: this one
-                # it passes on
-                return -31232  # MBEDTLS_ERR_SSL_BAD_CERTIFICATE
+        if ":" in host or host.replace(".", "").isdigit():
+            # an IP address: its check is code a board posting to a name never loads
+            from .tlsip import require_ip_entry
 
-            try:
-                mbedtls.verify_callback = leaf_has_ip
-            except AttributeError:
-                raise OSError("TLS to an IP address needs a MicroPython whose tls has verify_callback") from None
+            require_ip_entry(ctx, host)
     try:
         return ctx.wrap_socket(sock, server_hostname=host)
     except (OSError, ValueError) as e:
@@ -56,7 +37,7 @@ def wrap(sock, host, ca_file=None, insecure=False):
         # the trusted CA", ...), OSError(-30336, MBEDTLS_ERR_SSL_CA_CHAIN_REQUIRED)
         # when no CA was loaded at all, or OSError(-9984,
         # MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) when it has no verify info,
-        # OSError(-31232, MBEDTLS_ERR_SSL_BAD_CERTIFICATE) from leaf_has_ip.
+        # OSError(-31232, MBEDTLS_ERR_SSL_BAD_CERTIFICATE) from tlsip's check.
         if isinstance(e, ValueError) or (e.args and e.args[0] in (-9984, -30336, -31232)):
             raise OSError("TLS certificate verification failed")
         raise
@@ -77,70 +58,3 @@ def load_ca(ctx, path):
 
     for block in data.split(b"-----BEGIN CERTIFICATE-----")[1:]:
         ctx.load_verify_locations(cadata=a2b_base64(block.split(b"-----END")[0]))
-
-
-def _ip_bytes(host):
-    """host as 4 or 16 address bytes when it is an IPv4 or IPv6 literal, else
-    None (a name). A host with ':' that does not parse is b"" (no entry is)."""
-    if ":" not in host:
-        parts = host.split(".")
-        if len(parts) != 4 or not all(p.isdigit() and len(p) < 4 and int(p) < 256 for p in parts):
-            return None
-        return bytes(int(p) for p in parts)
-    try:
-        if "::" in host:
-            head, tail = host.split("::")  # ValueError for a second "::"
-            head = head.split(":") if head else []
-            tail = tail.split(":") if tail else []
-            groups = head + ["0"] * (8 - len(head) - len(tail)) + tail
-        else:
-            groups = host.split(":")
-        out = bytearray()
-        for g in groups:
-            n = int(g, 16)
-            if not 0 < len(g) < 5 or n < 0:
-                return b""
-            out.append(n >> 8)
-            out.append(n & 0xFF)
-        return bytes(out) if len(out) == 16 else b""
-    except ValueError:
-        return b""
-
-
-def _tlv(d, i):
-    """(tag, start, end) of the value of the DER element at d[i]."""
-    tag, n = d[i], d[i + 1]
-    i += 2
-    if n & 0x80:  # long form: the length is in the next n & 0x7F bytes
-        k, n = n & 0x7F, 0
-        for j in range(i, i + k):
-            n = n << 8 | d[j]
-        i += k
-    return tag, i, i + n
-
-
-def _has_ip_entry(der, ip):
-    """True when the certificate der (DER bytes or memoryview) has ip among
-    the iPAddress entries of its subjectAltName extension."""
-    i = _tlv(der, 0)[1]  # into the Certificate
-    _, i, end = _tlv(der, i)  # into the TBSCertificate: version, serial, ..., [3] extensions
-    while i < end:
-        tag, a, i = _tlv(der, i)
-        if tag != 0xA3:
-            continue
-        _, a, end = _tlv(der, a)  # Extensions, a SEQUENCE of Extension
-        while a < end:
-            _, e, a = _tlv(der, a)  # Extension: extnID, critical (optional), extnValue
-            if bytes(der[e : e + 5]) != b"\x06\x03\x55\x1d\x11":  # OID 2.5.29.17, subjectAltName
-                continue
-            tag, v, e = _tlv(der, e + 5)
-            if tag == 0x01:  # critical
-                tag, v, e = _tlv(der, e)
-            _, v, e = _tlv(der, v)  # the extnValue OCTET STRING holds GeneralNames, a SEQUENCE
-            while v < e:
-                tag, n, v = _tlv(der, v)
-                if tag == 0x87 and bytes(der[n:v]) == ip:  # [7] iPAddress
-                    return True
-            return False
-        return False
-    return False
