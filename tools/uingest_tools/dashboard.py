@@ -14,8 +14,8 @@ The page and its assets hold no data and are public. The data is served as JSON 
 - ``GET /api/dashboard/events``: Server-Sent Events; an ``event: summary`` (the summary JSON) when the
   stream opens and whenever samples were stored since (at most 5 a second), a comment every 15 s otherwise.
 
-The counts (Tally) are the dashboard's own: read from index.jsonl at start, then kept up to date by
-subscribing to the data folder's new samples.
+The counts (Tally) are the dashboard's own, kept by subscribing to the data folder (``Dashboard.stored``):
+it gives the samples already indexed as it opens, then each new one.
 
 Auth choice: the dashboard's JSON endpoints need the same API key as ingestion (unless --no-auth), since
 the server may listen on a LAN. It is taken from the x-api-key header or a ``key`` query parameter
@@ -45,7 +45,6 @@ from starlette.routing import Route
 from .acquisition import InvalidMessage, check_structure, decode
 from .collector_rules import MESSAGE_KINDS, Rejected
 from .common import FILE_TYPES
-from .datafolder import DataFolder, read_index
 from .ingestion import api_key_problem
 
 ASSETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dashboard_assets")
@@ -232,18 +231,13 @@ class Hub:
 class Dashboard:
     """The dashboard's page, assets and read-only JSON endpoints (see the module docstring)."""
 
-    def __init__(self, folder: DataFolder, api_key: bytes | None):
-        self.folder = folder
+    def __init__(self, data_dir: str, api_key: bytes | None):
+        """data_dir: the data folder's; give `stored` to its DataFolder as a subscriber, which brings the
+        samples already indexed, then each new one."""
+        self.data_dir = os.path.abspath(data_dir)
         self.api_key = api_key
         self.hub = Hub()
         self.tally = Tally()
-        try:
-            records, _ = read_index(folder.data_dir)
-        except FileNotFoundError:
-            records = []
-        for rec in records:
-            self.tally.add(rec)
-        folder.subscribe(self._stored)  # made before the server runs: no sample is stored in between
         self.assets = {}
         for name, (file, media) in ASSETS.items():
             with open(os.path.join(ASSETS_DIR, file), "rb") as f:
@@ -261,7 +255,7 @@ class Dashboard:
             Route("/dashboard/{name}", self.asset, methods=["GET"]),
         ]
 
-    def _stored(self, record: dict) -> None:
+    def stored(self, record: dict) -> None:
         self.tally.add(record)
         self.hub.notify()
 
@@ -316,7 +310,7 @@ class Dashboard:
         fmt = FILE_TYPES.get(ext)
         if fmt not in MESSAGE_KINDS:
             raise Rejected(422, "sample %d is a %s file, not a data acquisition message" % (rec["sample_id"], ext))
-        path = os.path.join(self.folder.data_dir, *rec["file"].split("/"))
+        path = os.path.join(self.data_dir, *rec["file"].split("/"))
         try:
             with open(path, "rb") as f:
                 body = f.read()

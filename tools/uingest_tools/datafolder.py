@@ -18,8 +18,9 @@
 - Every stored name carries a unique id (microseconds, hex), so x-add-date-id has no further effect.
 - Duplicates are found by the sha256 of the stored bytes; every stored sample's hash is kept in memory
   (loaded from index.jsonl at start) whether or not x-disallow-duplicates was sent.
-- Whoever wants to know about new samples subscribes (DataFolder.subscribe); the folder knows nothing of
-  its subscribers.
+- Whoever wants to know the samples is a subscriber (DataFolder(data_dir, subscribers=...)): it is given
+  those already indexed as the folder opens (the index is read once at start, for the folder and for
+  them), then each new one; the folder knows nothing of its subscribers.
 """
 
 from __future__ import annotations
@@ -86,11 +87,13 @@ def _ends_with_newline(path: str) -> bool:
 class DataFolder:
     """Sample files plus index.jsonl. Thread-safe; commits are serialized."""
 
-    def __init__(self, data_dir: str):
+    def __init__(self, data_dir: str, subscribers=()):
+        """subscribers: callables given every sample's index record, those already indexed first (in index
+        order, as the folder opens: the index is read once), then each new one as it is stored."""
         self.data_dir = os.path.abspath(data_dir)
         os.makedirs(self.data_dir, exist_ok=True)
         self.index_path = os.path.join(self.data_dir, INDEX)
-        self._subscribers: list = []
+        self._subscribers: list = list(subscribers)
         self._lock = threading.Lock()
         self._hashes: set[str] = set()
         self._next_sample = 1
@@ -111,6 +114,7 @@ class DataFolder:
         n = 0
         indexed = set()
         for rec in records:
+            self._publish(rec)
             n += 1
             indexed.add(rec.get("file"))
             if isinstance(rec.get("sha256"), str):
@@ -172,6 +176,7 @@ class DataFolder:
             return
         for record in records:
             self._hashes.add(record["sha256"])
+            self._publish(record)
         self._next_sample += len(records)
         log.info(
             "reconciled %d sample files that were not indexed: %d indexed, %d removed",
@@ -211,11 +216,6 @@ class DataFolder:
             "metadata": None,
             "received_at": received.isoformat(timespec="milliseconds"),
         }
-
-    def subscribe(self, callback) -> None:
-        """callback(record) after each sample stored from now on, in the storing thread, with commits held:
-        it must not block. Its exceptions are logged; the sample is stored all the same."""
-        self._subscribers.append(callback)
 
     def spool_file(self):
         """A temp file in the data dir for a body being received: (file object, path)."""
@@ -381,6 +381,7 @@ class DataFolder:
         self._index_ends_clean = True
 
     def _publish(self, record: dict) -> None:
+        # in the storing thread, with commits held: a subscriber must not block; its exceptions are logged
         for callback in self._subscribers:
             try:
                 callback(record)

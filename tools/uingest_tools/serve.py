@@ -106,9 +106,9 @@ def create_app(
     if max_body < 1:
         raise ValueError("max_body must be positive")
     key = None if no_auth else (api_key.encode() if isinstance(api_key, str) else api_key)
-    folder = DataFolder(data_dir)
+    dashboard = Dashboard(data_dir, key)
+    folder = DataFolder(data_dir, subscribers=[dashboard.stored])  # reads the index once, for both
     ingestion = Ingestion(folder, key, hmac_key or None, int(max_body), int(memory_limit))
-    dashboard = Dashboard(folder, key)
     app = Starlette(routes=ingestion.routes() + dashboard.routes(), middleware=[Middleware(_LogRequests)])
     app.state.data_folder = folder
     app.state.live_streams = [dashboard.hub]  # each with open() and close(): ended before a shutdown
