@@ -12,6 +12,7 @@ import sys
 from typing import NamedTuple
 
 from .bundle import ROOT, build, romboot_args, romfs_image
+from .common import ingest
 from .loopback import FakeServer, LatencyProxy, reply, start_serve
 from .mpytools import micropython, unix_port_env
 
@@ -428,8 +429,8 @@ def app_heap_line(bundle_dir: str, romfs: str, windows: int = 5) -> str:
 
 def serve_bodies(bundle_dir: str, devices: int, per_device: int) -> tuple[list[bytes], dict[str, str]]:
     """The devices' distinct signed 200x3 windows, per_device each, encoded by
-    the firmware on the unix port, and their request headers."""
-    import json
+    the firmware on the unix port, and their request headers (the firmware's
+    ingest.headers, run here: the key never crosses a pipe)."""
     import struct
     import tempfile
 
@@ -438,7 +439,6 @@ def serve_bodies(bundle_dir: str, devices: int, per_device: int) -> tuple[list[b
         out = os.path.join(tmp, "bodies")
         proc = subprocess.run(
             [micropython(), "-X", "heapsize=1M", BENCH_SERVE_BODIES, str(devices), str(per_device), out],
-            input=BENCH_API_KEY + "\n",
             capture_output=True,
             text=True,
             env=env,
@@ -453,7 +453,7 @@ def serve_bodies(bundle_dir: str, devices: int, per_device: int) -> tuple[list[b
         (n,) = struct.unpack_from(">I", data, at)
         bodies.append(data[at + 4 : at + 4 + n])
         at += 4 + n
-    return bodies, json.loads(proc.stdout)
+    return bodies, ingest.headers(BENCH_API_KEY, label="load")
 
 
 def serve_load_line(bundle_dir: str, devices: int, per_device: int) -> str:

@@ -1,18 +1,16 @@
 # The signed 200x3 windows `uingest bench` posts to `uingest serve` from its
 # simulated devices, encoded by the firmware ON MicroPython (unix port):
-#   micropython bench_serve_bodies.py DEVICES PER_DEVICE OUT_FILE   (API key on stdin)
+#   micropython bench_serve_bodies.py DEVICES PER_DEVICE OUT_FILE
 # Writes each message to OUT_FILE as a 4-byte big-endian length and the body,
-# device by device, and prints the request headers as one JSON line.
-import json
+# device by device.
 import struct
 import sys
 
-from uingest import ingest, message
+from uingest import message
 from uingest.window import Window
 
 devices = int(sys.argv[1])
 per_device = int(sys.argv[2])
-api_key = sys.stdin.readline().strip()
 with open(sys.argv[3], "wb") as f:
     for d in range(devices):
         for i in range(per_device):
@@ -22,4 +20,3 @@ with open(sys.argv[3], "wb") as f:
             body = message.encode(w, "cbor", hmac_key="k", device_name="dev%d" % d, iat=i)
             f.write(struct.pack(">I", len(body)))
             f.write(body)
-print(json.dumps(ingest.headers(api_key, label="load")))
