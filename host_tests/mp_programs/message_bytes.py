@@ -9,19 +9,10 @@ import hashlib
 import sys
 
 import sample_windows
+from hash_sink import HashSink
 from uingest import message
 
 kernels, case, key = sys.argv[1] == "True", sys.argv[2], sys.argv[3]
-
-
-class HashSink:
-    # compares the streamed bytes with encode() without holding both
-    def __init__(self):
-        self.h = hashlib.sha256()
-
-    def write(self, b):
-        self.h.update(b)
-        return len(b)
 
 
 print("kernels", message.use_kernels(kernels))

@@ -2,21 +2,11 @@
 stdout), sends every entry it hands out to a sink that hashes it, printing
 "sent NAME SHA256", deletes it, then prints "left N" (what waits)."""
 
-import hashlib
 import sys
 from binascii import hexlify
 
+from hash_sink import HashSink
 from uingest.store import Store
-
-
-class HashSink:
-    def __init__(self):
-        self.h = hashlib.sha256()
-
-    def write(self, b):
-        self.h.update(b)
-        return len(b)
-
 
 st = Store(sys.argv[1], 1 << 20)
 while True:
