@@ -58,6 +58,8 @@ class _LogRequests:
         """text with each character that is not printable (str.isprintable: controls, format and bidi
         characters, line separators) and each backslash as a Python escape (\\x1b, \\u202e, \\\\)."""
         text = str(text)
+        if text.isprintable() and "\\" not in text:
+            return text  # every well-behaved request: no per-character pass
         return "".join(c if c.isprintable() and c != "\\" else c.encode("unicode_escape").decode() for c in text)
 
     async def __call__(self, scope, receive, send):
