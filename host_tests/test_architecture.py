@@ -42,7 +42,7 @@ FIRMWARE_LAYERS = [
 # below; a layer never reaches up (the data folder knows nothing of the dashboard, which subscribes to it).
 HOST_LAYERS = [
     # 0: no first-party imports: finding the MicroPython tools, progress lines, independent message checks,
-    # loopback fakes, the CPython shim
+    # loopback fakes, the CPython shim, the collector's connection deadlines
     [
         "uingest_tools.mpytools",
         "uingest_tools.progress",
@@ -50,6 +50,7 @@ HOST_LAYERS = [
         "uingest_tools.loopback",
         "uingest_tools.mpshim",
         "uingest_tools.mpshim.*",
+        "uingest_tools.connections",
         "uingest_tools",
     ],
     # 1: building the firmware; what the tools share (the firmware's rules imported on the host)

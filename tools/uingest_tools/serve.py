@@ -21,6 +21,7 @@ ends them first (``app.state.live_streams``), then uvicorn finishes the other re
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
@@ -34,6 +35,15 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from .common import add_key_options, resolve_keys
+from .connections import (
+    FILES_KEPT_FOR_THE_SERVER,
+    MOST_CONNECTIONS,
+    AcceptErrors,
+    Limits,
+    default_max_connections,
+    guarded_protocol,
+    raise_open_file_limit,
+)
 from .dashboard import Dashboard
 from .datafolder import DataFolder
 from .ingestion import Ingestion
@@ -117,6 +127,19 @@ def create_app(
     return app
 
 
+def server_config(app, limits: Limits, **options) -> uvicorn.Config:
+    """uvicorn's configuration for the app: HTTP/1.1 with the connection deadlines and cap of limits."""
+    return uvicorn.Config(
+        app,
+        http=guarded_protocol(limits),
+        timeout_keep_alive=limits.idle,  # type: ignore[arg-type]  # uvicorn's own idle timer: the same deadline
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        **options,
+    )
+
+
 class _Server(uvicorn.Server):
     """uvicorn's server, ending the app's live streams (the dashboard's event streams) before its graceful
     shutdown (which waits for every open response) so that they cannot hold it up."""
@@ -126,6 +149,8 @@ class _Server(uvicorn.Server):
         return getattr(state, "live_streams", None) or []
 
     async def startup(self, sockets=None) -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(AcceptErrors(loop, self.config.http_protocol_class.limits))
         for streams in self._live_streams():
             streams.open()
         await super().startup(sockets)
@@ -141,10 +166,12 @@ class ServerThread:
 
     port=0 picks a free port; .port and .url are known once start() returns.
     With ssl_certfile (PEM: certificate chain, and the key unless ssl_keyfile names it) it serves https.
+    limits: the connection deadlines and cap (connections.Limits; its defaults when None).
     """
 
-    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, ssl_certfile=None, ssl_keyfile=None):
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, ssl_certfile=None, ssl_keyfile=None, limits=None):
         self.app = app
+        self.limits = limits or Limits()
         self.host = host
         self.port = port
         self.ssl_certfile = ssl_certfile
@@ -166,11 +193,9 @@ class ServerThread:
         sock.bind((self.host, self.port))
         self._sock = sock
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
+        config = server_config(
             self.app,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
+            self.limits,
             log_level="warning",
             ssl_certfile=self.ssl_certfile,
             ssl_keyfile=self.ssl_keyfile,
@@ -219,6 +244,16 @@ def _size(text: str) -> int:
     return n
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected seconds such as 10 or 2.5, got %r" % text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("must be a positive number of seconds, got %r" % text)
+    return value
+
+
 class _Terminated(Exception):
     pass
 
@@ -243,7 +278,31 @@ def main(argv=None) -> int:
         "--ssl-certfile", help="serve https with this PEM certificate chain (and key, unless --ssl-keyfile is given)"
     )
     parser.add_argument("--ssl-keyfile", help="PEM private key for --ssl-certfile")
+    slow = parser.add_argument_group(
+        "slow and idle clients",
+        "A connection is closed when its client is too slow (a 408 names the reason); the counts are logged at "
+        "most once a minute.",
+    )
+    defaults = Limits()
+    for flag, field, what in (
+        ("--request-timeout", "request", "seconds for the request line, from the connection or the first byte"),
+        ("--header-timeout", "headers", "seconds for the headers, from the end of the request line"),
+        ("--body-timeout", "body", "most seconds between two pieces of a body"),
+        ("--idle-timeout", "idle", "seconds a kept-alive connection may wait for its next request"),
+    ):
+        default = getattr(defaults, field)
+        slow.add_argument(flag, type=_seconds, default=default, metavar="S", help="%s (default %g)" % (what, default))
+    slow.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help="most open connections; over it the longest idle or slowest one is closed, else the new one gets 503 "
+        "(default: the open-file limit, raised to its maximum at start, less %d, at most %d)"
+        % (FILES_KEPT_FOR_THE_SERVER, MOST_CONNECTIONS),
+    )
     args = parser.parse_args(argv)
+    if args.max_connections is not None and args.max_connections < 1:
+        parser.error("--max-connections must be at least 1")
     if args.ssl_keyfile and not args.ssl_certfile:
         parser.error("--ssl-keyfile needs --ssl-certfile")
     api_key, hmac_key = resolve_keys(args)
@@ -254,6 +313,23 @@ def main(argv=None) -> int:
         )
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    before, files = raise_open_file_limit()
+    limits = Limits(
+        request=args.request_timeout,
+        headers=args.header_timeout,
+        body=args.body_timeout,
+        idle=args.idle_timeout,
+        max_connections=args.max_connections or default_max_connections(files),
+    )
+    log.info(
+        "connections: at most %d; open-file limit %s; timeouts: request line %gs, headers %gs, body gaps %gs, idle %gs",
+        limits.max_connections,
+        ("%d (raised from %d)" % (files, before)) if files != before else str(files or "none"),
+        limits.request,
+        limits.headers,
+        limits.body,
+        limits.idle,
+    )
     app = create_app(args.data_dir, api_key=api_key, hmac_key=hmac_key, no_auth=args.no_auth, max_body=args.max_body)
     log.info(
         "storing into %s; %s; signatures %s; max body %d bytes",
@@ -270,13 +346,11 @@ def main(argv=None) -> int:
         args.port,
         "" if args.no_auth else " (open it as /?key=<API key>, or type the key in the page)",
     )
-    config = uvicorn.Config(
+    config = server_config(
         app,
+        limits,
         host=args.host,
         port=args.port,
-        log_config=None,
-        access_log=False,
-        lifespan="off",
         log_level="info",
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
