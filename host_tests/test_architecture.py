@@ -47,6 +47,7 @@ HOST_LAYERS = [
         "uingest_tools.mpytools",
         "uingest_tools.progress",
         "uingest_tools.acquisition",
+        "uingest_tools.large_messages",
         "uingest_tools.loopback",
         "uingest_tools.mpshim",
         "uingest_tools.mpshim.*",

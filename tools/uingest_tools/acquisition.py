@@ -46,8 +46,16 @@ def _finite(v) -> bool:
         return False
 
 
-def check_structure(msg) -> dict:
-    """Raise InvalidMessage unless msg has the protocol's structure; return payload."""
+VALUES_NOT_A_LIST = "payload.values must be a non-empty list"
+
+
+def cells_ok(cells) -> bool:
+    """True when every cell is a finite number (booleans are not numbers)."""
+    return all(_number(v) and _finite(v) for v in cells)
+
+
+def check_envelope(msg) -> dict:
+    """Raise InvalidMessage unless msg has the protocol's structure apart from payload.values; return payload."""
     if not isinstance(msg, dict):
         raise InvalidMessage("message must be a map")
     for key in ("protected", "signature", "payload"):
@@ -80,22 +88,35 @@ def check_structure(msg) -> dict:
     for i, s in enumerate(sensors):
         if not isinstance(s, dict) or not isinstance(s.get("name"), str) or not isinstance(s.get("units"), str):
             raise InvalidMessage("payload.sensors[%d] needs string name and units" % i)
+    return p
+
+
+def row_problem(r: int, row, width: int):
+    """Why row r of payload.values is wrong for width sensors, or None: a list of width finite numbers (a
+    bare number when there is one sensor)."""
+    if isinstance(row, list):
+        if len(row) != width:
+            return "payload.values[%d] has %d values, expected %d" % (r, len(row), width)
+        cells = row
+    elif width == 1:
+        cells = (row,)
+    else:
+        return "payload.values[%d] must be a list of %d numbers" % (r, width)
+    return None if cells_ok(cells) else "payload.values[%d] holds a value that is not a finite number" % r
+
+
+def check_structure(msg) -> dict:
+    """Raise InvalidMessage unless msg has the protocol's structure; return payload. (A body too large to
+    decode whole gets the same verdict from large_messages.check_large.)"""
+    p = check_envelope(msg)
     values = p.get("values")
     if not isinstance(values, list) or not values:
-        raise InvalidMessage("payload.values must be a non-empty list")
-    width = len(sensors)
+        raise InvalidMessage(VALUES_NOT_A_LIST)
+    width = len(p["sensors"])
     for r, row in enumerate(values):
-        if isinstance(row, list):
-            if len(row) != width:
-                raise InvalidMessage("payload.values[%d] has %d values, expected %d" % (r, len(row), width))
-            cells = row
-        elif width == 1:
-            cells = (row,)
-        else:
-            raise InvalidMessage("payload.values[%d] must be a list of %d numbers" % (r, width))
-        for v in cells:
-            if not _number(v) or not _finite(v):
-                raise InvalidMessage("payload.values[%d] holds a value that is not a finite number" % r)
+        problem = row_problem(r, row, width)
+        if problem:
+            raise InvalidMessage(problem)
     return p
 
 
@@ -121,8 +142,11 @@ def verify_signature(body: bytes, fmt: str, key: str | bytes, msg=None) -> bool:
     if msg["protected"].get("alg") != "HS256" or not _HEX64.match(sig):
         return False
     start, end = signature_span(body, fmt, sig)
-    zeroed = body[:start] + PLACEHOLDER + body[end:]
     if isinstance(key, str):
         key = key.encode()
-    want = hmac.new(key, zeroed, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(want, sig)
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    whole = memoryview(body)  # the body around the signature, not a copy of it
+    mac.update(whole[:start])
+    mac.update(PLACEHOLDER)
+    mac.update(whole[end:])
+    return hmac.compare_digest(mac.hexdigest(), sig)

@@ -241,14 +241,25 @@ class DataFolder:
         fields). Returns only once the files and the index lines are on disk. When that fails nothing of
         them is stored: Rejected(507) for a full disk, else the OSError.
         """
+        # what takes long and needs no lock first: a large sample's hash and its spooled file made durable, so
+        # that other devices' commits do not wait behind them
+        hashes = [hashlib.sha256(sample["data"]).hexdigest() for sample in samples]
+        try:
+            for sample in samples:
+                if sample.get("src_path") is not None:
+                    fsync_path(sample["src_path"])
+        except OSError as e:
+            if is_disk_full(e):
+                raise self.disk_full() from None
+            raise
         with self._lock:
             outcomes: list = []
             records: list[dict] = []
             placed: list[str] = []
             try:
                 shas = set()
-                for sample in samples:
-                    outcome = self._place(sample, shas, len(records), placed)
+                for sample, sha in zip(samples, hashes):
+                    outcome = self._place(sample, sha, shas, len(records), placed)
                     outcomes.append(outcome)
                     if not isinstance(outcome, Rejected):
                         records.append(outcome)
@@ -286,11 +297,11 @@ class DataFolder:
 
     # --- the steps of a commit, each with the commit lock held
 
-    def _place(self, sample: dict, shas: set, earlier: int, placed: list):
-        """Put one sample's file in place (appended to placed) and return its record, or the Rejected(409)
-        for a duplicate. shas: the hashes of the samples placed before it in this commit (earlier of them)."""
+    def _place(self, sample: dict, sha: str, shas: set, earlier: int, placed: list):
+        """Put one sample's file (sha: its bytes' SHA-256) in place (appended to placed) and return its record,
+        or the Rejected(409) for a duplicate. shas: the hashes of the samples placed before it in this commit
+        (earlier of them)."""
         data = sample["data"]
-        sha = hashlib.sha256(data).hexdigest()
         category = sample["category"]
         if category == "split":
             category = split_category(sha)
@@ -338,8 +349,7 @@ class DataFolder:
         tmp = None
         try:
             if src_path is not None:
-                fsync_path(src_path)
-                tmp = src_path
+                tmp = src_path  # fsynced by commit_all before it took the lock
             else:
                 fd, tmp = tempfile.mkstemp(dir=folder, prefix=".store-", suffix=".tmp")
                 with os.fdopen(fd, "wb") as f:

@@ -9,11 +9,13 @@ datafolder.
 Choices where the real service is unknown or where we are stricter:
 
 - Status codes: 401 missing/wrong x-api-key; 404 unknown category; 413 body over ``max_body`` (Content-Length
-  or streamed count); 415 unsupported Content-Type; 421 missing x-file-name on /data; 409 duplicate under
-  x-disallow-duplicates (the status the service uses is not documented: 409 is our choice); 507 when the
-  server's disk is full (nothing of the request stored; logged at most once a minute; storing resumes by
-  itself when there is space again); 400 everything else that is wrong with the request or message (bad
-  label, file name, x-metadata, body, signature, a multipart body cut before its closing boundary).
+  or streamed count), or a message too large to check (its fields other than the values over
+  large_messages.FIELDS_LIMIT, or one row over ROW_LIMIT); 415 unsupported Content-Type; 421 missing
+  x-file-name on /data; 409 duplicate under x-disallow-duplicates (the status the service uses is not
+  documented: 409 is our choice); 507 when the server's disk is full (nothing of the request stored; logged
+  at most once a minute; storing resumes by itself when there is space again); 400 everything else that is
+  wrong with the request or message (bad label, file name, x-metadata, body, signature, a multipart body
+  cut before its closing boundary).
 - With an HMAC key the server *rejects* unsigned (alg none) and badly signed messages (400 "signature ...");
   the real service stores them marked. Without one, signatures are recorded as "unchecked" ("none" for alg
   none). "invalid" is part of the index vocabulary but never stored by this server.
@@ -93,6 +95,11 @@ def _state(request: Request, label=None, nbytes=None) -> None:
         st["uingest_label"] = label
     if nbytes is not None:
         st["uingest_bytes"] = nbytes
+
+
+def _read_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 class _ClosingDelimiter:
@@ -197,8 +204,7 @@ class Ingestion:
                 return b"".join(chunks), None
             spool.close()
             spool = None
-            with open(path, "rb") as f:
-                return f.read(), path
+            return await anyio.to_thread.run_sync(_read_file, path), path  # off the event loop: it may be large
         except BaseException:
             if spool is not None:
                 spool.close()
