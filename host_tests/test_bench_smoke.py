@@ -1,6 +1,7 @@
 """A quick run of `uingest bench`, so the benchmark programs cannot rot.
 The figures are not judged here: they belong in the README."""
 
+import re
 import subprocess
 import sys
 
@@ -26,6 +27,10 @@ def test_bench_runs_and_prints_every_table():
             "2",
             "--device-windows",
             "2",
+            "--load-devices",
+            "4",
+            "--idle-connections",
+            "6",
         ],
         capture_output=True,
         text=True,
@@ -49,3 +54,21 @@ def test_bench_runs_and_prints_every_table():
         "uingest serve: 2 devices x 2",
     ):
         assert needle in out, needle
+
+    # the serve-load lines: 2 devices, then 4, then 4 with 6 idle connections held open
+    load = re.compile(
+        r"uingest serve: (\d+) devices x (\d+) signed 200x3 windows, a kept-alive connection each \((\d+) opened\): "
+        r"(\d+) of (\d+) accepted, (\d+) windows/s, latency p50 ([\d.]+) ms p99 ([\d.]+) ms, server peak RSS (\d+) MB"
+        r"(?:.*with (\d+) idle connections held open \((\d+) silent, (\d+) kept alive after one request\): "
+        r"(\d+) held by the server at the start, (\d+) open at the end \((\d+) held by the server\), "
+        r"\d+ re-opened, (\d+) refused)?"
+    )
+    runs = [m.groups() for m in load.finditer(out)]
+    assert [(r[0], r[9]) for r in runs] == [("2", None), ("4", None), ("4", "6")], out[-3000:]
+    for devices, per_device, opened, accepted, sent, rate, p50, p99, rss, *_ in runs:
+        assert int(sent) == int(devices) * int(per_device) == int(accepted)
+        assert int(opened) == int(devices)  # each device's connection stayed kept alive
+        assert int(rate) > 0 and 0 < float(p50) <= float(p99) and int(rss) > 0
+    total, silent, kept, at_start, at_end, held_at_end, refused = map(int, runs[2][9:])
+    assert (total, silent, kept, refused) == (6, 3, 3, 0)
+    assert at_start == total and at_end == total and held_at_end == total

@@ -184,6 +184,13 @@ def main(argv=None) -> int:
     ap.add_argument("--sampler-seconds", type=int, default=60, help="length of the 100 Hz sampler run (default 60)")
     ap.add_argument("--link-windows", type=int, default=40, help="windows per round over the delayed link (40)")
     ap.add_argument("--devices", type=int, default=20, help="concurrent devices posting to uingest serve (default 20)")
+    ap.add_argument("--load-devices", type=int, default=100, help="devices of the larger serve-load runs (default 100)")
+    ap.add_argument(
+        "--idle-connections",
+        type=int,
+        default=500,
+        help="idle connections held open during the second larger run, half silent, half kept alive (default 500)",
+    )
     ap.add_argument("--device-windows", type=int, default=25, help="windows each device posts (default 25)")
     ap.add_argument(
         "--baseline", metavar="DIR", help="folder holding micropython-lib's cbor2/ and hmac.py (default: mip's lib)"
@@ -211,7 +218,13 @@ def main(argv=None) -> int:
         heap = smallest_heap_line(tmp, romfs)
         app_heap = app_heap_line(tmp, romfs)
         link = delayed_link_line(tmp, args.link_windows)
-        serve_load = serve_load_line(tmp, args.devices, args.device_windows)
+        per_device = args.device_windows
+        bodies, hdrs = serve_bodies(tmp, max(args.devices, args.load_devices), per_device)
+        serve_lines = [
+            serve_load_line(serve_load(bodies, hdrs, args.devices, per_device)),
+            serve_load_line(serve_load(bodies, hdrs, args.load_devices, per_device)),
+            serve_load_line(serve_load(bodies, hdrs, args.load_devices, per_device, idle=args.idle_connections)),
+        ]
     print(
         "uingest bench, %s, %d repeats per case, kernels %s"
         % (datetime.date.today().isoformat(), args.repeats, "on" if r["kernels"][0] else "off")
@@ -227,7 +240,7 @@ def main(argv=None) -> int:
     print(audio_flash)
     print(heap)
     print(app_heap)
-    print(serve_load)
+    print("\n".join(serve_lines))
     return 0
 
 
@@ -456,16 +469,44 @@ def serve_bodies(bundle_dir: str, devices: int, per_device: int) -> tuple[list[b
     return bodies, ingest.headers(BENCH_API_KEY, label="load")
 
 
-def serve_load_line(bundle_dir: str, devices: int, per_device: int) -> str:
-    """`uingest serve` as its own process; devices threads, each with one
-    kept-alive connection, post distinct signed windows. Reports windows/s
-    accepted and the server's peak resident memory."""
+class IdleCount(NamedTuple):
+    """The idle connections of a serve-load run."""
+
+    silent: int  # connected, never sent a byte
+    kept_alive: int  # sent one complete request, read the reply, stay open
+    at_start: int  # held by the server (its accepted sockets) when the devices start
+    at_end: int  # open at the end of the run, seen from our side
+    held_at_end: int  # and held by the server
+    reopened: int  # closed by the server during the run (an idle timeout) and opened again
+    refused: int  # refused, or closed within a second of opening (a connection cap)
+
+
+class LoadRun(NamedTuple):
+    """What one serve-load run measured."""
+
+    devices: int
+    per_device: int
+    accepted: int
+    opened: int  # device connections opened: devices when every one stayed kept alive
+    elapsed: float  # seconds
+    latencies: list[float]  # seconds per request, sorted
+    peak_mb: float
+    server_cpu: float  # seconds of CPU the server used during the run
+    load_cpu: float  # and the load generator (this process)
+    idle: IdleCount | None
+
+
+def serve_load(bodies: list[bytes], hdrs: dict[str, str], devices: int, per_device: int, idle: int = 0) -> LoadRun:
+    """`uingest serve` as its own process; devices threads (the load generator:
+    http.client, one kept-alive HTTPConnection per device thread), started
+    together, post distinct signed windows, timing each request. With idle,
+    that many more connections are held open during the run: half connect and
+    send nothing, half make one request and stay kept alive."""
     import http.client
     import tempfile
     import threading
     import time
 
-    bodies, hdrs = serve_bodies(bundle_dir, devices, per_device)
     with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as data:
         env = dict(os.environ, UINGEST_API_KEY=BENCH_API_KEY, UINGEST_HMAC_KEY="k")
         try:
@@ -473,36 +514,258 @@ def serve_load_line(bundle_dir: str, devices: int, per_device: int) -> str:
         except RuntimeError as e:
             raise SystemExit("bench: %s" % e)
         port = srv.port
+        held = None
         try:
-            ok = [0]
+            if idle:
+                held = IdleConnections(port, idle // 2, idle - idle // 2)
+                at_start = held.wait_held(srv.pid)
+            accepted = [0]
+            opened = [0]
+            latencies: list[float] = []
             lock = threading.Lock()
+            go = threading.Barrier(devices + 1)
 
             def device(d):
                 c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                try:
+                    c.connect()
+                except OSError:
+                    pass  # the first request connects again, and counts
+                mine, ok, conns = [], 0, 1
+                go.wait()
                 for i in range(per_device):
-                    c.request("POST", "/api/training/data", bodies[d * per_device + i], hdrs)
-                    r = c.getresponse()
-                    r.read()
-                    if r.status == 200:
-                        with lock:
-                            ok[0] += 1
+                    if c.sock is None:  # the server closed it: http.client connects again
+                        conns += 1
+                    t = time.perf_counter()
+                    try:
+                        c.request("POST", "/api/training/data", bodies[d * per_device + i], hdrs)
+                        r = c.getresponse()
+                        r.read()
+                        ok += r.status == 200
+                    except (OSError, http.client.HTTPException):
+                        c.close()
+                    mine.append(time.perf_counter() - t)
                 c.close()
+                with lock:
+                    accepted[0] += ok
+                    opened[0] += conns
+                    latencies.extend(mine)
 
             threads = [threading.Thread(target=device, args=(d,)) for d in range(devices)]
-            t0 = time.monotonic()
             for t in threads:
                 t.start()
+            cpu0, server_cpu0 = time.process_time(), _cpu_seconds(srv.pid)
+            go.wait()
+            t0 = time.monotonic()
             for t in threads:
                 t.join()
             elapsed = time.monotonic() - t0
+            load_cpu, server_cpu = time.process_time() - cpu0, _cpu_seconds(srv.pid) - server_cpu0
+            count = None
+            if held is not None:
+                held.stop()
+                count = IdleCount(
+                    held.silent,
+                    held.kept_alive,
+                    at_start,
+                    held.open_now(),
+                    _held_connections(srv.pid, port),
+                    held.reopened,
+                    held.refused,
+                )
             peak = _peak_rss_mb(srv.pid)
         finally:
+            if held is not None:
+                held.close()
             srv.terminate()
             srv.wait(20)
-    return (
-        "uingest serve: %d devices x %d signed 200x3 windows: %d accepted, %.0f windows/s, server peak RSS %.0f MB"
-        % (devices, per_device, ok[0], ok[0] / elapsed, peak)
+    latencies.sort()
+    return LoadRun(devices, per_device, accepted[0], opened[0], elapsed, latencies, peak, server_cpu, load_cpu, count)
+
+
+def serve_load_line(run: LoadRun) -> str:
+    line = (
+        "uingest serve: %d devices x %d signed 200x3 windows, a kept-alive connection each (%d opened): "
+        "%d of %d accepted, %.0f windows/s, latency p50 %.1f ms p99 %.1f ms, server peak RSS %.0f MB; "
+        "CPU of the run: server %.0f%%, load generator (%d threads, http.client) %.0f%% of a core"
+        % (
+            run.devices,
+            run.per_device,
+            run.opened,
+            run.accepted,
+            run.devices * run.per_device,
+            run.accepted / run.elapsed,
+            _percentile(run.latencies, 50) * 1000,
+            _percentile(run.latencies, 99) * 1000,
+            run.peak_mb,
+            100 * run.server_cpu / run.elapsed,
+            run.devices,
+            100 * run.load_cpu / run.elapsed,
+        )
     )
+    i = run.idle
+    if i is not None:
+        line += (
+            "; with %d idle connections held open (%d silent, %d kept alive after one request): "
+            "%d held by the server at the start, %d open at the end (%d held by the server), %d re-opened, %d refused"
+            % (
+                i.silent + i.kept_alive,
+                i.silent,
+                i.kept_alive,
+                i.at_start,
+                i.at_end,
+                i.held_at_end,
+                i.reopened,
+                i.refused,
+            )
+        )
+    return line
+
+
+def _percentile(ordered: list[float], p: float) -> float:
+    """Nearest rank."""
+    if not ordered:
+        return float("nan")
+    return ordered[max(0, min(len(ordered) - 1, -(-len(ordered) * p // 100) - 1))]
+
+
+class IdleConnections:
+    """Connections that hold a place on the server and do nothing: silent ones
+    connect and never send a byte; kept-alive ones send one GET /api/health,
+    read the reply and stay open. A thread watches them and opens again any
+    the server closes (its idle timeouts), counting them, so that they stay
+    open during the run."""
+
+    def __init__(self, port: int, silent: int, kept_alive: int):
+        import selectors
+        import threading
+
+        self.port = port
+        self.silent = silent
+        self.kept_alive = kept_alive
+        self.reopened = 0
+        self.refused = 0
+        self._selector = selectors.DefaultSelector()
+        self._stopping = threading.Event()
+        for kept in [False] * silent + [True] * kept_alive:
+            self._open(kept)
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _open(self, kept_alive: bool) -> None:
+        """Open one; one the server refuses (a connection cap: refused, closed
+        or answered with an error) is counted, not retried."""
+        import http.client
+        import selectors
+        import socket
+        import time
+
+        try:
+            if kept_alive:
+                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                c.request("GET", "/api/health")
+                r = c.getresponse()
+                r.read()
+                if r.status != 200 or r.will_close:
+                    c.close()
+                    self.refused += 1
+                    return
+                s = c.sock
+            else:
+                s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        except (OSError, http.client.HTTPException):
+            self.refused += 1
+            return
+        s.setblocking(False)
+        self._selector.register(s, selectors.EVENT_READ, (kept_alive, time.monotonic()))
+
+    def _watch(self) -> None:
+        import time
+
+        while not self._stopping.is_set():
+            for key, _ in self._selector.select(0.1):
+                s = key.fileobj
+                try:
+                    if s.recv(4096):
+                        continue  # a reply before the close (a timeout's 408): its end follows
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    pass
+                self._selector.unregister(s)
+                s.close()
+                kept_alive, opened_at = key.data
+                if time.monotonic() - opened_at < 1:
+                    self.refused += 1  # closed at once: a cap, not an idle timeout; opening again would spin
+                elif not self._stopping.is_set():
+                    self._open(kept_alive)
+                    self.reopened += 1
+
+    def wait_held(self, pid: int, timeout: float = 5) -> int:
+        """Wait until the server holds them all (has accepted them); the number it holds."""
+        import time
+
+        n = len(self._selector.get_map())
+        deadline = time.monotonic() + timeout
+        while (held := _held_connections(pid, self.port)) < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return held
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+
+    def open_now(self) -> int:
+        """How many are open: a peek that would block (or finds bytes) has no end of stream."""
+        import socket
+
+        n = 0
+        for key in list(self._selector.get_map().values()):
+            try:
+                n += key.fileobj.recv(1, socket.MSG_PEEK) != b""
+            except BlockingIOError:
+                n += 1
+            except OSError:
+                pass
+        return n
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self.stop()
+        for key in list(self._selector.get_map().values()):
+            key.fileobj.close()
+        self._selector.close()
+
+
+def _held_connections(pid: int, port: int) -> int:
+    """Established TCP connections on port that process pid holds (accepted sockets among its open files)."""
+    fds = "/proc/%d/fd" % pid
+    inodes = set()
+    for fd in os.listdir(fds):
+        try:
+            link = os.readlink(os.path.join(fds, fd))
+        except OSError:
+            continue  # closed meanwhile
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    n = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for row in f:
+                    fields = row.split()
+                    local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                    n += fields[3] == "01" and local_port == port and fields[9] in inodes
+        except OSError:
+            continue
+    return n
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def _peak_rss_mb(pid: int) -> float:
