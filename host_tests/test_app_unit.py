@@ -157,7 +157,7 @@ def test_a_window_over_the_queue_budget_is_lost_in_one_line_and_the_queue_stays(
     "fmt,window_ms,rate,budget,need",
     [
         ("cbor", 10_000, 200, 20_000, 10_000 // 5 * 16 + 2048),  # 2000 rows of 3 float32 axes: 16 bytes a row
-        ("json", 1_000, 200, 8_000, 200 * (3 + 17 * 3) + 2048),  # the longest JSON text a row can take
+        ("json", 1_000, 200, 8_000, 200 * (3 + 23 * 3) + 2048),  # the longest JSON text a row can take (JS layout)
     ],
 )
 def test_a_window_that_cannot_fit_the_queue_budget_stops_the_boot_in_one_line(

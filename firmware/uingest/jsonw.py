@@ -1,7 +1,7 @@
 # Compact JSON writer for data acquisition messages, byte-compatible with
 # JavaScript's JSON.stringify (what Edge Impulse's DataForwarder signs):
 # no spaces, non-ASCII text as UTF-8, control characters escaped.
-import struct
+from array import array
 
 from micropython import const
 
@@ -37,23 +37,58 @@ def number(x):
             raise ValueError("JSON has no NaN or Infinity")
         if x == int(x) and -(2**53) < x < 2**53:
             return str(int(x))
-        return repr(x)
+        t = repr(x)
+        return _js_exponent(t) if "e" in t else t
     return str(x)
 
 
-def _f32(x):
-    return struct.unpack("<f", struct.pack("<f", x))[0]
+def _js_exponent(t):
+    """C's exponent form ("[-]d[.ddd]e[+-]XX", what %g and repr write) in
+    JavaScript's layout (ECMAScript Number::toString): plain decimal from
+    1e-6 up to 1e21, else "e-7" / "e+21" with no padded exponent digits."""
+    i = t.find("e")
+    e = int(t[i + 1 :])
+    sign = "-" if t[0] == "-" else ""
+    digits = t[len(sign) : i].replace(".", "")
+    n = len(digits)
+    if e < -6 or e > 20:
+        t = digits[0] + ("." + digits[1:] if n > 1 else "") + ("e+%d" if e > 0 else "e%d") % e
+    elif e < 0:
+        t = "0." + "0" * (-e - 1) + digits
+    elif e + 1 < n:
+        t = digits[: e + 1] + "." + digits[e + 1 :]
+    else:
+        t = digits + "0" * (e + 1 - n)
+    return sign + t
+
+
+_cell = array("f", (0.0,))  # storing a float here rounds it to float32
 
 
 def float32_text(v):
-    """Shortest of %.7g/%.8g/%.9g that reads back as the same float32."""
-    if v != v or v in (_INF, -_INF):
+    """A float32 sample as JSON text: the shortest of 7, 8 or 9 significant
+    digits that reads back as v, laid out as JavaScript writes numbers, so
+    that JSON.stringify(JSON.parse(text)) is the text again (a verifier that
+    re-serializes before checking the signature sees the same bytes). Any
+    decimal of at most 15 digits is JS's shortest form of the double it
+    parses to, so only the layout needs care: -0 is written 0 (JS cannot
+    write -0) and exponents follow JS (_js_exponent)."""
+    if not v:
+        return "0"
+    cell = _cell
+    t = "%.7g" % v
+    cell[0] = float(t)
+    if cell[0] != v:
+        t = "%.8g" % v
+        cell[0] = float(t)
+        if cell[0] != v:
+            t = "%.9g" % v
+            cell[0] = float(t)
+            if cell[0] != v:
+                t = repr(v)  # NaN, or a port whose %g is not exact to 9 digits
+    if t[-1] > "9":  # "inf", "nan": digits end every finite number's text
         raise ValueError("sample is NaN or infinite: JSON cannot carry it")
-    for fmt in ("%.7g", "%.8g", "%.9g"):
-        t = fmt % v
-        if _f32(float(t)) == v:
-            return t
-    return repr(v)
+    return _js_exponent(t) if "e" in t else t
 
 
 _cache = [None, b""]  # (sensors tuple, its text)
@@ -83,7 +118,8 @@ TAIL = b"]}}"
 
 
 def max_row_bytes(width, typecode):
-    per_value = 7 if typecode == "h" else 17  # "-32768," / "-1.17549435e-38,"
+    # "-32768," / "-123456789000000000000,": JS writes digits up to 1e21
+    per_value = 7 if typecode == "h" else 23
     return 3 + per_value * width
 
 
@@ -109,7 +145,10 @@ def fill_f(src, row0, rows, width, dst, pos):
             if c:
                 dst[pos] = _COMMA
                 pos += 1
-            pos = _put(dst, pos, float32_text(src[i + c]))
+            b = float32_text(src[i + c]).encode()
+            n = pos + len(b)
+            dst[pos:n] = b
+            pos = n
         if width > 1:
             dst[pos] = 0x5D
             pos += 1
