@@ -31,6 +31,8 @@ def test_bench_runs_and_prints_every_table():
             "4",
             "--idle-connections",
             "6",
+            "--large-window-mb",
+            "2",
         ],
         capture_output=True,
         text=True,
@@ -72,3 +74,13 @@ def test_bench_runs_and_prints_every_table():
     total, silent, kept, at_start, at_end, held_at_end, refused = map(int, runs[2][9:])
     assert (total, silent, kept, refused) == (6, 3, 3, 0)
     assert at_start == total and at_end == total and held_at_end == total
+
+    large = re.search(
+        r"uingest serve: one (\d+) MB float32 window \(status (\d+)\) stored in [\d.]+ s, "
+        r"the server grew by (-?\d+) MB \(([\d.-]+)x the body\); "
+        r"10 devices' small posts meanwhile: p50 ([\d.]+) ms p99 ([\d.]+) ms",
+        out,
+    )
+    assert large, out[-2000:]
+    assert large.group(1) == "2" and large.group(2) == "200"
+    assert float(large.group(4)) < 4 and 0 < float(large.group(5)) <= float(large.group(6))

@@ -19,6 +19,7 @@ from uingest import message
 from uingest.window import Window
 from uingest_tools import collector_rules
 from uingest_tools.acquisition import InvalidMessage, check_structure, decode
+from uingest_tools.bench import large_window_body
 from uingest_tools.large_messages import FIELDS_LIMIT, TooLargeToCheck, check_large
 from uingest_tools.loopback import start_serve
 
@@ -212,13 +213,8 @@ def test_validate_message_gives_the_same_fields_both_ways_with_signatures(fmt):
 
 
 def f32_window_body(rows):
-    """A firmware-shaped CBOR message (every value a float32), built fast: the encoder's output for a short
-    window with its rows repeated."""
-    one = cbor2.loads(firmware_message("cbor", 10, key=None))
-    one["payload"]["values"] = [[0.0, 0.0, 0.0]]
-    head = cbor2.dumps(one)
-    row = b"\x83" + (b"\xfa" + struct.pack(">f", 1.2345)) * 3
-    return head.replace(b"\x81" + cbor2.dumps([0.0, 0.0, 0.0]), b"\x9a" + rows.to_bytes(4, "big") + row * rows)
+    """A firmware-shaped CBOR message (every value a float32), built fast (the bench's large window)."""
+    return large_window_body(rows, firmware_message("cbor", 10))
 
 
 def test_checking_a_large_message_takes_memory_about_its_size():

@@ -192,6 +192,7 @@ def main(argv=None) -> int:
         help="idle connections held open during the second larger run, half silent, half kept alive (default 500)",
     )
     ap.add_argument("--device-windows", type=int, default=25, help="windows each device posts (default 25)")
+    ap.add_argument("--large-window-mb", type=int, default=40, help="size of the large-window run (default 40)")
     ap.add_argument(
         "--baseline", metavar="DIR", help="folder holding micropython-lib's cbor2/ and hmac.py (default: mip's lib)"
     )
@@ -224,6 +225,7 @@ def main(argv=None) -> int:
             serve_load_line(serve_load(bodies, hdrs, args.devices, per_device)),
             serve_load_line(serve_load(bodies, hdrs, args.load_devices, per_device)),
             serve_load_line(serve_load(bodies, hdrs, args.load_devices, per_device, idle=args.idle_connections)),
+            large_window_line(bodies, hdrs, args.large_window_mb),
         ]
     print(
         "uingest bench, %s, %d repeats per case, kernels %s"
@@ -583,6 +585,90 @@ def serve_load(bodies: list[bytes], hdrs: dict[str, str], devices: int, per_devi
     return LoadRun(devices, per_device, accepted[0], opened[0], elapsed, latencies, peak, server_cpu, load_cpu, count)
 
 
+def large_window_body(rows: int, small_body: bytes) -> bytes:
+    """A large unsigned CBOR window shaped as the firmware writes them (every value a float32): small_body, a
+    message of the firmware's, with its signature off and its values replaced by rows rows."""
+    import struct
+
+    import cbor2
+
+    msg = cbor2.loads(small_body)
+    msg["protected"]["alg"] = "none"
+    msg["payload"]["values"] = [[0, 0, 0]]
+    head = cbor2.dumps(msg)
+    row = b"\x83" + (b"\xfa" + struct.pack(">f", 1.2345)) * 3
+    return head.replace(b"\x81\x83\x00\x00\x00", b"\x9a" + rows.to_bytes(4, "big") + row * rows)
+
+
+def large_window_line(bodies: list[bytes], hdrs: dict[str, str], mb: int = 40, devices: int = 10) -> str:
+    """One large window posted to `uingest serve` while devices post small ones: how much the server grows for
+    it, and the small posts' latency before and while it is received and checked."""
+    import http.client
+    import tempfile
+    import threading
+    import time
+
+    big = large_window_body(mb * 1000 * 1000 // 16, bodies[0])
+    with tempfile.TemporaryDirectory() as data:
+        env = dict(os.environ, UINGEST_API_KEY=BENCH_API_KEY)
+        srv = start_serve("--data-dir", data, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            rss0 = _rss_mb(srv.pid, "VmRSS")
+            phase = ["before"]
+            latencies: dict = {"before": [], "during": []}
+            stop = threading.Event()
+
+            def device(d):
+                c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
+                i = 0
+                while not stop.is_set():
+                    t, now = time.perf_counter(), phase[0]
+                    c.request("POST", "/api/training/data", bodies[(d * 7 + i) % len(bodies)], hdrs)
+                    c.getresponse().read()
+                    if phase[0] == now and now != "after":
+                        latencies[now].append(time.perf_counter() - t)
+                    i += 1
+                    time.sleep(0.02)
+                c.close()
+
+            threads = [threading.Thread(target=device, args=(d,)) for d in range(devices)]
+            for t in threads:
+                t.start()
+            time.sleep(1.5)
+            phase[0] = "during"
+            c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=300)
+            t0 = time.perf_counter()
+            c.request("POST", "/api/training/data", big, dict(hdrs, **{"x-file-name": "large.cbor"}))
+            r = c.getresponse()
+            r.read()
+            took = time.perf_counter() - t0
+            phase[0] = "after"
+            stop.set()
+            for t in threads:
+                t.join()
+            grew = _rss_mb(srv.pid, "VmHWM") - rss0
+        finally:
+            srv.terminate()
+            srv.wait(20)
+    before, during = sorted(latencies["before"]), sorted(latencies["during"])
+    return (
+        "uingest serve: one %.0f MB float32 window (status %d) stored in %.1f s, the server grew by %.0f MB (%.1fx the "
+        "body); %d devices' small posts meanwhile: p50 %.1f ms p99 %.1f ms (%.1f and %.1f ms before it)"
+        % (
+            len(big) / 1e6,
+            r.status,
+            took,
+            grew,
+            grew * 1024 * 1024 / len(big),
+            devices,
+            _percentile(during, 50) * 1000,
+            _percentile(during, 99) * 1000,
+            _percentile(before, 50) * 1000,
+            _percentile(before, 99) * 1000,
+        )
+    )
+
+
 def serve_load_line(run: LoadRun) -> str:
     line = (
         "uingest serve: %d devices x %d signed 200x3 windows, a kept-alive connection each (%d opened): "
@@ -768,12 +854,17 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def _peak_rss_mb(pid: int) -> float:
+def _rss_mb(pid: int, field: str) -> float:
+    """VmRSS (now) or VmHWM (peak) of a process, in MB."""
     with open("/proc/%d/status" % pid) as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _peak_rss_mb(pid: int) -> float:
+    return _rss_mb(pid, "VmHWM")
 
 
 def audio_flash_line(bundle_dir: str, romfs: str, target_k: int = 48) -> str:
