@@ -4,6 +4,7 @@
 # anything the network does. A try ends by its deadline (timeout_ms after it
 # began) whatever the server does, and a reply is read exactly: bytes after it
 # close the connection, never taken as the next reply.
+import select
 import socket
 import time
 
@@ -13,8 +14,7 @@ ACCEPTED = "ACCEPTED"  # stored; .detail is the stored file name
 RETRY = "RETRY"  # network trouble, timeout or 5xx: keep the message, try later
 REJECTED = "REJECTED"  # 4xx: these bytes will never be accepted; .detail is the reason
 
-_SEND = const(1460)  # one TCP segment on Ethernet and Wi-Fi
-_RECV = const(256)  # a reply is read this much at a time: most replies whole, in a small block
+_SEND = const(1460)  # one TCP segment on Ethernet and Wi-Fi; the send buffer holds the reply too
 _IPPROTO_TCP = const(6)  # same numbers on Linux and lwIP; not every port names them
 _TCP_NODELAY = const(1)
 _MAX_BODY = const(1024)  # we only need the reply's first line
@@ -82,15 +82,20 @@ class Client:
         self.connections = 0  # opened so far: proves keep-alive in tests
         self._sock = None
         self._addr = None
-        self._raw = None  # MicroPython: the plain socket under _sock, whose timeout bounds its reads; CPython: None
-        self._pend = b""  # reply bytes received; those from _pos on are not parsed yet
-        self._pos = 0
+        self._raw = None  # MicroPython: the plain socket under _sock, whose timeout bounds connect and writes
+        self._poll = None  # MicroPython: waits, by the deadline, for _sock's reply bytes; CPython: None
+        self._pos = self._fill = _MAX_LINE  # the reply's bytes in _out[_pos:_fill] are not parsed yet
         self._deadline = 0  # ticks_ms by which the current try ends
         self._answered = False
         self.retry_after_s = 0  # of the last reply
+        # The send buffer, idle once the request is sent, holds the reply too:
+        # each read lands in _in, the start of a line not yet whole (at most
+        # _MAX_LINE bytes) moves to just before it. No new object per read: a
+        # reply dripped a byte at a time costs the heap what it costs whole.
         self._out = bytearray(_SEND)
         self._out_mv = memoryview(self._out)
         self._out_used = 0
+        self._in = self._out_mv[_MAX_LINE:]
 
     # -- connection ---------------------------------------------------------
     def _connect(self):
@@ -116,6 +121,11 @@ class Client:
         self._sock = s
         # MicroPython's sockets (plain and TLS) have readline, CPython's do not
         self._raw = raw if hasattr(s, "readline") else None
+        if self._raw is not None:
+            # A read waits in poll, whose timeout is in milliseconds: a socket
+            # timeout is in seconds, a new float object on every read.
+            self._poll = select.poll()
+            self._poll.register(s, 1)  # select.POLLIN on every port
         self.connections += 1
 
     def _wrap_tls(self, s):
@@ -124,14 +134,14 @@ class Client:
         return tls.wrap(s, self.host, self.ca_file, self.insecure)
 
     def close(self):
-        self._pend = b""
-        self._pos = 0
+        self._pos = self._fill = _MAX_LINE
         if self._sock is not None:
             try:
                 self._sock.close()
             except OSError:
                 pass
             self._sock = None
+            self._poll = None
 
     # -- I/O that works on MicroPython sockets and CPython sockets alike ----
     def write(self, b):
@@ -182,59 +192,74 @@ class Client:
             raise OSError(110)  # timed out
         s.settimeout(left / 1000)
 
-    # Reading: what has arrived, by the deadline, into _pend.
+    # Reading: what has arrived, by the deadline, into _out[_fill:].
     def _more(self):
+        b = self._out
+        pos = self._pos
+        fill = self._fill
+        at = self._pos = _MAX_LINE - (fill - pos)  # the unread bytes (a line's start) go just before _in
+        for i in range(pos, fill):  # byte by byte, front to back: a slice would be a new object on each read
+            b[at] = b[i]
+            at += 1
         s = self._sock
-        self._wait(self._raw or s)
-        if hasattr(s, "recv"):  # CPython's sockets, MicroPython's plain one
-            part = s.recv(_RECV)  # pyright: ignore[reportOptionalMemberAccess]
-        else:  # MicroPython's TLS socket, whose read(n) waits for all n bytes: one, then what has arrived
-            part = s.read(1)  # pyright: ignore[reportOptionalMemberAccess]
-            if part:
-                self._raw.settimeout(0)  # pyright: ignore[reportOptionalMemberAccess]
-                part += s.read(_RECV) or b""  # pyright: ignore[reportOptionalMemberAccess]
-        if not part:
+        raw = self._raw
+        if raw is None:  # CPython's sockets, plain and TLS
+            self._wait(s)
+            n = s.recv_into(self._in)  # pyright: ignore[reportOptionalMemberAccess, reportAttributeAccessIssue] (CPython)
+        else:  # MicroPython's, whose blocking readinto waits to fill _in: what has arrived, else wait
+            raw.settimeout(0)
+            while True:
+                left = time.ticks_diff(self._deadline, time.ticks_ms())
+                if left <= 0:
+                    raise OSError(110)  # timed out
+                n = s.readinto(self._in)  # pyright: ignore[reportOptionalMemberAccess]
+                if n is not None:
+                    break
+                self._poll.ipoll(left)  # pyright: ignore[reportOptionalMemberAccess] (connected)
+        if not n:
             raise _Closed("connection closed by the server")
         self._answered = True  # a byte of a reply: the request is never re-sent now
-        p = self._pend
-        self._pend = p[self._pos :] + part if self._pos < len(p) else part
-        self._pos = 0
+        self._fill = _MAX_LINE + n
 
     def _line(self, cut=True):
         """The next line, without its line feed. One longer than _MAX_LINE is
         cut (its rest skipped, never held whole), or refused when not cut."""
         head = None
         while True:
-            p = self._pend
             pos = self._pos
-            i = p.find(b"\n", pos)
-            if head is None and (len(p) if i < 0 else i) - pos > _MAX_LINE:
+            fill = self._fill
+            i = self._out.find(b"\n", pos, fill)
+            if head is None and (fill if i < 0 else i) - pos > _MAX_LINE:
                 if not cut:
                     raise ValueError("line too long")
-                head = p[pos : pos + _MAX_LINE]
+                head = bytes(self._out_mv[pos : pos + _MAX_LINE])
             if i >= 0:
                 self._pos = i + 1
-                return p[pos:i] if head is None else head
+                return bytes(self._out_mv[pos:i]) if head is None else head
             if head is not None:
-                self._pos = len(p)  # skipped
+                self._pos = fill  # skipped
             self._more()
 
     def _body(self, n, keep):
         """n body bytes (n < 0: up to the close); keep at most `keep` of them."""
-        out = b""
+        out = bytearray(keep if n < 0 else min(n, keep))  # one object, however many reads
+        got = 0
         while n:
-            if self._pos == len(self._pend):
+            pos = self._pos
+            if pos == self._fill:
                 try:
                     self._more()
                 except _Closed:
                     if n > 0:
                         raise
-                    return out
-            p = self._pend
-            pos = self._pos
-            k = len(p) - pos if n < 0 else min(n, len(p) - pos)
-            if len(out) < keep:
-                out += p[pos : pos + min(k, keep - len(out))]
+                    return out[:got]
+                continue
+            k = self._fill - pos if n < 0 else min(n, self._fill - pos)
+            m = min(k, len(out) - got)
+            b = self._out
+            for i in range(pos, pos + m):  # as in _more: no slice
+                out[got] = b[i]
+                got += 1
             self._pos = pos + k
             if n > 0:
                 n -= k
@@ -259,8 +284,7 @@ class Client:
         if write_body is not None:
             write_body(self)
         self.flush()
-        self._pend = b""
-        self._pos = 0
+        self._pos = self._fill = _MAX_LINE
         while True:  # a 1xx (100 Continue...) is a head with no body: the reply follows
             parts = self._line(False).split(None, 2)
             status = _number(parts[1], 10) if len(parts) > 1 and len(parts[1]) == 3 else 0
@@ -303,13 +327,12 @@ class Client:
         else:
             body = self._body(length, _MAX_BODY)
             close = close or length < 0
-        if close or self._pos < len(self._pend):  # bytes after the reply: never read as the next one
+        if close or self._pos < self._fill:  # bytes after the reply: never read as the next one
             self.close()
-        self._pend = b""  # held no longer than the reply
         return status, body
 
     def request(self, method, path, headers, length=0, write_body=None):
-        """Send one request; returns (status, body bytes, at most 1 KB).
+        """Send one request; returns (status, body: bytes or bytearray, at most 1 KB).
         Raises OSError (or ValueError for a garbled response) on failure,
         after closing the connection. A kept-alive connection that the
         server had closed is reopened once, transparently."""
