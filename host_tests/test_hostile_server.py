@@ -58,14 +58,23 @@ def stall_open(head=b""):
     return act
 
 
-def run(mpy, bundle, actions):
+def run(mpy, bundle, actions, pause_ms=0):
     """A good reply, the actions, then a good reply: each post's [kind, status,
     detail, ms], and the heap after the first and after the last post."""
     srv = FakeServer([GOOD, *actions, GOOD])
     try:
         n = len(actions) + 2
         proc = mpy.run_program(
-            "post_to_hostile_server.py", srv.url, n, TIMEOUT_MS, KEY, HKEY, path=bundle, heap="64K", timeout=60
+            "post_to_hostile_server.py",
+            srv.url,
+            n,
+            TIMEOUT_MS,
+            KEY,
+            HKEY,
+            pause_ms,
+            path=bundle,
+            heap="64K",
+            timeout=60,
         )
         lines = [json.loads(line) for line in proc.stdout.decode().strip().splitlines()]
     finally:
@@ -116,4 +125,30 @@ def test_a_reply_glued_to_the_last_is_never_the_next_reply(mpy, bundle):
     glued = reply(400, b"bad label") + reply(body=b"ghost")
     [first, second] = run(mpy, bundle, [glued, GOOD])
     assert first[:3] == ["REJECTED", 400, "bad label"]
+    assert second[:3] == ["ACCEPTED", 200, "stored.cbor"]
+
+
+def late_bytes(late):
+    """Answer 200, then, while the connection idles, send late (and keep it open)."""
+
+    def act(conn):
+        conn.sendall(reply(body=b"ok"))
+        time.sleep(0.05)
+        conn.sendall(late)
+        return None
+
+    return act
+
+
+@pytest.mark.parametrize(
+    "late",
+    [reply(408, b"request timeout"), b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nghost", b"\r\n"],
+    ids=["408", "a-200", "a-line-feed"],
+)
+def test_bytes_on_an_idle_kept_alive_connection_are_never_the_next_reply(mpy, bundle, late):
+    """A server that sends something on the kept-alive connection while it idles between posts (uvicorn's and
+    our own collector's 408, a stray reply): the next post goes out on a fresh connection and gets its own
+    reply (before, a late 408 was taken as the answer and the window dropped as REJECTED)."""
+    [first, second] = run(mpy, bundle, [late_bytes(late), GOOD], pause_ms=300)
+    assert first[:3] == ["ACCEPTED", 200, "ok"]
     assert second[:3] == ["ACCEPTED", 200, "stored.cbor"]
