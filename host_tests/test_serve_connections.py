@@ -293,3 +293,36 @@ def test_a_low_open_file_limit_is_one_line_not_a_traceback_per_accept(tmp_path):
     assert "connections: at most 16;" in out, out  # 80 descriptors less the 64 kept for the server's files
     assert len([line for line in out.splitlines() if "cannot accept" in line]) <= 1, out
     assert API_KEY not in out
+
+
+def test_a_thousand_half_requests_do_not_stop_a_device(tmp_path):
+    """`uingest serve` as users run it (its own process, its default limits): a thousand connections that send
+    half a request, and a device posts as if they were not there."""
+    from uingest_tools.connections import raise_open_file_limit
+    from uingest_tools.loopback import start_serve
+
+    _, files = raise_open_file_limit()  # this process holds the thousand
+    half = min(1000, files - 100)
+    env = dict(os.environ, UINGEST_API_KEY=API_KEY)
+    srv = start_serve("--data-dir", str(tmp_path / "d"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    slow = []
+    try:
+        for _ in range(half):
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            s.sendall(b"POST /api/training/data HTTP/1.1\r\nHost: x\r\nContent-Le")
+            slow.append(s)
+        c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+        t0 = time.monotonic()
+        for i in range(5):
+            headers = {"Content-Type": "application/cbor", "x-api-key": API_KEY, "x-file-name": "dev%d.cbor" % i}
+            c.request("POST", "/api/training/data", BODY, headers)
+            r = c.getresponse()
+            r.read()
+            assert r.status == 200
+        assert time.monotonic() - t0 < 5.0
+        assert half >= 900
+    finally:
+        for s in slow:
+            s.close()
+        srv.terminate()
+        srv.wait()
