@@ -2,7 +2,7 @@
 config check, the request headers and the collector (`uingest serve`).
 
 Each case: (label, the stripped label when the service accepts it else None, the reason when it refuses it).
-The config and the headers also need printable ASCII (until x-label is percent-encoded): `ascii_only`.
+`ascii_only`: what a header carries as it is (the headers percent-encode the rest).
 """
 
 LABEL_CASES = [

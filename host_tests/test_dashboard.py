@@ -147,7 +147,8 @@ def test_page_is_public_and_data_needs_the_key(server):
     assert c.request("GET", "/dashboard/../serve.py")[0] == 404
     assert c.request("GET", "/dashboard/index.html")[0] == 404
     for path in ("/api/dashboard/summary", "/api/dashboard/samples", "/api/dashboard/samples/1"):
-        assert c.get_json(path, key=None) == (401, {"error": "missing API key: send x-api-key or ?key="})
+        missing = {"success": False, "error": "missing API key: send x-api-key or ?key="}
+        assert c.get_json(path, key=None) == (401, missing)
         assert c.get_json(path, key="wrong")[0] == 401
         assert c.get_json(path + "?key=wrong", key=None)[0] == 401
     assert c.request("GET", "/api/dashboard/events")[0] == 401

@@ -150,7 +150,7 @@ def test_data_forwarder_sees_the_servers_refusals(node, server):
     [bad_sig] = forward(node, srv, up, hmac_key="not-the-project-key")
     assert not bad_sig["ok"] and "signature does not match" in bad_sig["error"], bad_sig
     [bad_key] = forward(node, srv, up, api_key="ei_wrong")
-    assert not bad_key["ok"] and "invalid API key" in bad_key["error"], bad_key
+    assert not bad_key["ok"] and "Invalid API key" in bad_key["error"], bad_key
     up[0]["category"] = "validation"
     [bad_cat] = forward(node, srv, up)
     assert not bad_cat["ok"] and "unknown category" in bad_cat["error"], bad_cat
@@ -323,3 +323,133 @@ def test_python_sdk_multi_label_samples_and_bounding_boxes(server, tmp_path):
     recs = {r["file_name"]: r for r in read_index(data_dir)}
     assert recs["session.cbor"]["structured_labels"] == segments and recs["session.cbor"]["rows"] == 40
     assert recs["desk.png"]["bounding_boxes"] == boxes and recs["desk.png"]["label"] == "cup"
+
+
+@pytest.fixture
+def unsigned_server(tmp_path):
+    """A server with no HMAC key: the SDK's numpy, pandas and DataAcquisition uploads are unsigned."""
+    data_dir = tmp_path / "unsigned"
+    srv = ServerThread(create_app(str(data_dir), api_key=API_KEY)).start()
+    try:
+        yield srv, data_dir
+    finally:
+        srv.stop()
+
+
+def test_every_upload_function_of_the_python_sdk_stores_its_samples(unsigned_server, tmp_path):
+    """Each upload function of the pinned SDK against `uingest serve`: its messages carry null for iat,
+    signature and device_name (an unsigned sample, as the service takes it), its pandas uploads are CSV."""
+    srv, data_dir = unsigned_server
+    windows = [
+        [[0.5, 1.25, -2.0], [0.75, 1.5, -2.25], [1.0, 1.75, -2.5]],
+        [[2.0, 0.0, 1.0], [2.5, 0.5, 1.5], [3, 1, 2]],
+    ]
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "knock.01.cbor").write_bytes(acquisition("cbor", 12, 7))
+    (tmp_path / "exported" / "training").mkdir(parents=True)
+    (tmp_path / "exported" / "training" / "s.cbor").write_bytes(acquisition("cbor", 14, 8))
+    info = {
+        "version": 1,
+        "files": [
+            {
+                "path": "training/s.cbor",
+                "name": "s",
+                "category": "training",
+                "label": {"type": "label", "label": "tap"},
+                "boundingBoxes": [],
+            }
+        ],
+    }
+    (tmp_path / "exported" / "info.labels").write_text(json.dumps(info))
+    imu = [["accX", "m/s2"], ["accY", "m/s2"], ["accZ", "m/s2"]]
+    calls = [
+        (
+            "upload_numpy",
+            dict(data=windows, labels=["up", "down"], sensors=imu, sample_rate_ms=10, category="training"),
+        ),
+        (
+            "upload_acquisition",
+            dict(device_type="SDK", sensors=imu, values=windows[0], interval_ms=10, filename="acq.json", label="lift"),
+        ),
+        (
+            "upload_pandas_sample",
+            dict(
+                df={"x": [1.0, 2.0, 3.0], "y": [4.0, 5.0, 6.0]},
+                label="wave",
+                sample_rate_ms=10,
+                filename="wave1",
+                category="training",
+            ),
+        ),
+        (
+            "upload_pandas_dataframe",
+            dict(
+                df={"a": [1.0, 2.0], "b": [3.0, 4.0], "label": ["p", "q"], "cat": ["training", "testing"]},
+                feature_cols=["a", "b"],
+                label_col="label",
+                category_col="cat",
+            ),
+        ),
+        (
+            "upload_pandas_dataframe_wide",
+            dict(
+                df={"label": ["l1", "l2"], "t0": [1.0, 5.0], "t1": [2.0, 6.0], "t2": [3.0, 7.0]},
+                sample_rate_ms=10,
+                data_col_start=1,
+                label_col="label",
+            ),
+        ),
+        (
+            "upload_pandas_dataframe_with_group",
+            dict(
+                df={
+                    "ts": [0, 10, 20, 0, 10],
+                    "g": ["a", "a", "a", "b", "b"],
+                    "v": [1.0, 2.0, 3.0, 4.0, 5.0],
+                    "label": ["x"] * 5,
+                },
+                timestamp_col="ts",
+                group_by="g",
+                feature_cols=["v"],
+                label_col="label",
+            ),
+        ),
+        ("upload_plain_directory", dict(directory=str(tmp_path / "plain"), category="testing")),
+        ("upload_exported_dataset", dict(directory=str(tmp_path / "exported"))),
+    ]
+    results = sdk_upload(srv, [{"function": name, "kwargs": kw} for name, kw in calls])
+    for (name, _), r in zip(calls, results):
+        assert r["fails"] == [] and r["successes"], (name, r)
+    by_id = {rec["sample_id"]: rec for rec in read_index(data_dir)}
+    got = {name: [by_id[s["sample_id"]] for s in r["successes"]] for (name, _), r in zip(calls, results)}
+
+    def values_of(rec):
+        return decode((data_dir / rec["file"]).read_bytes(), rec["file"].rsplit(".", 1)[1])["payload"]["values"]
+
+    def csv_of(rec):
+        return (data_dir / rec["file"]).read_text().splitlines()
+
+    numpy_recs = sorted(got["upload_numpy"], key=lambda rec: rec["label"], reverse=True)
+    assert [rec["label"] for rec in numpy_recs] == ["up", "down"]
+    assert [values_of(rec) for rec in numpy_recs] == windows
+    for rec in numpy_recs:
+        raw = json.loads((data_dir / rec["file"]).read_bytes())
+        assert raw["protected"]["iat"] is None and raw["signature"] is None and raw["payload"]["device_name"] is None
+        assert rec["signature"] == "none" and rec["device_name"] is None and rec["category"] == "training"
+        assert rec["upload_source"] == "EDGE_IMPULSE_PYTHON_SDK"
+    [acq] = got["upload_acquisition"]
+    assert acq["label"] == "lift" and values_of(acq) == windows[0] and acq["device_type"] == "SDK"
+    [wave] = got["upload_pandas_sample"]
+    assert wave["label"] == "wave" and csv_of(wave) == ["timestamp,x,y", "0,1.0,4.0", "10,2.0,5.0", "20,3.0,6.0"]
+    rows = sorted(got["upload_pandas_dataframe"], key=lambda rec: rec["label"])
+    assert [(rec["label"], rec["category"]) for rec in rows] == [("p", "training"), ("q", "testing")]
+    assert [csv_of(rec) for rec in rows] == [["a,b", "1.0,3.0"], ["a,b", "2.0,4.0"]]
+    wide = sorted(got["upload_pandas_dataframe_wide"], key=lambda rec: rec["label"])
+    assert [rec["label"] for rec in wide] == ["l1", "l2"]
+    assert [csv_of(rec)[1:] for rec in wide] == [["0,1.0", "10,2.0", "20,3.0"], ["0,5.0", "10,6.0", "20,7.0"]]
+    groups = got["upload_pandas_dataframe_with_group"]
+    assert sorted(len(csv_of(rec)) - 1 for rec in groups) == [2, 3] and {rec["label"] for rec in groups} == {"x"}
+    [plain] = got["upload_plain_directory"]
+    assert plain["label"] == "knock" and plain["category"] == "testing"
+    [exported] = got["upload_exported_dataset"]
+    assert exported["label"] == "tap" and exported["category"] == "training"

@@ -142,7 +142,7 @@ def test_serve_simulate_inspect_relay_command_lines(scan, tmp_path, logs):
         assert rc == 1 and "REJECTED 400 signature does not match" in out, out
         # a wrong API key: 401
         rc, out, _ = run(uingest(*sim, "--label", "idle", "--api-key", WRONG_API_KEY), scan, keys)
-        assert rc == 1 and "REJECTED 401 invalid API key" in out, out
+        assert rc == 1 and "REJECTED 401 Invalid API key" in out, out
         # no API key at all
         rc, _, err = run(uingest(*sim, "--label", "idle"), scan, {"UINGEST_HMAC_KEY": HMAC_KEY})
         assert rc == 2 and "API key is required" in err
@@ -267,7 +267,7 @@ def test_app_with_wifi_labels_status_and_rejections(mpy, firmware, tmp_path, sca
             [
                 ({}, "sent=4 "),  # Wi-Fi drops and comes back, windows go out
                 ({"hmac_key": WRONG_HMAC_KEY}, "rejected (400): signature does not match"),
-                ({"api_key": WRONG_API_KEY}, "rejected (401): invalid API key"),
+                ({"api_key": WRONG_API_KEY}, "rejected (401): Invalid API key"),
                 ({"hmac_key": None}, "rejected (400): signature missing"),
             ]
         ):

@@ -513,7 +513,7 @@ def test_segments_past_the_sample_fail_that_file(client):
 def test_files_request_errors(client):
     before = client.snapshot()
     status, reply = client.post_files([("data", "idle.1.cbor", msg_bytes())], key="wrong")
-    assert status == 401 and reply == {"success": False, "error": "invalid API key"}
+    assert status == 401 and reply == {"success": False, "error": "Invalid API key"}
     status, reply = client.post_files([("other", "idle.1.cbor", msg_bytes())])
     assert status == 400 and "data" in reply["error"]
     status, reply = client.post_files([("data", "idle.1.cbor", msg_bytes())], **{"x-label": "a%0Ab"})

@@ -3,7 +3,7 @@
 # start sampling while any remain. Secrets are never echoed.
 import json
 
-from .ingest import CONTENT_TYPES, DATA_CATEGORIES, DEFAULT_URL, check_header, check_label
+from .ingest import CONTENT_TYPES, DATA_CATEGORIES, DEFAULT_URL, check_label
 
 SECRETS = ("api_key", "hmac_key", "wifi_password")
 
@@ -24,7 +24,7 @@ FIELDS = (
         "labels",
         REQUIRED,
         "labels",
-        'a non-empty list of labels (printable ASCII, no / or \\, no leading ., <= 128 bytes), e.g. ["idle", "wave"]',
+        'a non-empty list of labels (no control characters, / or \\, no leading ., <= 128 bytes), e.g. ["idle"]',
     ),
     ("label", None, "label?", "one of the labels (default: the first)"),
     ("format", "cbor", "format", "'cbor' or 'json'"),
@@ -75,10 +75,9 @@ def strip_comments(text):
 
 
 def _is_label(v):
-    # what every window's headers will carry: the service's label rule, in
-    # printable ASCII (ingest.headers() needs it until x-label is percent-encoded)
+    # the service's label rule: any text it takes (ingest.headers() percent-encodes what is not plain ASCII)
     try:
-        check_label(check_header("x-label", v))
+        check_label(v)
     except ValueError:
         return False
     return True

@@ -77,6 +77,38 @@ def check_header(header, value):
     return value
 
 
+# what encodeURIComponent leaves as it is, then the hex digits
+_KEPT = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.!~*'()0123456789ABCDEF"
+
+
+def header_text(value):
+    """value as x-label and x-file-name carry it: as it is when it is printable
+    ASCII without '%', else percent-encoded UTF-8, as Edge Impulse's uploader
+    sends them (encodeURIComponent); the service and `uingest serve` decode it."""
+    b = value.encode()
+    n = 0
+    for c in b:
+        if c < 0x20 or c > 0x7E or c == 0x25:
+            n = 1
+            break
+    if not n:
+        return value  # every label a board usually has: nothing made
+    for c in b:
+        n += 1 if c in _KEPT else 3
+    out = bytearray(n - 1)  # written in place: no string per character
+    i = 0
+    for c in b:
+        if c in _KEPT:
+            out[i] = c
+            i += 1
+        else:
+            out[i] = 0x25
+            out[i + 1] = _KEPT[-16 + (c >> 4)]
+            out[i + 2] = _KEPT[-16 + (c & 15)]
+            i += 3
+    return out.decode()
+
+
 def headers(
     api_key,
     *,
@@ -105,18 +137,17 @@ def headers(
         raise ValueError("api_key: only printable ASCII is allowed") from None
     h = {"x-api-key": api_key, "Content-Type": CONTENT_TYPES[fmt]}
     if label is not None:
-        # printable ASCII (until x-label is percent-encoded), then the service's rule
-        h["x-label"] = check_header("x-label", label)
         check_label(label)
+        h["x-label"] = header_text(label)
     if no_label:
         h["x-no-label"] = "1"
     if file_name is None:
         file_name = "%s.%s" % (label if label is not None else "sample", fmt)
-    h["x-file-name"] = check_header("x-file-name", file_name)
     try:
         check_file_name(file_name)
     except ValueError as e:
         raise ValueError("x-file-name: %s" % e) from None
+    h["x-file-name"] = header_text(file_name)
     if disallow_duplicates:
         h["x-disallow-duplicates"] = "1"
     if add_date_id:

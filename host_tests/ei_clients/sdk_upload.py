@@ -9,6 +9,10 @@ EI_API_KEY. Reads a JSON list of calls on stdin:
 or, for upload_samples, {"samples": [{"path": ..., "filename": ..., "category": ..., "label": ...,
 "structured_labels": [...], "bounding_boxes": [...]}]} (multi-label samples and bounding boxes).
 
+or {"function": NAME, "kwargs": {...}} for the other upload functions (upload_numpy: "data" a nested list
+made a numpy array, "sensors" [[name, units]...]; the pandas ones: "df" {column: [values]} made a DataFrame;
+upload_plain_directory, upload_exported_dataset: as given).
+
 and prints, for each call, what the SDK reported: {"successes": [...], "fails": [...]}, each entry with
 the sample's filename, category and label as the SDK sent them and the server's sampleId or error.
 """
@@ -32,11 +36,41 @@ def describe(response) -> dict:
     }
 
 
+def call_function(name: str, kwargs: dict):
+    if name == "upload_numpy":
+        import numpy
+        from edgeimpulse.data.sample_type import Sensor
+
+        kwargs["data"] = numpy.array(kwargs["data"])
+        kwargs["sensors"] = [Sensor(n, u) for n, u in kwargs["sensors"]]
+    elif name.startswith("upload_pandas"):
+        import pandas
+
+        kwargs["df"] = pandas.DataFrame(kwargs["df"])
+    elif name == "upload_acquisition":  # upload_samples with a DataAcquisition, as the SDK's docs show it
+        from edgeimpulse.data.sample_type import DataAcquisition, Payload, Protected, Sensor
+
+        acq = DataAcquisition(
+            protected=Protected(),
+            payload=Payload(
+                device_type=kwargs["device_type"],
+                sensors=[Sensor(n, u) for n, u in kwargs["sensors"]],
+                values=kwargs["values"],
+                interval_ms=kwargs["interval_ms"],
+            ),
+        )
+        sample = data.Sample(filename=kwargs["filename"], data=acq, label=kwargs["label"], category="training")
+        return data.upload_samples([sample])
+    return getattr(data, name)(**kwargs)
+
+
 def main() -> int:
     calls = json.load(sys.stdin)
     out = {"version": edgeimpulse.__version__, "endpoint": edgeimpulse.INGESTION_ENDPOINT, "calls": []}
     for call in calls:
-        if "samples" in call:
+        if "function" in call:
+            res = call_function(call["function"], dict(call["kwargs"]))
+        elif "samples" in call:
             samples = []
             for s in call["samples"]:
                 with open(s["path"], "rb") as f:

@@ -66,10 +66,13 @@ def check_envelope(msg) -> dict:
         raise InvalidMessage("protected.ver must be 'v1'")
     if prot.get("alg") not in ("HS256", "none"):
         raise InvalidMessage("protected.alg must be 'HS256' or 'none'")
-    if "iat" in prot and (not isinstance(prot["iat"], int) or isinstance(prot["iat"], bool) or prot["iat"] < 0):
+    iat = prot.get("iat")  # null: no clock (the Python SDK sends "iat": null), as when it is left out
+    if iat is not None and (not isinstance(iat, int) or isinstance(iat, bool) or iat < 0):
         raise InvalidMessage("protected.iat must be a non-negative integer")
-    if not isinstance(msg["signature"], str):
+    if prot["alg"] == "HS256" and not isinstance(msg["signature"], str):
         raise InvalidMessage("signature must be a string")
+    if prot["alg"] == "none" and not isinstance(msg["signature"], (str, type(None))):
+        raise InvalidMessage("signature must be a string or null")  # unsigned: the SDK sends null
     if prot["alg"] == "HS256" and not _HEX64.match(msg["signature"]):
         raise InvalidMessage("signature must be 64 lowercase hex characters")
     p = msg["payload"]
@@ -77,7 +80,7 @@ def check_envelope(msg) -> dict:
         raise InvalidMessage("payload must be a map")
     if not isinstance(p.get("device_type"), str) or not p["device_type"]:
         raise InvalidMessage("payload.device_type must be a non-empty string")
-    if "device_name" in p and not isinstance(p["device_name"], str):
+    if not isinstance(p.get("device_name"), (str, type(None))):  # null: not given (the Python SDK)
         raise InvalidMessage("payload.device_name must be a string")
     iv = p.get("interval_ms")
     if not _number(iv) or not _finite(iv) or iv <= 0:

@@ -264,8 +264,8 @@ class Dashboard:
         problem = api_key_problem(request, self.api_key, query=True)
         if problem is None:
             return None
-        reason = "invalid API key" if problem == "invalid" else "missing API key: send x-api-key or ?key="
-        return JSONResponse({"error": reason}, status_code=401, headers=_SECURITY_HEADERS)
+        reason = "Invalid API key" if problem == "invalid" else "missing API key: send x-api-key or ?key="
+        return JSONResponse({"success": False, "error": reason}, status_code=401, headers=_SECURITY_HEADERS)
 
     @staticmethod
     def _json(data, status_code: int = 200) -> Response:

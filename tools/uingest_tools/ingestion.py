@@ -66,6 +66,7 @@ from .datafolder import DataFolder, is_disk_full
 log = logging.getLogger("uingest.serve")
 
 _TRUE = ("1", "true", "yes", "on")
+INFORMATIONAL_MAX = 200  # characters kept of x-upload-source and x-device-type
 
 
 def api_key_problem(request: Request, api_key: bytes | None, query: bool = False):
@@ -153,9 +154,30 @@ class Ingestion:
             raise Rejected(404, "unknown category %r" % category)
         problem = api_key_problem(request, self.api_key)
         if problem:
-            raise Rejected(401, "missing x-api-key header" if problem == "missing" else "invalid API key")
+            # "Invalid API key": the service's words, which its clients show
+            raise Rejected(401, "missing x-api-key header" if problem == "missing" else "Invalid API key")
         self._check_length(request)
         return category, request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+    @staticmethod
+    def _told(request: Request, fields: dict) -> dict:
+        """fields with what the client told about itself, as Edge Impulse's uploader and SDK send it:
+        x-upload-source as upload_source, x-device-type as device_type when the sample names none (a file)."""
+        told = {}
+        for header, field in (("x-upload-source", "upload_source"), ("x-device-type", "device_type")):
+            raw = request.headers.get(header)
+            if raw and raw.strip():
+                try:
+                    raw = header_text(raw)
+                except Rejected:  # not percent-encoded UTF-8: informational, kept as it came
+                    pass
+                told[field] = raw.strip()[:INFORMATIONAL_MAX]
+            else:
+                told[field] = None
+        out = dict(fields, upload_source=told["upload_source"])
+        if not out.get("device_type"):
+            out["device_type"] = told["device_type"]
+        return out
 
     @staticmethod
     def _header_label(request: Request):
@@ -235,7 +257,7 @@ class Ingestion:
                     label=label,
                     ext=fmt,
                     data=body,
-                    fields=fields,
+                    fields=self._told(request, fields),
                     file_name=file_name,
                     metadata=metadata,
                     disallow_duplicates=_flag(request, "x-disallow-duplicates"),
@@ -354,6 +376,7 @@ class Ingestion:
                 except Rejected as e:
                     results.append({"success": False, "fileName": name, "error": e.line})
                     continue
+                sample["fields"] = self._told(request, sample["fields"])
                 results.append(len(samples))
                 samples.append(sample)
             # the files that passed their checks, stored all or none
