@@ -44,6 +44,7 @@ INDEX = "index.jsonl"
 NO_LABEL_NAME = "unlabeled"
 DISK_FULL_LOG_EVERY_S = 60.0
 DISK_FULL_REASON = "no space left on the server's disk: not stored, send it again later"
+DUPLICATE_REASON = "duplicate: this sample is already stored (x-disallow-duplicates)"
 
 
 def is_disk_full(e: BaseException) -> bool:
@@ -84,8 +85,20 @@ def _ends_with_newline(path: str) -> bool:
         return True
 
 
+class _Commit:
+    """One commit_all call waiting in a group: its samples, what _stage made of them, and when done its
+    outcomes (a record or a Rejected(409) per sample) or the error that kept all of them out."""
+
+    def __init__(self, samples: list, staged: list):
+        self.samples = samples
+        self.staged = staged
+        self.outcomes: list = []
+        self.error = None
+        self.done = False
+
+
 class DataFolder:
-    """Sample files plus index.jsonl. Thread-safe; commits are serialized."""
+    """Sample files plus index.jsonl. Thread-safe; commits are grouped (commit_all)."""
 
     def __init__(self, data_dir: str, subscribers=()):
         """subscribers: callables given every sample's index record, those already indexed first (in index
@@ -94,7 +107,9 @@ class DataFolder:
         os.makedirs(self.data_dir, exist_ok=True)
         self.index_path = os.path.join(self.data_dir, INDEX)
         self._subscribers: list = list(subscribers)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held by the thread that commits a group
+        self._waiting_lock = threading.Lock()
+        self._waiting: list = []  # commits staged, not yet in place
         self._hashes: set[str] = set()
         self._next_sample = 1
         self._last_us = 0
@@ -240,49 +255,114 @@ class DataFolder:
         disallow_duplicates, src_path (a file holding data already: renamed into place), extra (more index
         fields). Returns only once the files and the index lines are on disk. When that fails nothing of
         them is stored: Rejected(507) for a full disk, else the OSError.
-        """
-        # what takes long and needs no lock first: a large sample's hash and its spooled file made durable, so
-        # that other devices' commits do not wait behind them
-        hashes = [hashlib.sha256(sample["data"]).hexdigest() for sample in samples]
+
+        Group commit: each sample's file is written and fsynced first, by its own thread and without the lock
+        (the fsyncs of many devices' windows run at once); then whoever holds the lock puts in place every
+        commit waiting by then, with one fsync per folder and one index write and fsync for all of them. On a
+        disk where an fsync takes milliseconds that is what lets many devices post at once; a commit that
+        fails there fails for every commit of its group (none of them is acknowledged)."""
+        staged = self._stage(samples)
+        commit = _Commit(samples, staged)
+        with self._waiting_lock:
+            self._waiting.append(commit)
+        with self._lock:
+            if not commit.done:
+                with self._waiting_lock:
+                    group, self._waiting = self._waiting, []
+                self._commit_group(group)
+        if commit.error is not None:
+            raise commit.error
+        return commit.outcomes
+
+    def _stage(self, samples: list[dict]) -> list:
+        """Per sample (its sha256, its category, a durable temp file of its bytes in the category's folder, or
+        its src_path, fsynced). What takes long and needs no lock: a large sample's hash, the file fsyncs.
+        Removes what it made when one fails."""
+        staged = []
         try:
             for sample in samples:
-                if sample.get("src_path") is not None:
-                    fsync_path(sample["src_path"])
-        except OSError as e:
+                sha = hashlib.sha256(sample["data"]).hexdigest()
+                category = sample["category"]
+                if category == "split":
+                    category = split_category(sha)
+                folder = os.path.join(self.data_dir, category)
+                os.makedirs(folder, exist_ok=True)
+                src = sample.get("src_path")
+                if src is not None:
+                    fsync_path(src)
+                    staged.append((sha, category, src, False))
+                    continue
+                fd, tmp = tempfile.mkstemp(dir=folder, prefix=".store-", suffix=".tmp")
+                staged.append((sha, category, tmp, True))
+                with os.fdopen(fd, "wb") as f:
+                    f.write(sample["data"])
+                    f.flush()
+                    os.fsync(f.fileno())
+        except BaseException as e:
+            self._remove_temps(staged)
             if is_disk_full(e):
                 raise self.disk_full() from None
             raise
-        with self._lock:
-            outcomes: list = []
-            records: list[dict] = []
-            placed: list[str] = []
-            try:
-                shas = set()
-                for sample, sha in zip(samples, hashes):
-                    outcome = self._place(sample, sha, shas, len(records), placed)
-                    outcomes.append(outcome)
-                    if not isinstance(outcome, Rejected):
-                        records.append(outcome)
-                if records:
-                    self._append_index(records)
-            except BaseException as e:
-                for final in placed:
-                    try:
-                        os.unlink(final)
-                    except OSError:
-                        pass
-                if is_disk_full(e):
-                    raise self.disk_full() from None
-                raise
-            if self._disk_full_logged_at is not None:
-                self._disk_full_logged_at = None
-                log.info("storing again: there is space on the disk of %s", self.data_dir)
-            for record in records:
-                self._hashes.add(record["sha256"])
-                self._next_sample += 1
-            for record in records:
-                self._publish(record)
-            return outcomes
+        return staged
+
+    @staticmethod
+    def _remove_temps(staged) -> None:
+        for _, _, path, ours in staged:
+            if ours:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+
+    def _commit_group(self, group: list) -> None:
+        """With the lock held: put every commit of group in place, each all or none, and index them in one
+        write; mark each done with its outcomes or its error. Never raises."""
+        placed: list[str] = []
+        records: list[dict] = []
+        shas: set = set()
+        try:
+            for commit in group:
+                commit.outcomes = []
+                for sample, (sha, category, path, ours) in zip(commit.samples, commit.staged):
+                    if sample.get("disallow_duplicates") and (sha in self._hashes or sha in shas):
+                        commit.outcomes.append(Rejected(409, DUPLICATE_REASON))
+                        if ours:
+                            os.unlink(path)
+                        continue
+                    shas.add(sha)
+                    final = self._new_path(category, sample["label"], sample["ext"])
+                    os.chmod(path, 0o644)
+                    os.replace(path, final)
+                    placed.append(final)
+                    record = self._record(sample, sha, category, final, len(records))
+                    records.append(record)
+                    commit.outcomes.append(record)
+            for folder in sorted({os.path.dirname(p) for p in placed}):
+                fsync_path(folder)
+            if records:
+                self._append_index(records)
+        except BaseException as e:
+            for final in placed:
+                try:
+                    os.unlink(final)
+                except OSError:
+                    pass
+            error = self.disk_full() if is_disk_full(e) else e
+            for commit in group:
+                self._remove_temps(commit.staged)
+                commit.error = error
+                commit.done = True
+            return
+        if self._disk_full_logged_at is not None:
+            self._disk_full_logged_at = None
+            log.info("storing again: there is space on the disk of %s", self.data_dir)
+        for record in records:
+            self._hashes.add(record["sha256"])
+            self._next_sample += 1
+        for record in records:
+            self._publish(record)
+        for commit in group:
+            commit.done = True
 
     def disk_full(self) -> Rejected:
         """The refusal for a full disk (507); logs it at most once every DISK_FULL_LOG_EVERY_S."""
@@ -297,20 +377,8 @@ class DataFolder:
 
     # --- the steps of a commit, each with the commit lock held
 
-    def _place(self, sample: dict, sha: str, shas: set, earlier: int, placed: list):
-        """Put one sample's file (sha: its bytes' SHA-256) in place (appended to placed) and return its record,
-        or the Rejected(409) for a duplicate. shas: the hashes of the samples placed before it in this commit
-        (earlier of them)."""
-        data = sample["data"]
-        category = sample["category"]
-        if category == "split":
-            category = split_category(sha)
-        if sample.get("disallow_duplicates") and (sha in self._hashes or sha in shas):
-            return Rejected(409, "duplicate: this sample is already stored (x-disallow-duplicates)")
-        shas.add(sha)
-        final = self._new_path(category, sample["label"], sample["ext"])
-        self._write_file(final, data, sample.get("src_path"))
-        placed.append(final)
+    def _record(self, sample: dict, sha: str, category: str, final: str, earlier: int) -> dict:
+        """The index record of a sample placed at final; earlier: the records before it in this group."""
         return {
             "sample_id": self._next_sample + earlier,
             "file": os.path.relpath(final, self.data_dir).replace(os.sep, "/"),
@@ -340,32 +408,6 @@ class DataFolder:
             path = os.path.join(folder, "%s.%s.%s" % (prefix, self._unique_id(), ext))
             if not os.path.exists(path):
                 return path
-
-    @staticmethod
-    def _write_file(final: str, data: bytes, src_path: str | None) -> None:
-        """Put the sample at final durably: its bytes (or src_path, which holds them) fsynced, renamed into
-        place, the folder fsynced. A temp file of ours is removed when that fails; src_path is the caller's."""
-        folder = os.path.dirname(final)
-        tmp = None
-        try:
-            if src_path is not None:
-                tmp = src_path  # fsynced by commit_all before it took the lock
-            else:
-                fd, tmp = tempfile.mkstemp(dir=folder, prefix=".store-", suffix=".tmp")
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, final)
-            tmp = None
-            fsync_path(folder)
-        finally:
-            if tmp is not None and tmp != src_path:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
 
     def _append_index(self, records: list[dict]) -> None:
         """Append the records' lines to the index in one write and fsync it. When that fails the index is cut
