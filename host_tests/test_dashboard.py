@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from helpers import wav_bytes
 from uingest import message
 from uingest.window import Window
 from uingest_tools import dashboard, serve
@@ -21,7 +22,7 @@ from uingest_tools.loopback import start_serve
 
 API_KEY = "ei_dash_key_7f3a"
 IMU = [("accX", "m/s2"), ("accY", "m/s2"), ("accZ", "m/s2")]
-WAV = b"RIFF" + (36).to_bytes(4, "little") + b"WAVEfmt " + bytes(24) + b"data" + bytes(4)
+WAV = wav_bytes(160)  # a real WAV: the server reads its header (a zeroed fmt chunk is refused)
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import read_index
+from helpers import read_index, wav_bytes
 from label_cases import LABEL_CASES, ids
 from uingest import message
 from uingest.window import Window
@@ -408,7 +408,7 @@ def test_concurrent_uploads(client):
 
 # --- /files
 
-WAV = b"RIFF" + (36).to_bytes(4, "little") + b"WAVEfmt " + bytes(24) + b"data" + bytes(4)
+WAV = wav_bytes(160)  # a real WAV: the server reads its header (a zeroed fmt chunk is refused)
 
 
 def test_files_upload(client):
