@@ -80,6 +80,9 @@ _LEAN_FIELDS = (
     "signature",
     "file_name",
     "received_at",
+    "structured_labels",  # the label files' labels, shown by the sample view
+    "bounding_boxes",
+    "label_map",
 )
 
 
