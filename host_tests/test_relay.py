@@ -641,7 +641,9 @@ def test_header_label_and_url():
     assert relay.base_url("https://ingestion.edgeimpulse.com/") == "https://ingestion.edgeimpulse.com"
     assert relay.base_url("http://127.0.0.1:4810/x/") == "http://127.0.0.1:4810/x"
     assert relay.base_url("https://ingestion.edgeimpulse.com:443") == "https://ingestion.edgeimpulse.com"
-    assert relay.state_path("/d", "https://ingestion.edgeimpulse.com") == "/d/.relay-ingestion.edgeimpulse.com.jsonl"
+    assert (
+        relay.state_path("/d", "https://ingestion.edgeimpulse.com") == "/d/.relay-ingestion.edgeimpulse.com.jsonl"
+    )
     assert relay.state_path("/d", "http://127.0.0.1:4810") == "/d/.relay-127.0.0.1-4810.jsonl"
 
 
