@@ -10,14 +10,17 @@ refusal is a Rejected with the HTTP status and a one-line reason.
   letters, digits, whitespace, '-' and '_').
 - Messages (cbor, json) are checked in full (acquisition.check_structure; over DECODE_WHOLE_UP_TO bytes,
   large_messages.check_large: the same verdicts without a Python object per value) and, with an HMAC key, must
-  carry a valid HS256 signature; other files (wav, csv, jpg, png) get a sanity check of their header and are kept as
+  carry a valid HS256 signature; other files are checked by their content (check_file: an image by its bytes,
+  CSV and .txt by the uploader's CSV rules, WAV by its header, MP4 and AVI by their container) and kept as
   they are.
 - ``split`` sends a sample to training or testing by the sha256 of its bytes (about 80/20, deterministic).
 - Multi-label samples (the Python SDK's ``structured_labels``): a part whose file name is
   ``structured_labels.labels`` holds ``{"version": 1, "type": "structured-labels", "structuredLabels":
   {file name: [{"label", "startIndex", "endIndex"}, ...]}}`` for files of the same request; each segment's
-  label follows the label rule, 0 <= startIndex <= endIndex < the sample's rows. ``x-bounding-boxes`` is a
-  JSON list of ``{"label", "x", "y", "width", "height"}``, non-negative integers.
+  label follows the label rule, 0 <= startIndex <= endIndex < the sample's rows, every row labelled.
+  ``x-bounding-boxes`` is a JSON list of ``{"label", "x", "y", "width", "height"}``, non-negative integers;
+  the label files ``bounding_boxes.labels`` and ``label_map.labels`` are read as the uploader writes them
+  (LABEL_FILES: parse_bounding_boxes_file, parse_label_map_file).
 """
 
 from __future__ import annotations
