@@ -42,12 +42,13 @@ FIRMWARE_LAYERS = [
 # below; a layer never reaches up (the data folder knows nothing of the dashboard, which subscribes to it).
 HOST_LAYERS = [
     # 0: no first-party imports: finding the MicroPython tools, progress lines, independent message checks,
-    # loopback fakes, the CPython shim, the collector's connection deadlines
+    # WAV headers and samples, loopback fakes, the CPython shim, the collector's connection deadlines
     [
         "uingest_tools.mpytools",
         "uingest_tools.progress",
         "uingest_tools.acquisition",
         "uingest_tools.large_messages",
+        "uingest_tools.wavfile",
         "uingest_tools.loopback",
         "uingest_tools.mpshim",
         "uingest_tools.mpshim.*",

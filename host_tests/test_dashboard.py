@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from helpers import wav_bytes
 from uingest import message
 from uingest.window import Window
 from uingest_tools import dashboard, serve
@@ -21,7 +22,7 @@ from uingest_tools.loopback import start_serve
 
 API_KEY = "ei_dash_key_7f3a"
 IMU = [("accX", "m/s2"), ("accY", "m/s2"), ("accZ", "m/s2")]
-WAV = b"RIFF" + (36).to_bytes(4, "little") + b"WAVEfmt " + bytes(24) + b"data" + bytes(4)
+WAV = wav_bytes(160)  # a real WAV: the server reads its header (a zeroed fmt chunk is refused)
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -393,6 +394,77 @@ def test_dashboard_in_a_browser(server, tmp_path):
             page2.fill("#keyinput", API_KEY)
             page2.click("#keyform button")
             wait_until(page2, "document.getElementById('total').textContent === '5'")
+            assert not errors, errors
+        finally:
+            browser.close()
+
+
+def post_parts(c, parts):
+    boundary = "dashboardboundary"
+    out = b""
+    for name, data in parts:
+        out += b'--%s\r\nContent-Disposition: form-data; name="data"; filename="%s"\r\n\r\n%s\r\n' % (
+            boundary.encode(),
+            name.encode(),
+            data,
+        )
+    out += b"--%s--\r\n" % boundary.encode()
+    headers = {"Content-Type": "multipart/form-data; boundary=" + boundary, "x-api-key": API_KEY}
+    status, _, reply = c.request("POST", "/api/training/files", out, headers)
+    assert status == 200 and json.loads(reply)["success"], reply
+
+
+def test_sample_view_shows_a_samples_label_files(server):
+    """Boxes, key/value labels and structured labels (label files of the /files request) are in the sample
+    records and shown as text in the sample view, for an image (not plotted) and for a message."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed: `make test` installs requirements-dev.txt into .venv")
+    srv, c = server()
+    boxes = [{"label": "cup", "x": 1, "y": 2, "width": 3, "height": 4}]
+    segments = [{"label": "idle", "startIndex": 0, "endIndex": 19}, {"label": "wave", "startIndex": 20, "endIndex": 39}]
+    doc = lambda t, k, v: json.dumps({"version": 1, "type": t, k: v}).encode()  # noqa: E731
+    post_parts(
+        c,
+        [
+            ("desk.png", b"\x89PNG\r\n\x1a\n" + bytes(20)),
+            ("bounding_boxes.labels", doc("bounding-box-labels", "boundingBoxes", {"desk.png": boxes})),
+        ],
+    )
+    post_parts(
+        c,
+        [
+            ("session.cbor", body_of()),
+            ("structured_labels.labels", doc("structured-labels", "structuredLabels", {"session.cbor": segments})),
+            ("label_map.labels", doc("label-map-labels", "labels", {"session.cbor": {"place": "desk"}})),
+        ],
+    )
+    status, body = c.get_json("/api/dashboard/samples")
+    png, msg = body["samples"][1], body["samples"][0]
+    assert (
+        png["bounding_boxes"] == boxes
+        and msg["structured_labels"] == segments
+        and msg["label_map"] == {"place": "desk"}
+    )
+    assert c.get_json("/api/dashboard/samples/2")[1]["structured_labels"] == segments
+    with sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(srv.url + "/?key=" + API_KEY)
+            wait_until(page, "document.querySelectorAll('#samples tbody tr').length === 2")
+            page.click('#samples tr[data-sample-id="1"]')
+            wait_until(page, "document.getElementById('plotinfo').textContent.includes('not a data acquisition')")
+            assert page.locator("#labelinfo li").all_inner_texts() == ["bounding boxes: cup at (1, 2) 3x4"]
+            page.click('#samples tr[data-sample-id="2"]')
+            wait_until(page, "window.uingestDashboard.plotted === 2")
+            assert page.locator("#labelinfo li").all_inner_texts() == [
+                "label map: place = desk",
+                "structured labels: rows 0-19 idle, rows 20-39 wave",
+            ]
             assert not errors, errors
         finally:
             browser.close()

@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from helpers import read_index, wav_bytes
+from helpers import IEEE_FLOAT, read_index, wav_by_hand, wav_bytes
 from uingest import message
 from uingest.window import Window
 from uingest_tools.acquisition import decode, verify_signature
@@ -453,3 +453,68 @@ def test_every_upload_function_of_the_python_sdk_stores_its_samples(unsigned_ser
     assert plain["label"] == "knock" and plain["category"] == "testing"
     [exported] = got["upload_exported_dataset"]
     assert exported["label"] == "tap" and exported["category"] == "training"
+
+
+# --- the uploader's upload() (edge-impulse-linux build/cli-common/make-image.js)
+
+UPLOADER_JS = os.path.join(HERE, "ei_clients", "uploader.js")
+
+
+def uploader(node, srv, uploads):
+    job = {"server": srv.url, "apiKey": API_KEY, "uploads": uploads}
+    proc = subprocess.run(
+        [node, UPLOADER_JS, EI_LINUX], input=json.dumps(job), capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, "uploader.js failed:\n" + proc.stderr
+    results = json.loads(proc.stdout)
+    assert len(results) == len(uploads)
+    return results
+
+
+def test_uploader_sends_label_files_and_every_file_type(node, server, tmp_path):
+    """The uploader's label files (bounding_boxes.labels, structured_labels.labels, label_map.labels) are
+    applied to the file they come with; images by their bytes, .txt as CSV, float WAV and video stored."""
+    srv, data_dir = server
+    files = {
+        "desk.jpg": b"\x89PNG\r\n\x1a\n" + bytes(40),  # PNG bytes under a .jpg name, as Studio exports them
+        "session.cbor": acquisition("cbor", 30, 7),
+        "shelf.png": b"\x89PNG\r\n\x1a\n" + bytes(48),
+        "updown.txt": b"timestamp,accX,accY\n0,0.5,1.25\n10,0.75,-2\n20,1,0\n",
+        "hum.wav": wav_by_hand(IEEE_FLOAT, 16000, 32, [[i / 100, -i / 100] for i in range(100)]),
+        "clip.mp4": (24).to_bytes(4, "big") + b"ftypisom" + bytes(12) + (8).to_bytes(4, "big") + b"mdat",
+        "bad.png": b"\x89PNG\r\n\x1a\n" + bytes(56),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    boxes = [{"label": "cup", "x": 4, "y": 5.5, "width": 16, "height": 12}]
+    segments = [{"startIndex": 0, "endIndex": 14, "label": "idle"}, {"startIndex": 15, "endIndex": 29, "label": "wave"}]
+    key_values = {"object": "cup", "place": "shelf"}
+
+    def up(name, label, **kw):
+        return {"path": str(tmp_path / name), "filename": name, "category": "training", "label": label, **kw}
+
+    results = uploader(
+        node,
+        srv,
+        [
+            up("desk.jpg", {"type": "label", "label": "cup"}, boundingBoxes=boxes),
+            up("session.cbor", {"type": "multi-label", "labels": segments}),
+            up("shelf.png", {"type": "keyvalue-labels", "labels": key_values}),
+            up("updown.txt", {"type": "infer"}),
+            up("hum.wav", {"type": "label", "label": "hum"}),
+            up("clip.mp4", {"type": "label", "label": "clip"}),
+            up("bad.png", {"type": "label", "label": "cup"}, boundingBoxes=[dict(boxes[0], width=0)]),
+        ],
+    )
+    assert [r["ok"] for r in results] == [True] * 6 + [False], results
+    assert "bounding_boxes.labels: bad.png: width and height must be > 0" in results[-1]["error"]  # our reason
+    recs = {r["file_name"]: r for r in read_index(data_dir)}
+    assert sorted(recs) == sorted(n for n in files if n != "bad.png")  # nothing of the refused request
+    for name, rec in recs.items():
+        assert (data_dir / rec["file"]).read_bytes() == files[name]
+    assert recs["desk.jpg"]["file"].endswith(".png") and recs["desk.jpg"]["bounding_boxes"] == boxes
+    assert recs["desk.jpg"]["label"] == "cup"
+    assert recs["session.cbor"]["structured_labels"] == segments and recs["session.cbor"]["signature"] == "valid"
+    assert recs["shelf.png"]["label_map"] == key_values and recs["shelf.png"]["label"] == "shelf"  # inferred
+    assert recs["updown.txt"]["file"].endswith(".csv") and recs["updown.txt"]["label"] == "updown"
+    assert recs["hum.wav"]["file"].endswith(".wav") and recs["clip.mp4"]["file"].endswith(".mp4")

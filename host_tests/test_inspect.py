@@ -15,6 +15,7 @@ import wave
 
 import pytest
 
+from helpers import IEEE_FLOAT, PCM, wav_by_hand, wav_header
 from uingest import message
 from uingest.window import Window
 from uingest_tools import inspect_samples as uinspect
@@ -193,6 +194,86 @@ def test_wav_mono_and_stereo(tmp_path, capsys):
     check_axes(s[str(stereo)], [("left", "wav"), ("right", "wav")], stereo_cols)
 
 
+def tone(channels, frames, peak):
+    """frames of one number per channel: a sine per channel, integers when peak is an int."""
+    rows = [[peak * math.sin(i / (5 + 2 * c)) for c in range(channels)] for i in range(frames)]
+    return [[int(v) for v in row] for row in rows] if isinstance(peak, int) else rows
+
+
+def written_by_wave(path, bits, rate, frames):
+    """A PCM WAV file written by Python's wave module (8-bit is unsigned on disk)."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(len(frames[0]))
+        w.setsampwidth(bits // 8)
+        w.setframerate(rate)
+        if bits == 8:
+            w.writeframes(bytes(v + 128 for row in frames for v in row))
+        else:
+            w.writeframes(b"".join(v.to_bytes(bits // 8, "little", signed=True) for row in frames for v in row))
+
+
+@pytest.mark.parametrize(
+    "name,bits,encoding,channels,extensible,by",
+    [
+        ("pcm8.wav", 8, "pcm", 1, False, "wave"),
+        ("pcm16.wav", 16, "pcm", 2, False, "wave"),
+        ("pcm24.wav", 24, "pcm", 1, False, "wave"),
+        ("pcm32.wav", 32, "pcm", 3, False, "wave"),
+        ("pcm24-hand.wav", 24, "pcm", 2, False, "hand"),
+        ("float32.wav", 32, "float", 2, False, "hand"),
+        ("ext-pcm24.wav", 24, "pcm", 2, True, "hand"),
+        ("ext-float32.wav", 32, "float", 1, True, "hand"),
+    ],
+)
+def test_wav_formats_are_read_and_plotted(tmp_path, capsys, name, bits, encoding, channels, extensible, by):
+    rate, n = 8000, 400
+    peak = 0.75 if encoding == "float" else (1 << (bits - 1)) - 1 - 3
+    frames = tone(channels, n, peak)
+    if encoding == "float":  # as float32 stores them
+        frames = [[struct.unpack("<f", struct.pack("<f", v))[0] for v in row] for row in frames]
+    path = tmp_path / name
+    if by == "wave":
+        written_by_wave(path, bits, rate, frames)
+    else:
+        path.write_bytes(wav_by_hand(IEEE_FLOAT if encoding == "float" else PCM, rate, bits, frames, extensible))
+    cols = [[row[c] for row in frames] for c in range(channels)]
+    png = tmp_path / (name + ".png")
+    rc, out, err = run(capsys, path, "--plot", png)
+    assert (rc, err) == (0, "")
+    s = parse(out)[str(path)]
+    kind = "float" if encoding == "float" else "PCM"
+    assert s["fields"]["audio"] == "%d channel%s, 8000 Hz, %d-bit %s" % (channels, "s" * (channels > 1), bits, kind)
+    assert s["fields"]["rows"] == str(n) and s["fields"]["duration"] == "50 ms"
+    names = {1: ["audio"], 2: ["left", "right"], 3: ["ch0", "ch1", "ch2"]}[channels]
+    check_axes(s, [(c, "wav") for c in names], cols)
+    (width, height), size = png_size(png)
+    assert height >= 150 * channels and size > 5000  # one subplot per channel
+    rc, out, err = run(capsys, path, "--json")
+    [j] = json.loads(out)
+    assert j["wav"] == {"channels": channels, "sample_rate": rate, "bits": bits, "encoding": encoding}
+    assert [(a["min"], a["max"]) for a in j["axes"]] == [(min(c), max(c)) for c in cols]
+
+
+@pytest.mark.parametrize(
+    "data,reason",
+    [
+        (wav_header(PCM, 2, 8000, 16, block_align=2) + bytes(8), "block align is 2; 2 channels of 16 bits need 4"),
+        (wav_header(PCM, 1, 8000, 16, byte_rate=1000) + bytes(8), "byte rate is 1000; 8000 Hz x 2 bytes is 16000"),
+        (wav_header(PCM, 1, 8000, 16, data_size=100) + bytes(8), "data chunk says 100 bytes; the file holds 8"),
+        (wav_header(PCM, 2, 8000, 16, data_size=6) + bytes(6), "not a whole number of 4-byte frames"),
+        (wav_header(IEEE_FLOAT, 1, 8000, 64, data_size=8) + bytes(8), "64-bit float WAV is not taken"),
+        (wav_header(7, 1, 8000, 8, data_size=8) + bytes(8), "format code 0x0007 is not taken"),
+        (wav_header(PCM, 0, 8000, 16, data_size=0, block_align=0), "WAV has 0 channels"),
+    ],
+)
+def test_inconsistent_wav_headers_are_refused_with_the_reason(tmp_path, capsys, data, reason):
+    path = tmp_path / "bad.wav"
+    path.write_bytes(data)
+    rc, out, err = run(capsys, path)
+    assert rc == 1 and out == ""
+    assert err.startswith("%s: not a data acquisition message: not a valid WAV file: " % path) and reason in err, err
+
+
 def test_format_is_sniffed_without_a_known_extension(tmp_path, firmware_files, capsys):
     w, files = firmware_files
     cbor_bin = tmp_path / "sample.bin"
@@ -237,19 +318,16 @@ def test_malformed_files_one_line_each_and_the_rest_still_read(tmp_path, firmwar
             "payload.values[1] has 1 values, expected 2",
         ),
         "notwav.wav": (b"RIFF\x00\x00\x00\x00WAVEjunk", "not a valid WAV file: "),
-        "eight.wav": (None, "WAV samples are 8-bit; only 16-bit PCM is read"),
+        # 8-bit PCM is read now (test_wav_formats_are_read); 12-bit is not a format Edge Impulse takes
+        "twelve.wav": (
+            wav_header(PCM, 1, 8000, 12) + b"\x00" * 20,
+            "not a valid WAV file: 12-bit PCM WAV is not taken",
+        ),
     }
     paths = []
     for name, (data, _) in bad.items():
         p = tmp_path / name
-        if data is None:
-            with wave.open(str(p), "wb") as wv:
-                wv.setnchannels(1)
-                wv.setsampwidth(1)
-                wv.setframerate(8000)
-                wv.writeframes(b"\x80" * 10)
-        else:
-            p.write_bytes(data)
+        p.write_bytes(data)
         paths.append(p)
     missing = tmp_path / "missing.cbor"
     rc, out, err = run(capsys, *paths, good, missing, "--hmac-key", HMAC_KEY)

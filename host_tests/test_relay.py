@@ -532,6 +532,63 @@ def test_multi_label_samples_and_bounding_boxes_are_relayed_with_them(tmp_path, 
     )
 
 
+def test_label_files_video_and_csv_are_relayed_as_the_uploader_sends_them(tmp_path, target, capsys):
+    """Boxes and key/value labels go on as bounding_boxes.labels and label_map.labels parts (relay sends no
+    x-bounding-boxes): the target applies them to the file it names, as Edge Impulse's service does."""
+    srv, gate, dst = target
+    src = tmp_path / "src"
+    first = ServerThread(create_app(str(src), api_key=SRC_KEY, hmac_key=HMAC_KEY)).start()
+    boxes = [{"label": "cup", "x": 1.5, "y": 2, "width": 3, "height": 4}]
+    labels = {"object": "cup", "place": "desk"}
+    png = b"\x89PNG\r\n\x1a\n" + bytes(20)
+    mp4 = (24).to_bytes(4, "big") + b"ftypisom" + bytes(12) + (8).to_bytes(4, "big") + b"mdat"
+    parts = [
+        ("desk.jpg", png),  # PNG bytes under a .jpg name: stored (and relayed) as .png
+        ("clip.mp4", mp4),
+        ("acc.txt", b"timestamp,x\n0,1\n10,2\n"),
+        (
+            "bounding_boxes.labels",
+            json.dumps({"version": 1, "type": "bounding-box-labels", "boundingBoxes": {"desk.jpg": boxes}}).encode(),
+        ),
+        (
+            "label_map.labels",
+            json.dumps({"version": 1, "type": "label-map-labels", "labels": {"clip.mp4": labels}}).encode(),
+        ),
+    ]
+    try:
+        boundary = "b0undary"
+        body = b""
+        for name, data in parts:
+            body += b'--%s\r\nContent-Disposition: form-data; name="data"; filename="%s"\r\n\r\n%s\r\n' % (
+                boundary.encode(),
+                name.encode(),
+                data,
+            )
+        body += b"--%s--\r\n" % boundary.encode()
+        h = {"Content-Type": "multipart/form-data; boundary=" + boundary, "x-api-key": SRC_KEY}
+        assert post(first.url, "/api/training/files", body, h)[0] == 200
+    finally:
+        first.stop()
+    rc, out, err = run(src, srv.url, capsys)
+    assert rc == 0 and summary(out) == (3, 0, 0), err
+    sent = {r["sha256"]: r for r in read_index(dst)}
+    for rec in read_index(src):
+        d = sent[rec["sha256"]]
+        assert (d.get("bounding_boxes"), d.get("label_map")) == (rec.get("bounding_boxes"), rec.get("label_map"))
+        assert d["file"].rsplit(".", 1)[1] == rec["file"].rsplit(".", 1)[1]  # png, mp4, csv
+    assert sorted(str(r.get("bounding_boxes") or r.get("label_map")) for r in sent.values()) == sorted(
+        ["None", str(boxes), str(labels)]
+    )
+    fields = relay.form_fields("desk.1.png", png, bounding_boxes=boxes, label_map=labels)
+    assert [f[1][0] for f in fields] == ["desk.1.png", "bounding_boxes.labels", "label_map.labels"]
+    assert json.loads(fields[1][1][1]) == {
+        "version": 1,
+        "type": "bounding-box-labels",
+        "boundingBoxes": {"desk.1.png": boxes},
+    }
+    assert json.loads(fields[2][1][1]) == {"version": 1, "type": "label-map-labels", "labels": {"desk.1.png": labels}}
+
+
 def test_duplicate_in_the_target_already(source, target, capsys):
     """Samples the service already has (uploaded by someone else) are answered 'duplicate': already there."""
     srv, gate, dst = target

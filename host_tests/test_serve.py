@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import read_index
+from helpers import IEEE_FLOAT, PCM, read_index, wav_by_hand, wav_bytes, wav_header
 from label_cases import LABEL_CASES, ids
 from uingest import message
 from uingest.window import Window
@@ -408,7 +408,7 @@ def test_concurrent_uploads(client):
 
 # --- /files
 
-WAV = b"RIFF" + (36).to_bytes(4, "little") + b"WAVEfmt " + bytes(24) + b"data" + bytes(4)
+WAV = wav_bytes(160)  # a real WAV: the server reads its header (a zeroed fmt chunk is refused)
 
 
 def test_files_upload(client):
@@ -508,6 +508,213 @@ def test_segments_past_the_sample_fail_that_file(client):
     assert status == 200 and reply["success"] is False
     assert reply["files"][0]["error"] == "structured labels reach row 20; the sample has 20 rows"
     assert client.index() == []
+
+
+def label_file(name, doc_type, key, per_file, version=1):
+    """A label-file part as Edge Impulse's uploader sends it (edge-impulse-linux build/cli-common/make-image.js)."""
+    return ("data", name, json.dumps({"version": version, "type": doc_type, key: per_file}).encode())
+
+
+def boxes_part(per_file, **kw):
+    return label_file("bounding_boxes.labels", "bounding-box-labels", "boundingBoxes", per_file, **kw)
+
+
+def label_map_part(per_file, **kw):
+    return label_file("label_map.labels", "label-map-labels", "labels", per_file, **kw)
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(24)
+JPEG = b"\xff\xd8\xff\xe0" + bytes(24)
+
+
+def test_label_files_as_the_uploader_sends_them_are_applied_to_the_files_they_name(client):
+    boxes = [
+        {"label": "cup", "x": 1.5, "y": 2, "width": 30, "height": 40.25},
+        {"label": "mug", "x": 0, "y": 0, "width": 3, "height": 4},
+    ]
+    header_boxes = [{"label": "lamp", "x": 1, "y": 1, "width": 2, "height": 2}]
+    segments = [{"label": "idle", "startIndex": 0, "endIndex": 9}, {"label": "wave", "startIndex": 10, "endIndex": 19}]
+    status, reply = client.post_files(
+        [
+            ("data", "desk.png", PNG),
+            ("data", "shelf.jpg", JPEG),
+            ("data", "session.cbor", msg_bytes(rows=20)),
+            boxes_part({"desk.png": boxes}),
+            label_map_part({"session.cbor": {"activity": "idle", "place": "desk"}, "shelf.jpg": ["cup", "lamp"]}),
+            labels_part({"session.cbor": segments}),
+        ],
+        **{"x-bounding-boxes": json.dumps(header_boxes)},
+    )
+    assert status == 200 and reply["success"] is True, reply
+    assert [f["fileName"] for f in reply["files"]] == ["desk.png", "shelf.jpg", "session.cbor"]  # no label parts
+    recs = {r["file_name"]: r for r in client.index()}
+    assert recs["desk.png"]["bounding_boxes"] == boxes  # its own boxes win over x-bounding-boxes
+    assert (
+        recs["shelf.jpg"]["bounding_boxes"] == header_boxes and recs["session.cbor"]["bounding_boxes"] == header_boxes
+    )
+    assert recs["shelf.jpg"]["label_map"] == {"0": "cup", "1": "lamp"}  # a list, keyed as the service does
+    assert recs["session.cbor"]["label_map"] == {"activity": "idle", "place": "desk"}
+    assert recs["session.cbor"]["structured_labels"] == segments and "label_map" not in recs["desk.png"]
+    assert_consistent(client)
+
+
+@pytest.mark.parametrize(
+    "label_part,reason",
+    [
+        (
+            boxes_part({"a.png": []}, version=2),
+            'bounding_boxes.labels must be {"version": 1, "type": "bounding-box-labels"',
+        ),
+        (label_file("bounding_boxes.labels", "boxes", "boundingBoxes", {}), "bounding_boxes.labels must be"),
+        (("data", "bounding_boxes.labels", b"{not json"), "bounding_boxes.labels must be"),
+        (boxes_part({"a.png": {"label": "cup"}}), "bounding_boxes.labels: a.png: expected a list of boxes"),
+        (
+            boxes_part({"a.png": [{"label": "cup", "x": 0, "y": 0, "width": 0, "height": 4}]}),
+            "width and height must be > 0",
+        ),
+        (boxes_part({"a.png": [{"label": "cup", "x": "1", "y": 0, "width": 1, "height": 4}]}), 'numbers "x", "y"'),
+        (boxes_part({"a.png": [{"label": "../cup", "x": 0, "y": 0, "width": 1, "height": 4}]}), "label must not"),
+        (
+            boxes_part({"other.png": [{"label": "cup", "x": 0, "y": 0, "width": 1, "height": 4}]}),
+            "bounding_boxes.labels names files not in this request: ['other.png']",
+        ),
+        (label_map_part({"a.png": {"k": 1}}), "label_map.labels: a.png: expected a non-empty object"),
+        (label_map_part({"a.png": {}}), "label_map.labels: a.png: expected a non-empty object"),
+        (label_map_part({"a.png": "cup"}), "label_map.labels: a.png: expected a non-empty object"),
+        (label_map_part({"a.png": ["cup", ""]}), "label"),
+        (label_file("label_map.labels", "label-map-labels", "labelMap", {}), 'label_map.labels must be {"version": 1'),
+        (label_map_part({"b.png": ["cup"]}), "label_map.labels names files not in this request"),
+        (labels_part({"a.png": [{"label": "x", "startIndex": 0}]}), "startIndex <= endIndex"),
+    ],
+)
+def test_a_failing_label_file_stores_nothing_of_the_request(client, label_part, reason):
+    assert client.post_files([("data", "first.png", PNG)])[0] == 200
+    before = client.snapshot()
+    status, reply = client.post_files([("data", "a.png", JPEG), ("data", "b.cbor", msg_bytes(rows=5)), label_part])
+    assert status == 400 and reply["success"] is False and reason in reply["error"], reply
+    assert client.snapshot() == before  # the index as it was, no file of the request
+
+
+def test_structured_labels_must_cover_every_row(client):
+    gap = [{"label": "idle", "startIndex": 0, "endIndex": 9}, {"label": "wave", "startIndex": 15, "endIndex": 19}]
+    short = [{"label": "idle", "startIndex": 0, "endIndex": 9}]
+    csv_rows = b"timestamp,x\n" + b"".join(b"%d,%d\n" % (i * 10, i) for i in range(5))
+    status, reply = client.post_files(
+        [
+            ("data", "a.cbor", msg_bytes(rows=20)),
+            ("data", "b.cbor", msg_bytes(rows=20, device_name="b")),
+            ("data", "c.csv", csv_rows),
+            labels_part({"a.cbor": gap, "b.cbor": short, "c.csv": [{"label": "x", "startIndex": 0, "endIndex": 4}]}),
+        ]
+    )
+    assert status == 200 and [f["success"] for f in reply["files"]] == [False, False, True]
+    assert reply["files"][0]["error"] == "structured labels leave rows 10..14 without a label"
+    assert reply["files"][1]["error"] == "structured labels leave rows 10..19 without a label"
+    late = [{"label": "x", "startIndex": 0, "endIndex": 5}]  # the CSV has 5 rows of values
+    status, reply = client.post_files([("data", "d.csv", csv_rows), labels_part({"d.csv": late})])
+    assert reply["files"][0]["error"] == "structured labels reach row 5; the sample has 5 rows"
+    assert [r["file_name"] for r in client.index()] == ["c.csv"]
+
+
+def test_images_are_known_by_their_bytes(client):
+    status, reply = client.post_files(
+        [
+            ("data", "export.jpg", PNG),
+            ("data", "photo.png", JPEG),
+            ("data", "cam.jpeg", JPEG),
+            ("data", "x.png", b"GIF89a"),
+        ]
+    )
+    assert [f["success"] for f in reply["files"]] == [True, True, True, False]
+    assert reply["files"][3]["error"] == "not a JPEG or PNG image (by its bytes)"
+    # stored under the extension its bytes say; the index keeps the name it was uploaded as
+    got = [(r["file_name"], r["file"].rsplit(".", 1)[1]) for r in client.index()]
+    assert got == [("export.jpg", "png"), ("photo.png", "jpg"), ("cam.jpeg", "jpg")]
+    assert_consistent(client)
+
+
+def test_wav_formats_are_stored_and_bad_headers_refused(client):
+    good = {
+        "pcm8.wav": wav_by_hand(PCM, 8000, 8, [[i % 100 - 50] for i in range(64)]),
+        "pcm24.wav": wav_by_hand(PCM, 16000, 24, [[i * 1000, -i * 1000] for i in range(64)]),
+        "pcm32.wav": wav_by_hand(PCM, 16000, 32, [[i << 16] for i in range(64)]),
+        "float.wav": wav_by_hand(IEEE_FLOAT, 44100, 32, [[i / 64, -i / 64, 0.5] for i in range(64)]),
+        "ext24.wav": wav_by_hand(PCM, 48000, 24, [[i] for i in range(64)], extensible=True),
+        "extfloat.wav": wav_by_hand(IEEE_FLOAT, 48000, 32, [[0.25, -0.25]] * 64, extensible=True),
+        "wave16.wav": WAV,
+    }
+    bad = {
+        "odd.wav": (wav_header(PCM, 1, 8000, 16, data_size=3) + bytes(3), "not a whole number of 2-byte frames"),
+        "align.wav": (wav_header(PCM, 2, 8000, 24, block_align=4) + bytes(8), "WAV block align is 4"),
+        "f64.wav": (wav_header(IEEE_FLOAT, 1, 8000, 64, data_size=8) + bytes(8), "64-bit float WAV is not taken"),
+        "nodata.wav": (wav_header(PCM, 1, 8000, 16)[:-8], "WAV file has no data chunk"),
+        "riff.wav": (b"RIFX" + bytes(40), "not a WAV file (no RIFF....WAVE header)"),
+    }
+    parts = [("data", n, d) for n, d in good.items()] + [("data", n, d) for n, (d, _) in bad.items()]
+    status, reply = client.post_files(parts)
+    assert status == 200
+    results = {f["fileName"]: f for f in reply["files"]}
+    assert all(results[n]["success"] for n in good), reply
+    for name, (_, reason) in bad.items():
+        assert not results[name]["success"] and reason in results[name]["error"], results[name]
+    stored = {r["file_name"]: r for r in client.index()}
+    assert sorted(stored) == sorted(good)
+    for name, data in good.items():
+        assert open(os.path.join(client.data_dir, stored[name]["file"]), "rb").read() == data
+
+
+CSV_GOOD = {
+    "acc.csv": b"timestamp,accX,accY\n0,0.5,1.25\n10,0.75,-2\n20,1,0\n",
+    "semi.csv": b"timestamp;temp;hum\n0;21,5;40\n1000;21,75;41\n",  # ';' and decimal commas, as the uploader reads
+    "tabs.txt": b"timestamp\taccX\n0\t1\n16\t2\n\n",  # .txt is CSV; a blank line is skipped
+    "one.csv": b"width,height\n3,4\n",  # one row of values needs no timestamp
+    "bom.csv": b"\xef\xbb\xbftimestamp,x\n0,1\n5,2\n",
+}
+CSV_BAD = {
+    "empty.csv": (b"\n\n", "CSV file is empty"),
+    "noheader.csv": (b"0,1,2\n10,3,4\n", "CSV file has no header row"),
+    "novalues.csv": (b"timestamp,x\n", "CSV file has a header row but no values"),
+    "notime.csv": (b"x,y\n1,2\n3,4\n", 'CSV file has no "timestamp" column'),
+    "text.csv": (b"timestamp,x\n0,1\n10,abc\n", "CSV line 3, column 'x' is not numeric: 'abc'"),
+    "blank.csv": (b"timestamp,x\n0,\n", "CSV line 2, column 'x' is not numeric: ''"),
+    "width.csv": (b"timestamp,x,y\n0,1,2\n10,3\n", "CSV line 3 has 2 fields; the header has 3"),
+    "back.csv": (b"timestamp,x\n0,1\n10,2\n5,3\n", "CSV line 4: the timestamp column must increase"),
+    "onlyts.csv": (b"timestamp\n0\n1\n", "CSV file has only a timestamp column"),
+    "latin1.txt": (b"timestamp,temp\xb0\n0,1\n", "CSV file is not UTF-8 text"),
+    "nan.csv": (b"timestamp,x\n0,nan\n", "is not numeric: 'nan'"),
+}
+
+
+def test_csv_and_txt_follow_the_services_rules(client):
+    parts = [("data", n, d) for n, d in CSV_GOOD.items()] + [("data", n, d) for n, (d, _) in CSV_BAD.items()]
+    status, reply = client.post_files(parts)
+    results = {f["fileName"]: f for f in reply["files"]}
+    assert all(results[n]["success"] for n in CSV_GOOD), reply
+    for name, (_, reason) in CSV_BAD.items():
+        assert not results[name]["success"] and reason in results[name]["error"], (name, results[name])
+    stored = {r["file_name"]: r["file"] for r in client.index()}
+    assert sorted(stored) == sorted(CSV_GOOD) and stored["tabs.txt"].endswith(".csv")  # a .txt is kept as CSV
+
+
+def test_video_is_stored_as_a_file_sample(client):
+    mp4 = (24).to_bytes(4, "big") + b"ftypisom" + bytes(12) + (8).to_bytes(4, "big") + b"mdat"
+    avi = b"RIFF" + (100).to_bytes(4, "little") + b"AVI LIST" + bytes(20)
+    parts = [
+        ("data", "clip.mp4", mp4),
+        ("data", "clip.avi", avi),
+        ("data", "fake.mp4", b"\x00\x00\x00\x18moov" + bytes(16)),
+        ("data", "fake.avi", b"RIFF" + bytes(4) + b"WAVE" + bytes(20)),
+    ]
+    status, reply = client.post_files(parts)
+    assert [f["success"] for f in reply["files"]] == [True, True, False, False]
+    assert [f.get("error") for f in reply["files"][2:]] == [
+        "not an MP4 file (no ftyp box)",
+        "not an AVI file (no RIFF....AVI header)",
+    ]
+    assert [(r["file_name"], r["file"].rsplit(".", 1)[1]) for r in client.index()] == [
+        ("clip.mp4", "mp4"),
+        ("clip.avi", "avi"),
+    ]
 
 
 def test_files_request_errors(client):

@@ -26,14 +26,19 @@ DATA_CATEGORIES = ingest.DATA_CATEGORIES  # what /api/<category>/data takes: tra
 FILE_CATEGORIES = ingest.FILE_CATEGORIES  # /files also takes split (the service picks training or testing)
 
 # extension -> kind of file; cbor and json are data acquisition messages, the others are kept as they are
+# (an image's kind is then taken from its bytes: collector_rules.check_file). .txt is CSV, as Edge Impulse
+# reads it; video is kept as a file sample.
 FILE_TYPES = {
     ".cbor": "cbor",
     ".json": "json",
     ".wav": "wav",
     ".csv": "csv",
+    ".txt": "csv",
     ".jpg": "jpg",
     ".jpeg": "jpg",
     ".png": "png",
+    ".mp4": "mp4",
+    ".avi": "avi",
 }
 MEDIA_TYPES = {  # kind of file -> its Content-Type
     **ingest.CONTENT_TYPES,  # the messages: cbor, json
@@ -41,6 +46,8 @@ MEDIA_TYPES = {  # kind of file -> its Content-Type
     "csv": "text/csv",
     "jpg": "image/jpeg",
     "png": "image/png",
+    "mp4": "video/mp4",
+    "avi": "video/avi",  # what Edge Impulse's uploader sends (its EXTENSION_MAPPING)
 }
 
 

@@ -10,7 +10,8 @@ The page and its assets hold no data and are public. The data is served as JSON 
   (``label=`` or ``device=`` with an empty value selects samples without one), at most ``limit`` (<= 1000);
 - ``GET /api/dashboard/samples/{sample_id}``: one sample's axes, decoded (cbor2/json) from its stored file,
   with times in ms; over 2000 rows each axis is reduced to the min and max of 1000 buckets (peaks survive);
-  422 for a stored file that is not a data acquisition message (wav, csv, images);
+  422 for a stored file that is not a data acquisition message (wav, csv, images, video); the sample records
+  carry its label files' labels (structured_labels, bounding_boxes, label_map), which the page lists as text;
 - ``GET /api/dashboard/events``: Server-Sent Events; an ``event: summary`` (the summary JSON) when the
   stream opens and whenever samples were stored since (at most 5 a second), a comment every 15 s otherwise.
 
@@ -80,6 +81,9 @@ _LEAN_FIELDS = (
     "signature",
     "file_name",
     "received_at",
+    "structured_labels",  # the label files' labels, shown by the sample view
+    "bounding_boxes",
+    "label_map",
 )
 
 

@@ -25,8 +25,12 @@ Choices where the real service is unknown or where we are stricter:
   message, signature, duplicate) fails alone; the others are stored together, all or none
   (DataFolder.commit_all). A request that is bad as a whole (cut body, bad header, too big, full disk)
   stores none of its files.
-- Multi-label samples (a ``structured_labels.labels`` part) are kept in the index as ``structured_labels``,
-  ``x-bounding-boxes`` as ``bounding_boxes`` for every file of the request.
+- Label files, parts of the same request as Edge Impulse's uploader and SDK send them: a
+  ``structured_labels.labels`` part (multi-label samples) is kept in the index as ``structured_labels``,
+  ``bounding_boxes.labels`` as ``bounding_boxes`` (``x-bounding-boxes`` gives them to the files the file
+  does not name), ``label_map.labels`` as ``label_map``. A label file that fails its check, or names a file
+  not in the request, refuses the whole request (400, nothing stored); segments that do not cover the rows
+  of the file they label fail that file.
 """
 
 from __future__ import annotations
@@ -44,20 +48,20 @@ from starlette.routing import Route
 
 from .collector_rules import (
     CONTENT_TYPES,
+    LABEL_FILES,
     MESSAGE_FIELDS,
     MESSAGE_KINDS,
-    STRUCTURED_LABELS_NAME,
     Rejected,
     check_file,
     check_file_name,
     check_label,
+    check_segments_cover,
     check_segments_fit,
     file_kind,
     header_text,
     infer_label,
     parse_bounding_boxes,
     parse_metadata,
-    parse_structured_labels,
     validate_message,
 )
 from .common import FILE_CATEGORIES
@@ -304,16 +308,21 @@ class Ingestion:
 
     def _check_part(self, category, header_label, no_label, metadata, disallow, name, data, extra=None) -> dict:
         """Validate one uploaded file (runs in a worker thread): the sample to commit; raises Rejected. extra: its
-        structured_labels and bounding_boxes, for the index."""
+        structured_labels, bounding_boxes and label_map, for the index. A file kept as it is is stored under the
+        extension its bytes say (an image named .jpg holding PNG bytes: .png; .txt: .csv); the index keeps the
+        name it was sent under (file_name)."""
         check_file_name(name)
         ext, kind = file_kind(name)
         label = self._label_for(no_label, header_label, name)
         if kind in MESSAGE_KINDS:
             fields = validate_message(data, kind, self.hmac_key)
+            rows = fields["rows"]
         else:
-            check_file(data, kind)
+            ext, rows = check_file(data, kind)  # rows of a CSV, frames of a WAV: what structured labels cover
             fields = dict.fromkeys(MESSAGE_FIELDS)
-        check_segments_fit((extra or {}).get("structured_labels"), fields.get("rows"))
+        segments = (extra or {}).get("structured_labels")
+        check_segments_fit(segments, rows)
+        check_segments_cover(segments, rows)
         return dict(
             category=category,
             label=label,
@@ -347,15 +356,20 @@ class Ingestion:
             if closing is not None and not closing.seen:  # cut: all or nothing
                 raise Rejected(400, "invalid multipart body: it ends before its closing boundary")
             parts = [v for k, v in form.multi_items() if k == "data"]
-            structured = {}
-            for part in [p for p in parts if getattr(p, "filename", None) == STRUCTURED_LABELS_NAME]:
-                structured.update(parse_structured_labels(await part.read()))
+            # label files (collector_rules.LABEL_FILES), parts of the same request as the files they name: one
+            # that fails its check refuses the whole request, so nothing is stored without its labels
+            labelled: dict = {field: {} for field, _ in LABEL_FILES.values()}  # index field -> {file name: ...}
+            for part in [p for p in parts if getattr(p, "filename", None) in LABEL_FILES]:
+                field, parse = LABEL_FILES[part.filename]
+                labelled[field].update(parse(await part.read()))
                 parts.remove(part)
             if not parts:
                 raise Rejected(400, "no part named 'data' in the multipart body")
-            unknown = sorted(set(structured) - {getattr(p, "filename", None) for p in parts})
-            if unknown:
-                raise Rejected(400, "%s names files not in this request: %s" % (STRUCTURED_LABELS_NAME, unknown))
+            names = {getattr(p, "filename", None) for p in parts}
+            for label_file, (field, _) in LABEL_FILES.items():
+                unknown = sorted(set(labelled[field]) - names)
+                if unknown:
+                    raise Rejected(400, "%s names files not in this request: %s" % (label_file, unknown))
             results: list = []  # per part: a result, or the index of its sample in samples
             samples = []
             for part in parts:
@@ -365,10 +379,15 @@ class Ingestion:
                     continue
                 data = await part.read()
                 extra = {}
-                if name in structured:
-                    extra["structured_labels"] = sorted(structured[name], key=lambda s: s["endIndex"])
-                if boxes is not None:
-                    extra["bounding_boxes"] = boxes
+                if name in labelled["structured_labels"]:
+                    extra["structured_labels"] = sorted(
+                        labelled["structured_labels"][name], key=lambda s: s["endIndex"]
+                    )
+                file_boxes = labelled["bounding_boxes"].get(name, boxes)  # its own boxes win over x-bounding-boxes
+                if file_boxes is not None:
+                    extra["bounding_boxes"] = file_boxes
+                if name in labelled["label_map"]:
+                    extra["label_map"] = labelled["label_map"][name]
                 try:
                     sample = await anyio.to_thread.run_sync(
                         self._check_part, category, header_label, no_label, metadata, disallow, name, data, extra

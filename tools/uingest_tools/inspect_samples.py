@@ -4,7 +4,8 @@ For each file: format, device, sensors with units, rows, interval and rate, dura
 and mean (4 significant digits). With ``--hmac-key`` the HS256 signature is checked with Python's hmac over
 the file's exact bytes (acquisition.verify_signature); with ``--plot`` a PNG with one subplot per axis
 against time in ms is written (matplotlib, Agg). ``--json`` prints the same facts, unrounded, as one JSON
-array.
+array. A WAV file (PCM 8, 16, 24 or 32-bit, 32-bit float, plain or WAVE_FORMAT_EXTENSIBLE, one or more
+channels: wavfile) is shown with its channels, sample rate and bits, one axis per channel.
 
 The format comes from the extension (.cbor, .json, .wav), else from the first bytes. A file that is not a
 message is reported on stderr as ``FILE: not a data acquisition message: REASON`` and the others are still
@@ -15,14 +16,13 @@ a usage error.
 from __future__ import annotations
 
 import argparse
-import array
 import io
 import json
 import math
 import os
 import sys
-import wave
 
+from . import wavfile
 from .acquisition import InvalidMessage, check_structure, decode, verify_signature
 from .common import FILE_TYPES, add_key_options, one_line, resolve_keys
 from .progress import Progress
@@ -56,6 +56,7 @@ class Sample:
         self.sensors = sensors  # [(name, units)]
         self.columns = columns  # one sequence of numbers per sensor
         self.interval_ms = interval_ms
+        self.wav = None  # a WAV file's wavfile.WavInfo
 
     @property
     def rows(self) -> int:
@@ -154,34 +155,26 @@ def _channel_names(n: int):
 
 
 def read_wav(path: str, data: bytes) -> Sample:
+    """A WAV file (wavfile: PCM 8/16/24/32-bit, 32-bit float, plain or WAVE_FORMAT_EXTENSIBLE, any number of
+    channels): one axis per channel, values as stored (8-bit PCM shifted to -128..127)."""
     try:
-        with wave.open(io.BytesIO(data), "rb") as w:
-            channels, width, rate, nframes = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
-            if width != 2:
-                raise NotAMessage("WAV samples are %d-bit; only 16-bit PCM is read" % (8 * width))
-            if rate <= 0:
-                raise NotAMessage("WAV frame rate is %d" % rate)
-            frames = w.readframes(nframes)
-    except (wave.Error, EOFError) as e:
+        info = wavfile.parse(data)
+        columns = wavfile.channels(data, info)
+    except wavfile.InvalidWav as e:
         raise NotAMessage("not a valid WAV file: %s" % e)
-    samples = array.array("h")
-    samples.frombytes(frames[: len(frames) - len(frames) % (2 * channels)])
-    if sys.byteorder == "big":
-        samples.byteswap()
-    if not samples:
-        raise NotAMessage("WAV file holds no samples")
-    columns = [samples[c::channels] for c in range(channels)]
-    return Sample(
+    sample = Sample(
         path,
         "wav",
         data,
         msg=None,
         device_name=None,
         device_type=None,
-        sensors=[(name, "wav") for name in _channel_names(channels)],
+        sensors=[(name, "wav") for name in _channel_names(info.channels)],
         columns=columns,
-        interval_ms=1000.0 / rate,
+        interval_ms=1000.0 / info.sample_rate,
     )
+    sample.wav = info
+    return sample
 
 
 def read(path: str) -> Sample:
@@ -221,6 +214,7 @@ def summary(sample: Sample, sig_text: str) -> str:
         "  device_name: %s" % (sample.device_name if sample.device_name is not None else "-"),
         "  device_type: %s" % (sample.device_type if sample.device_type is not None else "-"),
         "  sensors: %s" % ", ".join("%s (%s)" % s for s in sample.sensors),
+        *(["  audio: %s" % sample.wav.describe()] if sample.wav is not None else []),
         "  rows: %d" % sample.rows,
         "  interval_ms: %s (%s Hz)" % (num(sample.interval_ms), num(sample.rate_hz)),
         "  duration: %s ms" % num(sample.duration_ms),
@@ -252,6 +246,14 @@ def as_json(sample: Sample, status: str) -> dict:
         "iat": sample.iat,
         "signature": status,
         "axes": [{"name": n, "units": u, "min": lo, "max": hi, "mean": m} for n, u, lo, hi, m in sample.stats()],
+        "wav": None
+        if sample.wav is None
+        else {
+            "channels": sample.wav.channels,
+            "sample_rate": sample.wav.sample_rate,
+            "bits": sample.wav.bits,
+            "encoding": sample.wav.encoding,
+        },
     }
 
 

@@ -193,14 +193,22 @@ def metadata_for(rec: dict) -> dict:
     return out
 
 
-def form_fields(filename: str, data: bytes, structured_labels=None) -> list:
-    """The multipart fields for urllib3: one part named 'data', and with structured_labels (the sample's
-    segments) a second one, structured_labels.labels, as Edge Impulse's SDK sends multi-label samples."""
+def form_fields(filename: str, data: bytes, structured_labels=None, bounding_boxes=None, label_map=None) -> list:
+    """The multipart fields for urllib3: one part named 'data', and a label-file part beside it for each of the
+    sample's labels that is given, as Edge Impulse's uploader sends them (edge-impulse-linux's
+    build/cli-common/make-image.js): structured_labels.labels (segments), bounding_boxes.labels (boxes),
+    label_map.labels (key/value labels)."""
     ctype = PART_TYPES.get(os.path.splitext(filename)[1].lower(), "application/octet-stream")
     fields = [("data", (filename, data, ctype))]
-    if structured_labels:
-        doc = {"version": 1, "type": "structured-labels", "structuredLabels": {filename: structured_labels}}
-        fields.append(("data", ("structured_labels.labels", json.dumps(doc).encode(), "application/json")))
+    label_files = (
+        ("structured_labels.labels", "structured-labels", "structuredLabels", structured_labels),
+        ("bounding_boxes.labels", "bounding-box-labels", "boundingBoxes", bounding_boxes),
+        ("label_map.labels", "label-map-labels", "labels", label_map),
+    )
+    for name, doc_type, key, value in label_files:
+        if value:
+            doc = {"version": 1, "type": doc_type, key: {filename: value}}
+            fields.append(("data", (name, json.dumps(doc).encode(), "application/json")))
     return fields
 
 
@@ -462,7 +470,9 @@ def _relay_one(target: Target, api_key: str, data_dir: str, rec: dict):
         return FAILED, "cannot read the file: %s" % (e.strerror or e)
     if hashlib.sha256(data).hexdigest() != rec["sha256"]:
         return FAILED, "the file changed since it was stored (sha256 differs from index.jsonl)"
-    fields = form_fields(os.path.basename(path), data, rec.get("structured_labels"))
+    fields = form_fields(
+        os.path.basename(path), data, rec.get("structured_labels"), rec.get("bounding_boxes"), rec.get("label_map")
+    )
     headers = {"x-api-key": api_key, "x-disallow-duplicates": "1"}
     if rec.get("label") is None:
         headers["x-no-label"] = "1"
@@ -471,8 +481,6 @@ def _relay_one(target: Target, api_key: str, data_dir: str, rec: dict):
     meta = metadata_for(rec)
     if meta:
         headers["x-metadata"] = json.dumps(meta, separators=(",", ":"))
-    if rec.get("bounding_boxes") is not None:
-        headers["x-bounding-boxes"] = json.dumps(rec["bounding_boxes"], separators=(",", ":"))
     return target.post(category, fields, headers)
 
 

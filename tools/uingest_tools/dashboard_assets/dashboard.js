@@ -6,7 +6,7 @@
   const CATEGORIES = ["training", "testing", "anomaly"];
   const state = {
     key: null, filter: null, selected: null, plot: null, hidden: new Set(),
-    summaries: 0, source: null, pollTimer: null, known: new Set(),
+    summaries: 0, source: null, pollTimer: null, known: new Set(), records: new Map(),
   };
   window.uingestDashboard = { colors: COLORS, state: state };
   const $ = (id) => document.getElementById(id);
@@ -137,7 +137,10 @@
       tr.title = r.file || "";
       tr.addEventListener("click", () => selectSample(r.sample_id));
     });
-    for (const r of samples) state.known.add(r.sample_id);
+    for (const r of samples) {
+      state.known.add(r.sample_id);
+      state.records.set(r.sample_id, r);
+    }
   }
 
   function loadSamples() {
@@ -211,9 +214,11 @@
     for (const tr of $("samples").tBodies[0].rows) tr.classList.toggle("selected", Number(tr.dataset.sampleId) === id);
     $("plottitle").textContent = "Sample " + id;
     $("plotinfo").textContent = "loading...";
+    renderLabels(state.records.get(id));  // also for files that are not plotted (images, WAV, CSV, video)
     api("/api/dashboard/samples/" + id).then((s) => {
       if (state.selected !== id) return;
       state.plot = s;
+      renderLabels(s);
       state.hidden = new Set();
       $("plottitle").textContent = "Sample " + s.sample_id + ": " + (s.label === null ? "no label" : s.label) + " (" + s.category + ")";
       $("plotinfo").textContent = (s.device_name || s.device_type || "") + " - " + s.rows + " rows every " + s.interval_ms +
@@ -227,6 +232,29 @@
       $("legend").replaceChildren();
       draw();
     });
+  }
+
+  // a sample's labels beyond its label, as text: label map, structured labels (row segments), bounding boxes
+  function renderLabels(r) {
+    const lines = [];
+    if (r && r.label_map) {
+      lines.push("label map: " + Object.entries(r.label_map).map(([k, v]) => k + " = " + v).join(", "));
+    }
+    if (r && r.structured_labels) {
+      lines.push("structured labels: " + r.structured_labels.map((g) =>
+        "rows " + g.startIndex + "-" + g.endIndex + " " + g.label).join(", "));
+    }
+    if (r && r.bounding_boxes && r.bounding_boxes.length) {
+      lines.push("bounding boxes: " + r.bounding_boxes.map((b) =>
+        b.label + " at (" + b.x + ", " + b.y + ") " + b.width + "x" + b.height).join(", "));
+    }
+    const ul = $("labelinfo");
+    ul.replaceChildren(...lines.map((text) => {
+      const li = document.createElement("li");
+      li.textContent = text;
+      return li;
+    }));
+    ul.hidden = lines.length === 0;
   }
 
   function renderLegend(s) {
