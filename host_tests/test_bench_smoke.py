@@ -59,14 +59,16 @@ def test_bench_runs_and_prints_every_table():
 
     # the serve-load lines: 2 devices, then 4, then 4 with 6 idle connections held open
     load = re.compile(
-        r"uingest serve: (\d+) devices x (\d+) signed 200x3 windows, a kept-alive connection each \((\d+) opened\): "
+        r"uingest serve: (\d+) devices x (\d+) signed 200x3 windows, a kept-alive connection each \((\d+) opened\)"
+        r"(?:, data folder on disk)?: "
         r"(\d+) of (\d+) accepted, (\d+) windows/s, latency p50 ([\d.]+) ms p99 ([\d.]+) ms, server peak RSS (\d+) MB"
         r"(?:.*with (\d+) idle connections held open \((\d+) silent, (\d+) kept alive after one request\): "
         r"(\d+) held by the server at the start, (\d+) open at the end \((\d+) held by the server\), "
         r"\d+ re-opened, (\d+) refused)?"
     )
     runs = [m.groups() for m in load.finditer(out)]
-    assert [(r[0], r[9]) for r in runs] == [("2", None), ("4", None), ("4", "6")], out[-3000:]
+    assert [(r[0], r[9]) for r in runs] == [("2", None), ("4", None), ("4", "6"), ("4", None)], out[-3000:]
+    assert "opened), data folder on disk: " in out
     for devices, per_device, opened, accepted, sent, rate, p50, p99, rss, *_ in runs:
         assert int(sent) == int(devices) * int(per_device) == int(accepted)
         assert int(opened) == int(devices)  # each device's connection stayed kept alive

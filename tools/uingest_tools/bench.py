@@ -225,6 +225,7 @@ def main(argv=None) -> int:
             serve_load_line(serve_load(bodies, hdrs, args.devices, per_device)),
             serve_load_line(serve_load(bodies, hdrs, args.load_devices, per_device)),
             serve_load_line(serve_load(bodies, hdrs, args.load_devices, per_device, idle=args.idle_connections)),
+            serve_load_line(serve_load(bodies, hdrs, args.load_devices, per_device, on_disk=True)),
             large_window_line(bodies, hdrs, args.large_window_mb),
         ]
     print(
@@ -496,9 +497,12 @@ class LoadRun(NamedTuple):
     server_cpu: float  # seconds of CPU the server used during the run
     load_cpu: float  # and the load generator (this process)
     idle: IdleCount | None
+    on_disk: bool = False  # the data folder on a disk (fsync real), else in memory (/dev/shm)
 
 
-def serve_load(bodies: list[bytes], hdrs: dict[str, str], devices: int, per_device: int, idle: int = 0) -> LoadRun:
+def serve_load(
+    bodies: list[bytes], hdrs: dict[str, str], devices: int, per_device: int, idle: int = 0, on_disk: bool = False
+) -> LoadRun:
     """`uingest serve` as its own process; devices threads (the load generator:
     http.client, one kept-alive HTTPConnection per device thread), started
     together, post distinct signed windows, timing each request. With idle,
@@ -509,7 +513,9 @@ def serve_load(bodies: list[bytes], hdrs: dict[str, str], devices: int, per_devi
     import threading
     import time
 
-    with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as data:
+    # in memory (/dev/shm: what the server costs), or on_disk: in the home folder's disk, where fsync is real
+    where = os.path.expanduser("~") if on_disk else "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(dir=where) as data:
         env = dict(os.environ, UINGEST_API_KEY=BENCH_API_KEY, UINGEST_HMAC_KEY="k")
         try:
             srv = start_serve("--data-dir", data, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -582,7 +588,9 @@ def serve_load(bodies: list[bytes], hdrs: dict[str, str], devices: int, per_devi
             srv.terminate()
             srv.wait(20)
     latencies.sort()
-    return LoadRun(devices, per_device, accepted[0], opened[0], elapsed, latencies, peak, server_cpu, load_cpu, count)
+    return LoadRun(
+        devices, per_device, accepted[0], opened[0], elapsed, latencies, peak, server_cpu, load_cpu, count, on_disk
+    )
 
 
 def large_window_body(rows: int, small_body: bytes) -> bytes:
@@ -671,13 +679,14 @@ def large_window_line(bodies: list[bytes], hdrs: dict[str, str], mb: int = 40, d
 
 def serve_load_line(run: LoadRun) -> str:
     line = (
-        "uingest serve: %d devices x %d signed 200x3 windows, a kept-alive connection each (%d opened): "
+        "uingest serve: %d devices x %d signed 200x3 windows, a kept-alive connection each (%d opened)%s: "
         "%d of %d accepted, %.0f windows/s, latency p50 %.1f ms p99 %.1f ms, server peak RSS %.0f MB; "
         "CPU of the run: server %.0f%%, load generator (%d threads, http.client) %.0f%% of a core"
         % (
             run.devices,
             run.per_device,
             run.opened,
+            ", data folder on disk" if run.on_disk else "",
             run.accepted,
             run.devices * run.per_device,
             run.accepted / run.elapsed,
