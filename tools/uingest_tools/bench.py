@@ -11,17 +11,15 @@ import subprocess
 import sys
 from typing import NamedTuple
 
-from .bundle import ROOT, build, romboot_args, romfs_image
+from .bundle import BOARDS, build, romboot_args, romfs_image
 from .common import ingest
 from .loopback import FakeServer, LatencyProxy, reply, start_serve
 from .mpytools import micropython, unix_port_env
 
 # micropython-lib's cbor2 and hmac, the baseline of the message table, are looked for (unless
-# --baseline DIR names them) where `micropython -m mip install cbor2 hmac` puts them on the unix port,
-# then in a checkout's sibling folder shared/baselines/micropython-lib. They are optional: without
-# them the table has no micropython-lib row, and the bench says how to get one.
+# --baseline DIR names them) where `micropython -m mip install cbor2 hmac` puts them on the unix port.
+# They are optional: without them the table has no micropython-lib row, and the bench says how to get one.
 MIP_LIB = os.path.join(os.path.expanduser("~"), ".micropython", "lib")
-SIBLING_BASELINES = os.path.join(os.path.dirname(ROOT), "shared", "baselines", "micropython-lib")
 BASELINE_HINT = (
     "bench: no micropython-lib cbor2 + hmac row: install them with `micropython -m mip install cbor2 hmac`"
     " or pass --baseline DIR (a folder holding cbor2/ and hmac.py)"
@@ -37,8 +35,8 @@ def _has_baselines(folder: str) -> bool:
 
 def find_baselines(given: str | None = None) -> str | None:
     """The folder holding micropython-lib's cbor2 and hmac, or None. given: --baseline (only that one)."""
-    candidates = [given] if given else [MIP_LIB, SIBLING_BASELINES]
-    return next((c for c in candidates if _has_baselines(c)), None)
+    folder = given or MIP_LIB
+    return folder if _has_baselines(folder) else None
 
 
 # The programs the bench runs on the unix port (shipped in the package: see pyproject.toml)
@@ -313,7 +311,7 @@ def sampler_line(seconds: int, bundle_dir: str, rate: float = 100.0) -> str:
     )
 
 
-BOARD_SIM = os.path.join(ROOT, "boards", "unix-sim")
+BOARD_SIM = os.path.join(BOARDS, "unix-sim")
 SIMULATOR = os.path.join(BOARD_SIM, "simulator.py")
 
 

@@ -13,8 +13,20 @@ import subprocess
 
 from . import mpytools
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FIRMWARE = os.path.join(ROOT, "firmware")
+
+def sources_root() -> str:
+    """The folder holding firmware/ (the uingest package, main.py, package.json, manifest.py, the config
+    template) and boards/ (one folder per board): this package's own folder in an installed wheel (pyproject.toml
+    maps both into it as package data), else the checkout it sits in (an editable install, as `make test` makes),
+    whose files are then the ones every command uses."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    if os.path.isdir(os.path.join(here, "firmware", "uingest")):
+        return here
+    return os.path.dirname(os.path.dirname(here))
+
+
+FIRMWARE = os.path.join(sources_root(), "firmware")
+BOARDS = os.path.join(sources_root(), "boards")
 NATIVE_MODULES = {"_kernels.py"}
 
 
@@ -60,7 +72,7 @@ def build(out_dir: str, march: str | None = None) -> list[str]:
 # -- ROMFS ------------------------------------------------------------------------------------------
 # On a board whose MicroPython has a ROMFS partition (MICROPY_VFS_ROM, 1.25+), the
 # firmware's .mpy files run in place from flash: their bytecode never enters the heap.
-ROMBOOT = os.path.join(ROOT, "boards", "unix-sim", "romboot.py")
+ROMBOOT = os.path.join(BOARDS, "unix-sim", "romboot.py")
 
 
 def romfs_image(bundle_dir: str) -> bytes:

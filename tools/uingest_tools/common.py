@@ -7,13 +7,16 @@ import importlib
 import os
 import sys
 
+from . import mpshim
 from .bundle import FIRMWARE
 
 
 def firmware_module(name: str):
     """uingest.<name> from the firmware folder, imported into this CPython process: for the firmware modules
-    that need nothing but CPython's standard library (ingest, config), so that the host applies the
-    firmware's own rules instead of a copy."""
+    that need nothing but CPython's standard library and the shim (ingest, config: its URL check imports
+    uingest.http, which imports `micropython`), so that the host applies the firmware's own rules instead of a
+    copy."""
+    mpshim.install()
     if FIRMWARE not in sys.path:
         sys.path.append(FIRMWARE)
     return importlib.import_module("uingest." + name)

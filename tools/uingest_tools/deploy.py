@@ -29,10 +29,9 @@ import tempfile
 from typing import Callable, NamedTuple
 
 from . import mpytools
-from .bundle import ROOT, build, romfs_image
+from .bundle import BOARDS, build, romfs_image
 from .common import firmware_module
 
-BOARDS_DIR = os.path.join(ROOT, "boards")
 # MicroPython's native architectures, in .mpy header / sys.implementation._mpy order
 MPY_ARCHS = (
     "none",
@@ -93,9 +92,9 @@ class MpyNeeds(NamedTuple):
 def known_boards() -> list[str]:
     return sorted(
         n
-        for n in os.listdir(BOARDS_DIR)
-        if os.path.isfile(os.path.join(BOARDS_DIR, n, "board.py"))
-        and os.path.isfile(os.path.join(BOARDS_DIR, n, "board.json"))
+        for n in os.listdir(BOARDS)
+        if os.path.isfile(os.path.join(BOARDS, n, "board.py"))
+        and os.path.isfile(os.path.join(BOARDS, n, "board.json"))
     )
 
 
@@ -104,7 +103,7 @@ def load_board(name: str) -> dict:
     known = known_boards()
     if name not in known:
         raise DeployError("deploy: unknown board %r (known: %s)" % (name, ", ".join(known)))
-    folder = os.path.join(BOARDS_DIR, name)
+    folder = os.path.join(BOARDS, name)
     with open(os.path.join(folder, "board.json")) as f:
         info = json.load(f)
     info.update(name=name, dir=folder)

@@ -257,6 +257,12 @@ def as_json(sample: Sample, status: str) -> dict:
     }
 
 
+PLOT_HINT = (
+    "uingest inspect: --plot needs matplotlib: pip install 'uingest-tools[plot]'"
+    " (pipx: pipx inject uingest-tools matplotlib)"
+)
+
+
 def plot(sample: Sample, out: str) -> None:
     """Write a PNG: one subplot per axis, values against time in ms."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -315,7 +321,7 @@ def main(argv=None) -> int:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            print("uingest inspect: --plot needs matplotlib (pip install -r requirements-dev.txt)", file=sys.stderr)
+            print(PLOT_HINT, file=sys.stderr)
             return 2
     plots = plot_paths(args.files, args.plot) if args.plot else [None] * len(args.files)
 

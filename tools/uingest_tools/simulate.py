@@ -10,11 +10,11 @@ import subprocess
 import sys
 import tempfile
 
-from .bundle import ROOT, build, romboot_args, romfs_image
+from .bundle import BOARDS, build, romboot_args, romfs_image
 from .common import DATA_CATEGORIES, add_key_options, ingest, resolve_keys
 from .mpytools import micropython, unix_port_env
 
-BOARD_DIR = os.path.join(ROOT, "boards", "unix-sim")
+BOARD_DIR = os.path.join(BOARDS, "unix-sim")
 
 
 def run(
