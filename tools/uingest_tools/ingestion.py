@@ -254,20 +254,23 @@ class Ingestion:
             _state(request, label=label)
             metadata = parse_metadata(request.headers.get("x-metadata"))
             body, path = await self._receive_body(request)
-            fields = await anyio.to_thread.run_sync(validate_message, body, fmt, self.hmac_key)
-            record = await anyio.to_thread.run_sync(
-                lambda: self.folder.commit(
+            disallow = _flag(request, "x-disallow-duplicates")
+
+            def check_and_store():  # one trip to a worker thread: each trip costs the event loop a wake-up
+                fields = self._told(request, validate_message(body, fmt, self.hmac_key))
+                return self.folder.commit(
                     category=category,
                     label=label,
                     ext=fmt,
                     data=body,
-                    fields=self._told(request, fields),
+                    fields=fields,
                     file_name=file_name,
                     metadata=metadata,
-                    disallow_duplicates=_flag(request, "x-disallow-duplicates"),
+                    disallow_duplicates=disallow,
                     src_path=path,
                 )
-            )
+
+            record = await anyio.to_thread.run_sync(check_and_store)
             path = None  # renamed into place
             return PlainTextResponse(os.path.basename(record["file"]))
         except Rejected as e:
