@@ -308,6 +308,11 @@ class AcceptErrors:
                 )
                 self.last, self.missed = time.monotonic(), 0
             return
+        exc = context.get("exception")
+        if isinstance(exc, ValueError) and "Invalid file descriptor: -1" in str(exc):
+            # asyncio's accept() retry, a second after running out of descriptors, finding the listening socket
+            # closed by a shutdown meanwhile: nothing is lost, nothing to say
+            return
         if self.previous is not None:
             self.previous(loop, context)
         else:
