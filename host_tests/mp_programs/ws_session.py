@@ -5,8 +5,9 @@ crashes on an argument over 255 bytes). options are Client keyword arguments
 what each records in `events`:
 
     ["connect"]          ["connected", ok, reason]
-    ["text", s]          ["sent", ok]     send_text(s)
-    ["binary", hex]      ["sent", ok]     send_binary(bytes)
+    ["text", s]          ["sent", ok]     send(s)
+    ["binary", hex]      ["sent", ok]     send(bytes, BINARY)
+    ["binary_n", n]      ["sent", ok]     send(n bytes: i * 7 & 255, BINARY)
     ["recv", ms]         the next message ["text" or "binary", hex], else
                          ["closed", reason] or ["none"] after ms of polling
     ["quiet", ms]        polls for ms: each message as above, ["closed", reason] if it closes
@@ -57,9 +58,11 @@ for step in SCRIPT["steps"]:
     if what == "connect":
         events.append(["connected", client.connect(), client.reason])
     elif what == "text":
-        events.append(["sent", client.send_text(step[1])])
+        events.append(["sent", client.send(step[1])])
     elif what == "binary":
-        events.append(["sent", client.send_binary(unhexlify(step[1]))])
+        events.append(["sent", client.send(unhexlify(step[1]), ws.BINARY)])
+    elif what == "binary_n":
+        events.append(["sent", client.send(bytes(i * 7 & 255 for i in range(step[1])), ws.BINARY)])
     elif what == "recv":
         poll_for(step[1], True)
     elif what == "quiet":
