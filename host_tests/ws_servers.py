@@ -40,7 +40,14 @@ class EchoServer:
         self.received = []  # what clients sent, in order
         self.pongs = 0
         self._server = serve(
-            self._handle, "127.0.0.1", 0, ssl=tls, max_size=max_size, compression=None, ping_interval=None
+            self._handle,
+            "127.0.0.1",
+            0,
+            ssl=tls,
+            max_size=max_size,
+            compression=None,
+            ping_interval=None,
+            close_timeout=1,
         )
         self.port = self._server.socket.getsockname()[1]
         self.url = "%s://127.0.0.1:%d/ws" % ("wss" if tls else "ws", self.port)
@@ -205,6 +212,10 @@ class RawServer:
         except OSError:
             pass
         finally:
+            try:  # shutdown first: the reader thread's recv would hold the connection open
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             try:
                 conn.close()
             except OSError:
@@ -220,8 +231,15 @@ class RawServer:
                 return
             self.received[index] += chunk
 
-    def frames(self, connection=0):
-        return parse_client_frames(self.received[connection])[0]
+    def frames(self, at_least=1, connection=0, wait=3.0):
+        """The client's frames on a connection, once at_least of them have
+        come (or wait seconds have passed)."""
+        t0 = time.monotonic()
+        while True:
+            got = parse_client_frames(self.received[connection])[0] if len(self.received) > connection else []
+            if len(got) >= at_least or time.monotonic() - t0 > wait:
+                return got
+            time.sleep(0.01)
 
     def close(self):
         self._stop.set()

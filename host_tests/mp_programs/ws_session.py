@@ -8,7 +8,8 @@ what each records in `events`:
     ["text", s]          ["sent", ok]     send(s)
     ["binary", hex]      ["sent", ok]     send(bytes, BINARY)
     ["binary_n", n]      ["sent", ok]     send(n bytes: i * 7 & 255, BINARY)
-    ["recv", ms]         the next message ["text" or "binary", hex], else
+    ["recv", ms]         the next message ["text" or "binary", hex] (over 32 bytes:
+                         "<length>:<sha256 hex>": the 64K heap holds the client, not the log), else
                          ["closed", reason] or ["none"] after ms of polling
     ["quiet", ms]        polls for ms: each message as above, ["closed", reason] if it closes
     ["close"]            ["closed", reason]
@@ -22,6 +23,7 @@ import json
 import sys
 import time
 from binascii import hexlify, unhexlify
+from hashlib import sha256
 
 from uingest import ws
 
@@ -33,7 +35,12 @@ events = []
 
 
 def message(m):
-    return ["text" if m[0] == ws.TEXT else "binary", hexlify(m[1]).decode()]
+    data = m[1]
+    if len(data) > 32:
+        data = b"%d:" % len(data) + hexlify(sha256(data).digest())
+    else:
+        data = hexlify(data)
+    return ["text" if m[0] == ws.TEXT else "binary", data.decode()]
 
 
 def poll_for(ms, first_only):
@@ -76,5 +83,6 @@ for step in SCRIPT["steps"]:
             time.sleep_ms(5)
         events.append(["ensured", not client.closed, client.connections])
 result = {"events": events, "closed": client.closed, "reason": client.reason}
+client.close()  # the server is not left waiting for an answer to its close
 if __name__ == "__main__":
     print(json.dumps(result))
