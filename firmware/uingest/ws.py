@@ -249,7 +249,7 @@ class Client:
         s = self._sock
         raw = self._raw
         if raw is None:  # CPython
-            s.settimeout(self._left_ms() / 1000)  # pyright: ignore[reportOptionalMemberAccess] (connected)
+            s.settimeout(self._left_ms() / 1000)  # pyright: ignore[reportOptionalMemberAccess, reportAttributeAccessIssue] (CPython)
             s.sendall(b)  # pyright: ignore[reportOptionalMemberAccess]
             return
         done = 0

@@ -9,6 +9,7 @@ Prints one JSON object:
               all], the collector off: each command asks the server (a
               ws_servers.EchoServer) for its messages, which the program
               lets arrive whole before it polls them
+    idle      bytes given out by 1000 polls while nothing comes
 """
 
 import gc
@@ -50,5 +51,12 @@ for sizes in ROUNDS:
     used = gc.mem_alloc() - before
     gc.enable()
     rounds.append([len(sizes), got, used, client.reason])
+gc.collect()
+gc.disable()
+before = gc.mem_alloc()
+for _ in range(1000):
+    client.poll()
+idle = gc.mem_alloc() - before
+gc.enable()
 client.close()
-print(json.dumps({"import": imported, "client": held, "rounds": rounds}))
+print(json.dumps({"import": imported, "client": held, "rounds": rounds, "idle": idle}))
