@@ -79,6 +79,9 @@ class Client:
         self._left = -1  # payload bytes still to come; -1: in the head
         self._ready = self._pinged = False  # _ready: poll() gave the message out, it goes at the next
         self._t0 = 0  # ticks_ms the frame's first byte came
+        # what the next read goes into, kept while nothing comes: a poll
+        # between the pieces of a frame makes no new view
+        self._view = None
         self._deadline = time.ticks_add(time.ticks_ms(), self.timeout_ms)
         try:
             if self._addr is None:  # DNS once, again after a failure
@@ -265,7 +268,8 @@ class Client:
         # Bytes read into mv's start (at least 1, at most most); 0 when none
         # have come and not wait, else waits by the deadline; the stream's
         # end raises. A limit, not a slice: a read into a view made once
-        # makes no object, so a frame that has come whole costs nothing.
+        # makes no object, so a frame that has come whole costs nothing,
+        # and one that comes in pieces a view per piece.
         s = self._sock
         if self._raw is None:  # CPython: a timeout of 0 is non-blocking
             s.settimeout(self._left_ms() / 1000 if wait else 0)  # pyright: ignore[reportOptionalMemberAccess]
@@ -339,9 +343,13 @@ class Client:
                 hn = self._hn
                 if not hn:
                     self._t0 = time.ticks_ms()
-                n = self._read(self._hv if not hn else self._hx if hn == 2 else self._hv[hn:], self._need - hn)
+                v = self._view
+                if v is None:
+                    v = self._view = self._hv if not hn else self._hx if hn == 2 else self._hv[hn:]
+                n = self._read(v, self._need - hn)
                 if not n:
                     return 0
+                self._view = None
                 self._hn += n
                 if hn + n == 2 == self._need:  # the first two bytes: what frame is it?
                     op = h[0] & 15
@@ -380,14 +388,21 @@ class Client:
             self._left = n
         op = h[0] & 15
         while self._left:
-            if op < 8:
-                n = self._read(self._mv[self._fill :] if self._fill else self._mv, self._left)
-                self._fill += n
-            else:
-                n = self._read(self._cv[self._cn :] if self._cn else self._cv, self._left)
-                self._cn += n
+            v = self._view
+            if v is None:
+                if op < 8:
+                    v = self._mv[self._fill :] if self._fill else self._mv
+                else:
+                    v = self._cv[self._cn :] if self._cn else self._cv
+                self._view = v
+            n = self._read(v, self._left)
             if not n:
                 return 0
+            self._view = None
+            if op < 8:
+                self._fill += n
+            else:
+                self._cn += n
             self._left -= n
         # the frame is whole
         self._hn = 0
