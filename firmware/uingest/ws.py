@@ -272,7 +272,7 @@ class Client:
         # and one that comes in pieces a view per piece.
         s = self._sock
         if self._raw is None:  # CPython: a timeout of 0 is non-blocking
-            s.settimeout(self._left_ms() / 1000 if wait else 0)  # pyright: ignore[reportOptionalMemberAccess]
+            s.settimeout(self._left_ms() / 1000 if wait else 0)  # pyright: ignore[reportOptionalMemberAccess, reportAttributeAccessIssue]
             try:
                 n = s.recv_into(mv, most)  # pyright: ignore[reportOptionalMemberAccess, reportAttributeAccessIssue]
             except OSError as e:
