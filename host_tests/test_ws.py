@@ -335,6 +335,16 @@ def test_a_bad_upgrade_reply_fails_the_connect_with_one_line(run, case):
         srv.close()
 
 
+def test_forty_header_lines_are_taken(run):
+    extra = b"".join(b"X-%d: y\r\n" % i for i in range(37))  # and Upgrade, Connection, the accept: 40
+    srv = RawServer([frame(1, b"ok")], handshake=lambda key: upgrade_reply(key, extra))
+    try:
+        r = run(srv.url, [["connect"], ["recv", 3000]])
+        assert r["events"] == [["connected", True, ""], text("ok")]
+    finally:
+        srv.close()
+
+
 def test_a_long_header_line_is_cut_not_held(run):
     srv = RawServer([frame(1, b"ok")], handshake=lambda key: upgrade_reply(key, b"X-Long: " + b"y" * 20000 + b"\r\n"))
     try:

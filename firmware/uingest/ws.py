@@ -117,7 +117,7 @@ class Client:
                 raise ValueError("upgrade refused: HTTP %s" % status[1][:3].decode())
             # The accept value proves a WebSocket server read this request
             key = b2a_base64(sha1(key + _GUID).digest())[:-1]
-            for _ in range(_MAX_HEADERS):
+            for _ in range(_MAX_HEADERS + 1):  # and the blank line after them
                 line = self._line()
                 if not line:
                     break
