@@ -103,3 +103,13 @@ def test_duplicates_are_found_across_a_group(tmp_path, slow_fsync):
     assert all(o.status == 409 for o in outcomes if isinstance(o, Rejected))
     assert len(read_index(str(tmp_path))) == 1
     assert not [n for n in os.listdir(tmp_path / "training") if n.endswith(".tmp")]
+
+
+def test_a_category_folder_removed_while_the_server_runs_is_made_again(tmp_path):
+    import shutil
+
+    folder = DataFolder(str(tmp_path))
+    folder.commit_all([sample(1)])
+    shutil.rmtree(tmp_path / "training")
+    [record] = folder.commit_all([sample(2)])
+    assert os.path.isfile(os.path.join(str(tmp_path), record["file"]))

@@ -110,6 +110,9 @@ class DataFolder:
         self._lock = threading.Lock()  # held by the thread that commits a group
         self._waiting_lock = threading.Lock()
         self._waiting: list = []  # commits staged, not yet in place
+        self._temps = 0  # temp files named so far
+        self._pid = os.getpid()
+        self._folders: set = set()  # category folders known to exist
         self._hashes: set[str] = set()
         self._next_sample = 1
         self._last_us = 0
@@ -285,19 +288,27 @@ class DataFolder:
                 category = sample["category"]
                 if category == "split":
                     category = split_category(sha)
-                folder = os.path.join(self.data_dir, category)
-                os.makedirs(folder, exist_ok=True)
+                folder = self._folder(category)
                 src = sample.get("src_path")
                 if src is not None:
                     fsync_path(src)
                     staged.append((sha, category, src, False))
                     continue
-                fd, tmp = tempfile.mkstemp(dir=folder, prefix=".store-", suffix=".tmp")
+                with self._waiting_lock:
+                    self._temps += 1
+                    tmp = os.path.join(folder, ".store-%d-%x.tmp" % (self._pid, self._temps))  # ours alone
+                try:
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                except FileNotFoundError:  # the folder was removed while the server runs: made again
+                    self._folders.discard(category)
+                    self._folder(category)
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 staged.append((sha, category, tmp, True))
-                with os.fdopen(fd, "wb") as f:
-                    f.write(sample["data"])
-                    f.flush()
-                    os.fsync(f.fileno())
+                with open(fd, "wb", buffering=0) as f:
+                    view, done = memoryview(sample["data"]), 0
+                    while done < len(view):
+                        done += f.write(view[done:]) or 0
+                    os.fsync(fd)
         except BaseException as e:
             self._remove_temps(staged)
             if is_disk_full(e):
@@ -381,7 +392,7 @@ class DataFolder:
         """The index record of a sample placed at final; earlier: the records before it in this group."""
         return {
             "sample_id": self._next_sample + earlier,
-            "file": os.path.relpath(final, self.data_dir).replace(os.sep, "/"),
+            "file": category + "/" + os.path.basename(final),
             "category": category,
             "label": sample["label"],
             **sample["fields"],
@@ -399,10 +410,17 @@ class DataFolder:
         self._last_us = us
         return "%x" % us
 
-    def _new_path(self, category: str, label, ext: str) -> str:
-        """<data-dir>/<category>/<label>.<id>.<ext>, a name not taken yet (the folder made if needed)."""
+    def _folder(self, category: str) -> str:
+        """<data-dir>/<category>, made if needed (looked at once: a commit is a few system calls fewer)."""
         folder = os.path.join(self.data_dir, category)
-        os.makedirs(folder, exist_ok=True)
+        if category not in self._folders:
+            os.makedirs(folder, exist_ok=True)
+            self._folders.add(category)
+        return folder
+
+    def _new_path(self, category: str, label, ext: str) -> str:
+        """<data-dir>/<category>/<label>.<id>.<ext>, a name not taken yet."""
+        folder = self._folder(category)
         prefix = label if label is not None else NO_LABEL_NAME
         while True:
             path = os.path.join(folder, "%s.%s.%s" % (prefix, self._unique_id(), ext))
