@@ -4,7 +4,6 @@ same run."""
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import subprocess
@@ -12,7 +11,7 @@ import sys
 from typing import NamedTuple
 
 from .bundle import ROOT, build, romboot_args, romfs_image
-from .common import ingest
+from .common import ArgumentParser, ingest
 from .loopback import FakeServer, LatencyProxy, reply, start_serve
 from .mpytools import micropython, unix_port_env
 
@@ -178,7 +177,7 @@ def table(r: dict[str, tuple[int, int]]) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="uingest bench", description="Benchmarks on the MicroPython unix port.")
+    ap = ArgumentParser(prog="uingest bench", description="Benchmarks on the MicroPython unix port.")
     ap.add_argument("--repeats", type=int, default=25, help="runs per case; the median is reported (default 25)")
     ap.add_argument("--uploads", type=int, default=200, help="windows posted per upload case (default 200)")
     ap.add_argument("--sampler-seconds", type=int, default=60, help="length of the 100 Hz sampler run (default 60)")

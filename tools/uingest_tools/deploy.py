@@ -18,7 +18,6 @@ filesystem, where they can be edited.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -30,7 +29,7 @@ from typing import Callable, NamedTuple
 
 from . import mpytools
 from .bundle import ROOT, build, romfs_image
-from .common import firmware_module
+from .common import ArgumentParser, firmware_module
 
 BOARDS_DIR = os.path.join(ROOT, "boards")
 # MicroPython's native architectures, in .mpy header / sys.implementation._mpy order
@@ -112,13 +111,17 @@ def load_board(name: str) -> dict:
 
 
 def _config_module():
-    # The firmware's own validator, run under CPython as the host tests do.
+    # The firmware's own validator, run under CPython as the host tests do: with the shim, for the url check
+    # imports uingest.http, which imports micropython
+    from . import mpshim
+
+    mpshim.install()
     return firmware_module("config")
 
 
-def check_config(path: str, board: str) -> dict:
-    """Validate the config file for board; returns it. Raises DeployError
-    with one line per problem (secrets shown as (hidden))."""
+def check_config(path: str, board: str | None) -> dict:
+    """Validate the config file for board (None: any); returns it. Raises
+    DeployError with one line per problem (secrets shown as (hidden))."""
     if not os.path.isfile(path):
         raise DeployError("deploy: config file not found: %s" % path)
     try:
@@ -135,7 +138,7 @@ def check_config(path: str, board: str) -> dict:
     except config.ConfigError as e:
         lines = [p[len("config: ") :] if p.startswith("config: ") else p for p in e.problems]
         raise DeployError(*("deploy: %s: %s" % (path, line) for line in lines))
-    if cfg["board"] != board:
+    if board is not None and cfg["board"] != board:
         raise DeployError("deploy: %s: board is %r, but --board is %r" % (path, cfg["board"], board))
     return cfg
 
@@ -279,6 +282,15 @@ def _cmd(args: list) -> str:
     return shlex.join(["mpremote"] + args)
 
 
+def port_problem(port: str) -> str:
+    if ("/" in port or "\\" in port) and not os.path.exists(port):  # a path (COM3 and the like are names)
+        return "deploy: no serial port %s: give --port one that `mpremote connect list` lists" % port
+    return (
+        "deploy: cannot open %s: another program has it (a serial monitor, mpremote, Thonny, an IDE): "
+        "close that and deploy again" % port
+    )
+
+
 # -- the bundle -----------------------------------------------------------------------------------
 
 
@@ -398,6 +410,8 @@ class Deploy:
         if rc != 0:
             if "no device found" in text:
                 raise DeployError(NO_BOARD, code=1)
+            if "failed to access" in text:  # mpremote: no such port, or another program has it open
+                raise DeployError(port_problem(args[1]), code=1)
             raise DeployError(
                 "deploy: mpremote %s failed: %s" % (" ".join(args[2:3] or args), _last_line(text)), code=1
             )
@@ -484,13 +498,13 @@ def _mpy_files(staging: str) -> list[str]:
 
 
 def main(argv=None, runner: Runner | None = None) -> int:
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog="uingest deploy",
         description="Compile the firmware to .mpy for the board's CPU and copy it, main.py, the board's board.py "
         "and the config to the board with mpremote (or into a folder with --target-dir); then reset the board.",
         epilog="example: uingest deploy --board esp32-devkitc-mpu6050 --config config.json --dry-run",
     )
-    ap.add_argument("--board", required=True, help="the board's folder name under boards/")
+    ap.add_argument("--board", help="the board's folder name under boards/ (default: the config's board)")
     where = ap.add_mutually_exclusive_group()
     where.add_argument("--port", help="the board's serial port (default: the first USB serial port)")
     where.add_argument("--target-dir", help="deploy into this local folder instead of a board")
@@ -504,10 +518,15 @@ def main(argv=None, runner: Runner | None = None) -> int:
     )
     args = ap.parse_args(argv)
     try:
-        board = load_board(args.board)
-        ca = None
-        if args.config:
-            ca = ca_to_ship(args.config, check_config(args.config, board["name"]))
+        if args.board is None and not args.config:
+            raise DeployError(
+                "deploy: which board? give --board (one of %s) or a --config that names it" % ", ".join(known_boards())
+            )
+        board = load_board(args.board) if args.board else None
+        cfg = check_config(args.config, board and board["name"]) if args.config else None
+        if board is None:
+            board = load_board(cfg["board"])  # the config names it
+        ca = ca_to_ship(args.config, cfg) if args.config and cfg else None
         deployer = Deploy(board, args.config, runner=runner, romfs=args.romfs, ca=ca)
         return deployer.run(args.target_dir, args.port, args.dry_run)
     except DeployError as e:
