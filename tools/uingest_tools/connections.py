@@ -34,7 +34,6 @@ import asyncio
 import dataclasses
 import logging
 import math
-import socket
 import time
 
 import h11
@@ -287,14 +286,6 @@ def default_max_connections(open_file_limit: int) -> int:
     return max(1, min(MOST_CONNECTIONS, open_file_limit - FILES_KEPT_FOR_THE_SERVER))
 
 
-def _retry_on_a_closed_socket(context) -> bool:
-    handle = context.get("handle")
-    callback = getattr(handle, "_callback", None)
-    args = getattr(handle, "_args", None) or ()
-    closed = [a for a in args if isinstance(a, socket.socket) and a.fileno() == -1]
-    return getattr(callback, "__name__", "") == "_start_serving" and bool(closed)
-
-
 class AcceptErrors:
     """A loop exception handler: accept() out of descriptors is one line a minute, not a traceback each;
     anything else goes to the handler there was before."""
@@ -317,8 +308,6 @@ class AcceptErrors:
                 )
                 self.last, self.missed = time.monotonic(), 0
             return
-        if _retry_on_a_closed_socket(context):
-            return  # asyncio's accept retry (1 s after the error above) came due after the server shut down
         if self.previous is not None:
             self.previous(loop, context)
         else:
