@@ -49,6 +49,7 @@ def test_bench_runs_and_prints_every_table():
         "minimal responder",
         "uingest serve",
         "sampler at 100 Hz",
+        "sampler at 1000 Hz",
         "streamed from flash and uploaded",
         "run in place from ROMFS",
         "whole app (main.py on the unix-sim board",

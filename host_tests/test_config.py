@@ -75,7 +75,8 @@ BROKEN = [
     ("category", broken(category="train"), "category: expected one of training, testing, anomaly"),
     ("no labels", broken(labels=DELETE), "missing labels"),
     ("labels empty", broken(labels=[]), "labels: expected"),
-    ("label with newline", broken(labels=["idle\n"]), "labels: expected"),
+    ("label with newline", broken(labels=["idle\n"]), "labels: 'idle\\n' is refused: label must not contain control"),
+    ("label not a string", broken(labels=["idle", 5]), "labels: 5 is not a string"),
     ("label not listed", broken(label="run"), "label: expected one of the labels"),
     ("format", broken(format="xml"), "format: expected 'cbor' or 'json'"),
     ("window_ms negative", broken(window_ms=-5), "window_ms: expected"),
@@ -185,4 +186,82 @@ def test_labels_follow_the_services_rule(label, stripped, reason):
     else:
         with pytest.raises(config.ConfigError) as e:
             config.loads(broken(labels=[label, "wave"]))
-        assert [p for p in e.value.problems if "labels: expected" in p], e.value.problems
+        # the reason: the service's rule, else the header's printable ASCII
+        why = "%r is refused: %s" % (label, reason or "x-label: only printable ASCII is allowed in a header")
+        assert [p for p in e.value.problems if "labels: " + why in p], e.value.problems
+
+
+# --- where a problem is, and what was meant
+
+
+def template_with(old, new):
+    """The commented template with one line changed; (its text, the 1-based line number changed)."""
+    with open(TEMPLATE) as f:
+        lines = f.read().split("\n")
+    (n,) = [i for i, line in enumerate(lines) if old in line]
+    lines[n] = lines[n].replace(old, new)
+    return "\n".join(lines), n + 1
+
+
+def problems_of(text):
+    with pytest.raises(config.ConfigError) as e:
+        config.loads(text)
+    return e.value.problems
+
+
+def test_a_field_problem_names_its_line_in_the_commented_file():
+    text, n = template_with('"sample_rate_hz": 100', '"sample_rate_hz": 0')
+    assert n > 20 and text.split("\n")[n - 1].strip() == '"sample_rate_hz": 0,'  # below many comment lines
+    assert problems_of(text)[0].startswith("config: line %d: sample_rate_hz: expected" % n)
+
+
+def test_a_json_syntax_error_names_its_line_in_the_commented_file():
+    # CPython's json gives the position (MicroPython's gives none): comments count as lines
+    text, n = template_with('"format": "cbor",', '"format": "cbor"')  # the missing comma shows on the next key
+    next_key = next(i for i, line in enumerate(text.split("\n")[n:], n + 1) if line.strip().startswith('"'))
+    (problem,) = problems_of(text)
+    assert problem.startswith("config: not valid JSON (") and ": line %d column " % next_key in problem, problem
+
+
+@pytest.mark.parametrize(
+    "typo, meant",
+    [
+        ("sample_rate", "sample_rate_hz"),  # a prefix
+        ("sample_rate_Hz", "sample_rate_hz"),
+        ("lables", "labels"),
+        ("wifi_pasword", "wifi_password"),
+        ("windows_ms", "window_ms"),
+        ("ca_fil", "ca_file"),
+        ("gyro_range", "gyro_range_dps"),  # not gyro, which it also starts with
+    ],
+)
+def test_a_typo_names_the_closest_field(typo, meant):
+    text, n = template_with('"window_ms": 2000,', '"window_ms": 2000, "%s": 1,' % typo)
+    assert problems_of(text) == ["config: line %d: unknown field %s (did you mean %s?)" % (n, typo, meant)]
+
+
+def test_a_field_like_no_other_lists_them_all():
+    (problem,) = problems_of(broken(colour="blue"))
+    assert problem.startswith("config: line 1: unknown field colour (known: accel_range_g, api_key, ")
+
+
+def test_line_typo_and_label_reason_on_micropython(mpy, tmp_path):
+    """The same messages from firmware/main.py on the real unix port."""
+    cases = [
+        (template_with('"sample_rate_hz": 100', '"sample_rate": 100'), "unknown field sample_rate (did you mean "),
+        (template_with('"labels": ["idle", "wave"]', '"labels": ["idle", "a/b"]'), "labels: 'a/b' is refused: "),
+    ]
+    for i, ((text, n), problem) in enumerate(cases):
+        d = tmp_path / str(i)
+        d.mkdir()
+        (d / "config.json").write_text(text.replace('"board": "esp32-devkitc-mpu6050"', '"board": "unix-sim"'))
+        proc = subprocess.run(
+            [mpy.exe, os.path.join(FIRMWARE, "main.py"), "config.json", "1"],
+            cwd=d,
+            env=unix_port_env(FIRMWARE),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert proc.stdout.startswith("config: line %d: %s" % (n, problem)), proc.stdout

@@ -343,7 +343,16 @@ def test_a_port_that_cannot_be_opened_is_one_line(tmp_path, capsys):
     rc = deploy.main(["--board", "esp32-inmp441", "--port", str(tmp_path / "ttyUSB9")])
     err = capsys.readouterr().err.strip()
     assert rc == 1 and "\n" not in err
-    assert err.startswith("deploy: mpremote exec failed: ") and "failed to access" in err
+    port = tmp_path / "ttyUSB9"
+    assert err == "deploy: no serial port %s: give --port one that `mpremote connect list` lists" % port
+
+
+def test_a_busy_port_is_one_line_that_says_to_close_the_other_program(capsys):
+    # /dev/null is there but no serial port: mpremote says "failed to access", as for a port another program has
+    rc = deploy.main(["--board", "esp32-inmp441", "--port", "/dev/null"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and "\n" not in err
+    assert err.startswith("deploy: cannot open /dev/null: another program has it") and "close that" in err
 
 
 # -- the .mpy version check -----------------------------------------------------------------------

@@ -73,13 +73,13 @@ def test_endpoint():
         "https://ingestion.edgeimpulse.com/api/anomaly/data"
     )
     assert ingest.endpoint(ingest.DEFAULT_URL, "split", "files").endswith("/api/split/files")
+    assert ingest.endpoint("http://h", "split") == "http://h/api/split/data"  # as the data forwarder posts
 
 
 @pytest.mark.parametrize(
     "args,match",
     [
-        (("http://h", "split"), "category: expected one of training, testing, anomaly"),
-        (("http://h", "train"), "category"),
+        (("http://h", "train"), "category: expected one of training, testing, anomaly, split, got 'train'"),
         (("http://h", "training", "blob"), "kind"),
         (("ftp://h", "training"), "base_url"),
     ],

@@ -70,21 +70,49 @@ class ConfigError(ValueError):
 
 
 def strip_comments(text):
-    # config.json may carry // comment lines (the template does): JSON has none.
-    return "\n".join(line for line in text.split("\n") if not line.lstrip().startswith("//"))
+    # config.json may carry // comment lines (the template does): JSON has
+    # none. Each becomes an empty line, so that line numbers stay the file's.
+    return "\n".join("" if line.lstrip().startswith("//") else line for line in text.split("\n"))
 
 
-def _is_label(v):
-    # the service's label rule: any text it takes (ingest.headers() percent-encodes what is not plain ASCII)
+def _label_problem(v):
+    # why v cannot be a label, or None: the service's label rule, any text it
+    # takes (ingest.headers() percent-encodes what is not plain ASCII)
+    if not isinstance(v, str):
+        return "%r is not a string" % (v,)
     try:
         check_label(v)
-    except ValueError:
-        return False
-    return True
+    except ValueError as e:
+        return "%r is refused: %s" % (v, e)
+    return None
+
+
+def _closest(name, known):
+    # the known field a typo most likely meant (edit distance at most 2, or
+    # one name the start of the other: the nearer of those), or None
+    best, best_d = None, (3, 0)
+    for k in known:
+        prev = list(range(len(k) + 1))
+        for i, a in enumerate(name):
+            cur = [i + 1]
+            for j, b in enumerate(k):
+                cur.append(min(prev[j + 1] + 1, cur[j] + 1, prev[j] + (a != b)))
+            prev = cur
+        e = prev[-1]
+        d = (1, e) if len(name) > 3 and (k.startswith(name) or name.startswith(k)) else (e, e)
+        if d < best_d:
+            best, best_d = k, d
+    return best
+
+
+def _line(text, name):
+    # "line N: " where the field's key is in text (comments blanked), or ""
+    i = text.find('"%s"' % name) if text else -1
+    return "line %d: " % (text.count("\n", 0, i) + 1) if i >= 0 else ""
 
 
 def _check(name, kind, v):
-    """True when v is acceptable for kind."""
+    """True when v is acceptable for kind, else False or why not (a label's reason)."""
     if kind.endswith("?"):
         if v is None:
             return True
@@ -107,9 +135,15 @@ def _check(name, kind, v):
     if kind == "format":
         return v in CONTENT_TYPES
     if kind == "labels":
-        return isinstance(v, list) and len(v) > 0 and all(_is_label(x) for x in v)
+        if not isinstance(v, list) or not v:
+            return False
+        for x in v:
+            why = _label_problem(x)
+            if why:
+                return why
+        return True
     if kind == "label":
-        return _is_label(v)
+        return _label_problem(v) or True
     if kind == "bool":
         return v is True or v is False
     if kind == "auto":
@@ -135,8 +169,9 @@ def _check(name, kind, v):
     return False
 
 
-def validate(raw):
-    """(config dict with defaults filled in, list of problems)."""
+def validate(raw, text=None):
+    """(config dict with defaults filled in, list of problems); text: the
+    JSON it came from (comments blanked), for the line of each field."""
     problems = []
     if not isinstance(raw, dict):
         return None, ["config: expected a JSON object {...} at the top level"]
@@ -151,40 +186,50 @@ def validate(raw):
             cfg[name] = default
             continue
         v = raw[name]
-        if not _check(name, kind, v):
+        ok = _check(name, kind, v)
+        if ok is not True:
             shown = "(hidden)" if name in SECRETS else repr(v)
-            problems.append("config: %s: expected %s, got %s" % (name, expected, shown))
+            why = ok or "expected %s, got %s" % (expected, shown)
+            problems.append("config: %s%s: %s" % (_line(text, name), name, why))
             continue
         cfg[name] = v
     known = [f[0] for f in FIELDS]
     for name in raw:
         if name not in known and not name.startswith("_"):
-            problems.append("config: unknown field %s (a typo? known: %s)" % (name, ", ".join(sorted(known))))
+            near = _closest(name, known)
+            hint = "did you mean %s?" % near if near else "known: " + ", ".join(sorted(known))
+            problems.append("config: %sunknown field %s (%s)" % (_line(text, name), name, hint))
     if not problems:
         if cfg["label"] is None:
             cfg["label"] = cfg["labels"][0]
         elif cfg["label"] not in cfg["labels"]:
-            problems.append("config: label: expected one of the labels %s, got %r" % (cfg["labels"], cfg["label"]))
+            problems.append(
+                "config: %slabel: expected one of the labels %s, got %r"
+                % (_line(text, "label"), cfg["labels"], cfg["label"])
+            )
         if cfg["url"].startswith("https://") and not cfg["ca_file"] and not cfg["insecure"]:
             problems.append(
-                "config: ca_file: an https url needs the server's CA certificate in a file on the device "
-                "(MicroPython has no built-in list): `uingest ca %s` gets it; name the file here" % cfg["url"]
+                "config: %sca_file: an https url needs the server's CA certificate in a file on the device "
+                "(MicroPython has no built-in list): `uingest ca %s` gets it; name the file here"
+                % (_line(text, "url"), cfg["url"])
             )
         rows = cfg["window_ms"] * cfg["sample_rate_hz"] / 1000
         if rows < 1 or rows != int(rows):
             problems.append(
-                "config: window_ms: window_ms x sample_rate_hz / 1000 must be a whole number of samples, got %s" % rows
+                "config: %swindow_ms: window_ms x sample_rate_hz / 1000 must be a whole number of samples, got %s"
+                % (_line(text, "window_ms"), rows)
             )
     return cfg, problems
 
 
 def loads(text):
     """Parse and validate config text; raises ConfigError listing every problem."""
+    text = strip_comments(text)
     try:
-        raw = json.loads(strip_comments(text))
+        raw = json.loads(text)
     except ValueError as e:
         raise ConfigError(["config: not valid JSON (%s)" % (str(e) or "syntax error")])
-    cfg, problems = validate(raw)
+    cfg, problems = validate(raw, text)
     if problems or cfg is None:
         raise ConfigError(problems)
     return cfg

@@ -1,7 +1,9 @@
 # Ingestion API helpers: endpoints, request headers, the service's label and file-name rules.
 DEFAULT_URL = "https://ingestion.edgeimpulse.com"
-DATA_CATEGORIES = ("training", "testing", "anomaly")
-FILE_CATEGORIES = ("training", "testing", "anomaly", "split")
+# /api/<category>/data and /files: split lets the service pick training or testing (80/20), as Edge Impulse's
+# data forwarder does
+DATA_CATEGORIES = ("training", "testing", "anomaly", "split")
+FILE_CATEGORIES = DATA_CATEGORIES
 CONTENT_TYPES = {"cbor": "application/cbor", "json": "application/json"}  # the message formats
 
 
@@ -165,13 +167,11 @@ def headers(
 
 
 def endpoint(base_url, category, kind="data"):
-    """URL of /api/<category>/<kind>: kind 'data' (training, testing, anomaly)
-    or 'files' (those and 'split')."""
+    """URL of /api/<category>/<kind>: kind 'data' or 'files', category one of DATA_CATEGORIES."""
     if kind not in ("data", "files"):
         raise ValueError("kind: expected 'data' or 'files', got %r" % (kind,))
-    allowed = DATA_CATEGORIES if kind == "data" else FILE_CATEGORIES
-    if category not in allowed:
-        raise ValueError("category: expected one of %s for /%s, got %r" % (", ".join(allowed), kind, category))
+    if category not in DATA_CATEGORIES:
+        raise ValueError("category: expected one of %s, got %r" % (", ".join(DATA_CATEGORIES), category))
     if not isinstance(base_url, str) or not (base_url.startswith("http://") or base_url.startswith("https://")):
         raise ValueError("base_url: expected http://... or https://...")
     return base_url.rstrip("/") + "/api/" + category + "/" + kind

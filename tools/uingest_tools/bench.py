@@ -4,7 +4,6 @@ same run."""
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import subprocess
@@ -12,7 +11,7 @@ import sys
 from typing import NamedTuple
 
 from .bundle import BOARDS, build, romboot_args, romfs_image
-from .common import ingest
+from .common import ArgumentParser, ingest
 from .loopback import FakeServer, LatencyProxy, reply, start_serve
 from .mpytools import micropython, unix_port_env
 
@@ -176,10 +175,15 @@ def table(r: dict[str, tuple[int, int]]) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="uingest bench", description="Benchmarks on the MicroPython unix port.")
+    ap = ArgumentParser(prog="uingest bench", description="Benchmarks on the MicroPython unix port.")
     ap.add_argument("--repeats", type=int, default=25, help="runs per case; the median is reported (default 25)")
     ap.add_argument("--uploads", type=int, default=200, help="windows posted per upload case (default 200)")
-    ap.add_argument("--sampler-seconds", type=int, default=60, help="length of the 100 Hz sampler run (default 60)")
+    ap.add_argument(
+        "--sampler-seconds",
+        type=int,
+        default=60,
+        help="length of the 100 Hz sampler run (default 60; the 1 kHz run is a sixth of it)",
+    )
     ap.add_argument("--link-windows", type=int, default=40, help="windows per round over the delayed link (40)")
     ap.add_argument("--devices", type=int, default=20, help="concurrent devices posting to uingest serve (default 20)")
     ap.add_argument("--load-devices", type=int, default=100, help="devices of the larger serve-load runs (default 100)")
@@ -210,6 +214,7 @@ def main(argv=None) -> int:
         r = run_message_bench(args.repeats, tmp, baselines)
         uploads = upload_table(args.uploads, tmp)
         sampler = sampler_line(args.sampler_seconds, tmp)
+        sampler_1khz = sampler_line(max(1, args.sampler_seconds // 6), tmp, rate=1000.0)  # test_sampler's drift
         romfs = os.path.join(tmp, "uingest.romfs")
         with open(romfs, "wb") as f:
             f.write(romfs_image(tmp))
@@ -238,6 +243,7 @@ def main(argv=None) -> int:
     print(link)
     print()
     print(sampler)
+    print(sampler_1khz)
     print(audio_flash)
     print(heap)
     print(app_heap)

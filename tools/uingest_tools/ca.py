@@ -11,13 +11,14 @@ which are renewed every few months.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import socket
 import ssl
 import sys
 from urllib.parse import urlsplit
+
+from .common import ArgumentParser
 
 
 class CAError(Exception):
@@ -64,7 +65,7 @@ def describe(der: bytes) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog="uingest ca",
         description="Fetch and verify an https server's root CA certificate, as the DER file a board's "
         "config names as ca_file.",

@@ -3,6 +3,7 @@ of a path, and the key options with their environment variables."""
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import sys
@@ -25,8 +26,8 @@ def firmware_module(name: str):
 ingest = firmware_module("ingest")
 
 DEFAULT_URL = ingest.DEFAULT_URL  # Edge Impulse's ingestion service
-DATA_CATEGORIES = ingest.DATA_CATEGORIES  # what /api/<category>/data takes: training, testing, anomaly
-FILE_CATEGORIES = ingest.FILE_CATEGORIES  # /files also takes split (the service picks training or testing)
+DATA_CATEGORIES = ingest.DATA_CATEGORIES  # what /api/<category>/data takes: training, testing, anomaly, split
+FILE_CATEGORIES = ingest.FILE_CATEGORIES  # the same for /files (split: the service picks training or testing)
 
 # extension -> kind of file; cbor and json are data acquisition messages, the others are kept as they are
 # (an image's kind is then taken from its bytes: collector_rules.check_file). .txt is CSV, as Edge Impulse
@@ -72,33 +73,49 @@ def fsync_path(path: str) -> None:
         os.close(fd)
 
 
-API_KEY_VARIABLE = "UINGEST_API_KEY"
-HMAC_KEY_VARIABLE = "UINGEST_HMAC_KEY"
-EI_API_KEY_VARIABLE = "EI_API_KEY"  # Edge Impulse's own name for it, read by the tools that talk to Edge Impulse
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, but a mistake on the command line is one line (argparse prints the usage first)."""
+
+    def error(self, message):
+        self.exit(2, "%s: %s (%s --help shows every option)\n" % (self.prog, message, self.prog))
 
 
-def _variables(ei_api_key: bool) -> tuple[str, ...]:
-    return (API_KEY_VARIABLE, EI_API_KEY_VARIABLE) if ei_api_key else (API_KEY_VARIABLE,)
+# Where a key comes from, first given wins: the option, then uingest's own variable, then Edge Impulse's (what
+# its CLI and SDKs read). UINGEST_* before EI_*: EI_* is often set for a real Edge Impulse project while
+# UINGEST_* names the key meant for this tool (e.g. ei_demo for a local `uingest serve`).
+API_KEY_VARIABLES = ("UINGEST_API_KEY", "EI_API_KEY")
+HMAC_KEY_VARIABLES = ("UINGEST_HMAC_KEY", "EI_HMAC_KEY")
+KEY_PRECEDENCE = "the option wins over UINGEST_*, which wins over EI_* (Edge Impulse's tools read those)"
 
 
-def add_key_options(parser, api_key: str | None = None, hmac_key: str | None = None, ei_api_key: bool = False):
+def add_key_options(parser, api_key: str | None = None, hmac_key: str | None = None):
     """--api-key and --hmac-key, each with what it does (None: the tool has no such option); the help names
     the environment variables, which resolve_keys reads (keys on a command line end up in shell histories and
-    process lists). ei_api_key: EI_API_KEY also gives the API key."""
+    process lists), and their precedence."""
     if api_key is not None:
-        names = " or ".join(_variables(ei_api_key))
-        parser.add_argument("--api-key", help="%s; prefer the %s environment variable" % (api_key, names))
+        parser.add_argument(
+            "--api-key",
+            help="%s; prefer the %s environment variable (%s)"
+            % (api_key, " or ".join(API_KEY_VARIABLES), KEY_PRECEDENCE),
+        )
     if hmac_key is not None:
-        parser.add_argument("--hmac-key", help="%s; prefer the %s environment variable" % (hmac_key, HMAC_KEY_VARIABLE))
+        parser.add_argument(
+            "--hmac-key", help="%s; prefer the %s environment variable" % (hmac_key, " or ".join(HMAC_KEY_VARIABLES))
+        )
 
 
-def resolve_keys(args, ei_api_key: bool = False) -> tuple[str | None, str | None]:
-    """(API key, HMAC key) from the options add_key_options added, else from the environment; None when
-    neither gives one (an empty value counts as none)."""
+def missing_api_key() -> str:
+    """What to do when resolve_keys found no API key (after the tool's name)."""
+    return "no API key: pass --api-key or set %s" % " or ".join(API_KEY_VARIABLES)
+
+
+def resolve_keys(args) -> tuple[str | None, str | None]:
+    """(API key, HMAC key) from the options add_key_options added, else from the environment in the order of
+    API_KEY_VARIABLES / HMAC_KEY_VARIABLES; None when none gives one (an empty value counts as none)."""
 
     def resolve(option, variables):
         if not hasattr(args, option):
             return None
         return getattr(args, option) or next((os.environ[v] for v in variables if os.environ.get(v)), None)
 
-    return resolve("api_key", _variables(ei_api_key)), resolve("hmac_key", (HMAC_KEY_VARIABLE,))
+    return resolve("api_key", API_KEY_VARIABLES), resolve("hmac_key", HMAC_KEY_VARIABLES)

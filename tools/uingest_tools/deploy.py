@@ -18,7 +18,6 @@ filesystem, where they can be edited.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -30,7 +29,7 @@ from typing import Callable, NamedTuple
 
 from . import mpytools
 from .bundle import BOARDS, build, romfs_image
-from .common import firmware_module
+from .common import ArgumentParser, firmware_module
 
 # MicroPython's native architectures, in .mpy header / sys.implementation._mpy order
 MPY_ARCHS = (
@@ -110,14 +109,9 @@ def load_board(name: str) -> dict:
     return info
 
 
-def _config_module():
-    # The firmware's own validator, run under CPython as the host tests do.
-    return firmware_module("config")
-
-
-def check_config(path: str, board: str) -> dict:
-    """Validate the config file for board; returns it. Raises DeployError
-    with one line per problem (secrets shown as (hidden))."""
+def check_config(path: str, board: str | None) -> dict:
+    """Validate the config file for board (None: any); returns it. Raises
+    DeployError with one line per problem (secrets shown as (hidden))."""
     if not os.path.isfile(path):
         raise DeployError("deploy: config file not found: %s" % path)
     try:
@@ -128,13 +122,13 @@ def check_config(path: str, board: str) -> dict:
         raise DeployError("deploy: cannot read config file %s: %s" % (path, e.strerror or e))
     except UnicodeDecodeError:
         raise DeployError("deploy: config file %s: not UTF-8 text" % path)
-    config = _config_module()
+    config = firmware_module("config")  # the firmware's own validator (the shim installed for it)
     try:
         cfg = config.loads(text)
     except config.ConfigError as e:
         lines = [p[len("config: ") :] if p.startswith("config: ") else p for p in e.problems]
         raise DeployError(*("deploy: %s: %s" % (path, line) for line in lines))
-    if cfg["board"] != board:
+    if board is not None and cfg["board"] != board:
         raise DeployError("deploy: %s: board is %r, but --board is %r" % (path, cfg["board"], board))
     return cfg
 
@@ -278,6 +272,15 @@ def _cmd(args: list) -> str:
     return shlex.join(["mpremote"] + args)
 
 
+def port_problem(port: str) -> str:
+    if ("/" in port or "\\" in port) and not os.path.exists(port):  # a path (COM3 and the like are names)
+        return "deploy: no serial port %s: give --port one that `mpremote connect list` lists" % port
+    return (
+        "deploy: cannot open %s: another program has it (a serial monitor, mpremote, Thonny, an IDE): "
+        "close that and deploy again" % port
+    )
+
+
 # -- the bundle -----------------------------------------------------------------------------------
 
 
@@ -397,6 +400,8 @@ class Deploy:
         if rc != 0:
             if "no device found" in text:
                 raise DeployError(NO_BOARD, code=1)
+            if "failed to access" in text:  # mpremote: no such port, or another program has it open
+                raise DeployError(port_problem(args[1]), code=1)
             raise DeployError(
                 "deploy: mpremote %s failed: %s" % (" ".join(args[2:3] or args), _last_line(text)), code=1
             )
@@ -483,13 +488,13 @@ def _mpy_files(staging: str) -> list[str]:
 
 
 def main(argv=None, runner: Runner | None = None) -> int:
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog="uingest deploy",
         description="Compile the firmware to .mpy for the board's CPU and copy it, main.py, the board's board.py "
         "and the config to the board with mpremote (or into a folder with --target-dir); then reset the board.",
         epilog="example: uingest deploy --board esp32-devkitc-mpu6050 --config config.json --dry-run",
     )
-    ap.add_argument("--board", required=True, help="the board's folder name under boards/")
+    ap.add_argument("--board", help="the board's folder name under boards/ (default: the config's board)")
     where = ap.add_mutually_exclusive_group()
     where.add_argument("--port", help="the board's serial port (default: the first USB serial port)")
     where.add_argument("--target-dir", help="deploy into this local folder instead of a board")
@@ -503,10 +508,15 @@ def main(argv=None, runner: Runner | None = None) -> int:
     )
     args = ap.parse_args(argv)
     try:
-        board = load_board(args.board)
-        ca = None
-        if args.config:
-            ca = ca_to_ship(args.config, check_config(args.config, board["name"]))
+        if args.board is None and not args.config:
+            raise DeployError(
+                "deploy: which board? give --board (one of %s) or a --config that names it" % ", ".join(known_boards())
+            )
+        board = load_board(args.board) if args.board else None
+        cfg = check_config(args.config, board and board["name"]) if args.config else None
+        if board is None:
+            board = load_board(cfg["board"])  # the config names it
+        ca = ca_to_ship(args.config, cfg) if args.config and cfg else None
         deployer = Deploy(board, args.config, runner=runner, romfs=args.romfs, ca=ca)
         return deployer.run(args.target_dir, args.port, args.dry_run)
     except DeployError as e:

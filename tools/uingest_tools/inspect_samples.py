@@ -24,7 +24,7 @@ import sys
 
 from . import wavfile
 from .acquisition import InvalidMessage, check_structure, decode, verify_signature
-from .common import FILE_TYPES, add_key_options, one_line, resolve_keys
+from .common import FILE_TYPES, ArgumentParser, add_key_options, one_line, resolve_keys
 from .progress import Progress
 
 EXTENSIONS = {ext: kind for ext, kind in FILE_TYPES.items() if kind in ("cbor", "json", "wav")}  # what is read
@@ -304,7 +304,7 @@ def plot_paths(files, out: str):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="uingest inspect",
         description="Summarise data acquisition messages (CBOR, JSON) and WAV files; verify HS256 signatures.",
         epilog=EPILOG,

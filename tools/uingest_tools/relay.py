@@ -44,7 +44,17 @@ from urllib3.util.retry import Retry
 from urllib3.util.ssl_match_hostname import CertificateError
 
 from .common import DATA_CATEGORIES as CATEGORIES
-from .common import DEFAULT_URL, FILE_TYPES, MEDIA_TYPES, add_key_options, fsync_path, one_line, resolve_keys
+from .common import (
+    DEFAULT_URL,
+    FILE_TYPES,
+    MEDIA_TYPES,
+    ArgumentParser,
+    add_key_options,
+    fsync_path,
+    missing_api_key,
+    one_line,
+    resolve_keys,
+)
 from .datafolder import INDEX, read_index
 from .progress import Progress
 
@@ -498,14 +508,14 @@ def _positive(kind):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="uingest relay",
         description="Upload the samples `uingest serve` collected to an ingestion service, each once (resumable).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--data-dir", required=True, help="folder written by `uingest serve` (holds index.jsonl)")
-    add_key_options(parser, api_key="project API key", ei_api_key=True)
+    add_key_options(parser, api_key="project API key")
     parser.add_argument("--url", default=DEFAULT_URL, help="ingestion service (default %s)" % DEFAULT_URL)
     parser.add_argument(
         "--timeout", type=_positive(float), default=DEFAULT_TIMEOUT, help="seconds per socket operation (30)"
@@ -523,9 +533,12 @@ def main(argv=None) -> int:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per sample sent")
     args = parser.parse_args(argv)
-    api_key, _ = resolve_keys(args, ei_api_key=True)
+    api_key, _ = resolve_keys(args)
     if not api_key:
-        print("relay: no API key: pass --api-key or set UINGEST_API_KEY or EI_API_KEY", file=sys.stderr)
+        print("relay: " + missing_api_key(), file=sys.stderr)
+        return 2
+    if os.path.isfile(args.data_dir):
+        print("relay: --data-dir %s is a file: name the folder `uingest serve` wrote" % args.data_dir, file=sys.stderr)
         return 2
     try:
         return relay(

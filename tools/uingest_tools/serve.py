@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -34,7 +35,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from .common import add_key_options, resolve_keys
+from .common import ArgumentParser, add_key_options, missing_api_key, resolve_keys
 from .connections import (
     FILES_KEPT_FOR_THE_SERVER,
     MOST_CONNECTIONS,
@@ -254,6 +255,59 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    """argparse type for --port: 0 (any free port) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError("expected a port number from 0 (any free one) to 65535, got %r" % text)
+    return port
+
+
+def startup_problem(args) -> str | None:
+    """What would stop the server as it starts (a traceback from uvicorn), as the one line that says what to
+    do: the data folder, the certificate files, the address and port."""
+    if os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):
+        return "--data-dir %s is a file: name a folder (it is created when missing)" % args.data_dir
+    for flag, path in (("--ssl-certfile", args.ssl_certfile), ("--ssl-keyfile", args.ssl_keyfile)):
+        if path and not os.path.isfile(path):
+            return "%s %s: no such file (a PEM file; `openssl req -x509 ...` makes a test one)" % (flag, path)
+    if args.ssl_certfile:
+        import ssl
+
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(args.ssl_certfile, args.ssl_keyfile)
+        except (ssl.SSLError, OSError):
+            return "--ssl-certfile %s: not a PEM certificate chain with its private key%s" % (
+                args.ssl_certfile,
+                "" if args.ssl_keyfile else " (a key in another file: give it with --ssl-keyfile)",
+            )
+    if args.port == 0:
+        return None  # any free port: nothing to collide with
+    try:
+        family = socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)[0][0]
+        with socket.create_server((args.host, args.port), family=family):
+            pass  # uvicorn binds it again just after, with the same SO_REUSEADDR
+    except socket.gaierror:
+        return "--host %s: not an address or a name this computer resolves" % args.host
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            return "port %d on %s is in use (another uingest serve?): stop that or choose another --port" % (
+                args.port,
+                args.host,
+            )
+        if e.errno == errno.EACCES:
+            return "port %d needs privileges here: choose a --port above 1023" % args.port
+        if e.errno == errno.EADDRNOTAVAIL:
+            return "--host %s is not an address of this computer: use 127.0.0.1, or 0.0.0.0 for every interface" % (
+                args.host
+            )
+        return "cannot listen on %s port %d: %s" % (args.host, args.port, e.strerror or e)
+    return None
+
+
 class _Terminated(Exception):
     pass
 
@@ -263,11 +317,11 @@ def _on_sigterm(signum, frame):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="uingest serve", description="Local Edge Impulse-compatible ingestion server (stores samples on disk)."
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=4810, help="port (default 4810)")
+    parser.add_argument("--port", type=_port, default=4810, help="port (default 4810; 0: any free one)")
     parser.add_argument("--data-dir", default="./dataset", help="where samples are stored (default ./dataset)")
     add_key_options(parser, api_key="required x-api-key value", hmac_key="require valid HS256 signatures with this key")
     parser.add_argument("--no-auth", action="store_true", help="accept requests without an API key")
@@ -308,9 +362,13 @@ def main(argv=None) -> int:
     api_key, hmac_key = resolve_keys(args)
     if not api_key and not args.no_auth:
         print(
-            "uingest serve: no API key: pass --api-key, set UINGEST_API_KEY, or run an open server with --no-auth",
+            "uingest serve: %s, or run an open server with --no-auth" % missing_api_key(),
             file=sys.stderr,
         )
+        return 2
+    problem = startup_problem(args)
+    if problem:
+        print("uingest serve: " + problem, file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     before, files = raise_open_file_limit()
@@ -330,7 +388,13 @@ def main(argv=None) -> int:
         limits.body,
         limits.idle,
     )
-    app = create_app(args.data_dir, api_key=api_key, hmac_key=hmac_key, no_auth=args.no_auth, max_body=args.max_body)
+    try:
+        app = create_app(
+            args.data_dir, api_key=api_key, hmac_key=hmac_key, no_auth=args.no_auth, max_body=args.max_body
+        )
+    except OSError as e:
+        print("uingest serve: --data-dir %s: %s" % (args.data_dir, e.strerror or e), file=sys.stderr)
+        return 2
     log.info(
         "storing into %s; %s; signatures %s; max body %d bytes",
         os.path.abspath(args.data_dir),

@@ -3,15 +3,15 @@ with the unix-sim board, posting synthetic windows to an ingestion server."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 
 from .bundle import BOARDS, build, romboot_args, romfs_image
-from .common import DATA_CATEGORIES, add_key_options, ingest, resolve_keys
+from .common import DATA_CATEGORIES, ArgumentParser, add_key_options, ingest, missing_api_key, resolve_keys
 from .mpytools import micropython, unix_port_env
 
 BOARD_DIR = os.path.join(BOARDS, "unix-sim")
@@ -97,8 +97,84 @@ def run_app(device_dir: str, config: dict, max_windows: int, heap: str = "128K",
     return proc.wait()
 
 
+# The smallest heap each format posted windows of 6 axes in, on the unix port (x64), measured with
+# `uingest simulate --heap`: cbor 60K (200 rows), 72K (800), 88K (2000); json 68K, 80K, 88K; https (TLS)
+# needs about 8-12K more. The defaults leave room above those.
+DEFAULT_HEAP_K = {"cbor": 64, "json": 80}  # for 200 rows (2 s at 100 Hz) over http
+TLS_HEAP_K = 16
+ROWS_PER_16K = 800  # rows above 200 that take up to 16K more
+
+
+def default_heap(fmt: str, url: str, rows: int = 200) -> str:
+    more_rows = -(-max(0, rows - 200) // ROWS_PER_16K)  # ceiling division
+    return "%dK" % (DEFAULT_HEAP_K[fmt] + (TLS_HEAP_K if url.startswith("https://") else 0) + 16 * more_rows)
+
+
+def _url_problem(url: str) -> str | None:
+    # what the firmware's http.parse_url refuses (it needs MicroPython's modules, so not imported here)
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not url.startswith(parts.scheme + "://"):
+        return "expected http://host[:port] or https://host[:port]"
+    if not parts.hostname:
+        return "no host"
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0 or (port is None and parts.netloc.endswith(":")):
+        return "the port must be a number from 1 to 65535"
+    return None
+
+
+def usage_problem(args) -> str | None:
+    """What the firmware could not use on this command line, as the one line that says what to do."""
+    url_problem = _url_problem(args.url)
+    if url_problem:
+        return "--url %s: %s, like http://127.0.0.1:4810" % (args.url, url_problem)
+    for label in args.label:
+        try:
+            ingest.headers(args.api_key, label=label, fmt=args.format)  # the board's own check, before it runs
+        except ValueError as e:
+            return "--label %r: %s" % (label, e)
+    if args.url.startswith("https://") and not args.insecure:
+        if not args.ca_file:
+            return (
+                "an https --url needs --ca-file, the server's CA certificate (`uingest ca %s --out ca.der` "
+                "fetches it), or --insecure" % args.url
+            )
+        if not os.path.isfile(args.ca_file):
+            return "--ca-file %s: no such file (`uingest ca %s --out %s` fetches it)" % (
+                args.ca_file,
+                args.url,
+                args.ca_file,
+            )
+    if args.rows is not None and args.rows < 1 or args.windows < 1 or not args.rate_hz > 0:
+        return "--rows and --windows take a positive whole number, --rate-hz a positive number"
+    heap = (args.heap or "64K").upper().rstrip("K")
+    if not heap.isdigit() or int(heap) < 16:
+        return "--heap takes a size in K of at least 16K, like %s: got %s" % (
+            default_heap(args.format, args.url),
+            args.heap,
+        )
+    return None
+
+
+def stopped_reason(lines: list[str], args) -> str:
+    """The firmware's last line, and what to do when it ran out of heap."""
+    tail = lines[-1] if lines else "no output"
+    if tail.startswith("MemoryError"):
+        heap = int(args.heap.upper().rstrip("K"))
+        return "the firmware ran out of heap (--heap %dK, --format %s, %d rows): give it more, like --heap %dK" % (
+            heap,
+            args.format,
+            args.rows,
+            heap * 2,
+        )
+    return "the firmware stopped: %s" % tail
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog="uingest simulate",
         description="Run the firmware on the MicroPython unix port (board unix-sim) and post windows.",
         epilog="example: uingest simulate --url http://127.0.0.1:4810 --api-key ei_demo --label wave --windows 5",
@@ -106,11 +182,21 @@ def main(argv=None) -> int:
     ap.add_argument("--url", default="http://127.0.0.1:4810", help="ingestion server base URL")
     add_key_options(ap, api_key="API key", hmac_key="HMAC key")
     ap.add_argument("--label", required=True, action="append", help="label of the windows; repeat for several")
-    ap.add_argument("--category", default="training", choices=DATA_CATEGORIES)
+    ap.add_argument(
+        "--category",
+        default="training",
+        choices=DATA_CATEGORIES,
+        help="where the windows go (default training); split: the service picks training or testing",
+    )
     ap.add_argument("--format", default="cbor", choices=list(ingest.CONTENT_TYPES))
     ap.add_argument("--windows", type=int, default=5, help="windows per label (default 5)")
-    ap.add_argument("--rows", type=int, default=200, help="rows per window (default 200: 2 s at 100 Hz)")
-    ap.add_argument("--heap", default="64K", help="MicroPython heap size, in K (default 64K)")
+    ap.add_argument("--rate-hz", type=float, default=100.0, help="sampling rate of the windows (default 100)")
+    ap.add_argument("--rows", type=int, help="rows per window (default: 2 s at --rate-hz, 200 at 100 Hz)")
+    ap.add_argument(
+        "--heap",
+        help="MicroPython heap size, in K (default: %s for cbor, %s for json; %dK more for https, and per %d rows "
+        "above 200)" % (default_heap("cbor", ""), default_heap("json", ""), TLS_HEAP_K, ROWS_PER_16K),
+    )
     ap.add_argument(
         "--romfs",
         action="store_true",
@@ -124,14 +210,16 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     args.api_key, args.hmac_key = resolve_keys(args)
     if not args.api_key:
-        print("uingest simulate: an API key is required (--api-key or UINGEST_API_KEY)", file=sys.stderr)
+        print("uingest simulate: an API key is required (%s)" % missing_api_key(), file=sys.stderr)
         return 2
-    for label in args.label:
-        try:
-            ingest.headers(args.api_key, label=label, fmt=args.format)  # the board's own check, before it runs
-        except ValueError as e:
-            print("uingest simulate: --label %r: %s" % (label, e), file=sys.stderr)
-            return 2
+    problem = usage_problem(args)
+    if problem:
+        print("uingest simulate: " + problem, file=sys.stderr)
+        return 2
+    if args.rows is None:
+        args.rows = max(1, round(2 * args.rate_hz))
+    if args.heap is None:
+        args.heap = default_heap(args.format, args.url, args.rows)
     settings = {
         "url": args.url,
         "api_key": args.api_key,
@@ -141,17 +229,14 @@ def main(argv=None) -> int:
         "format": args.format,
         "windows": args.windows,
         "rows": args.rows,
+        "rate_hz": args.rate_hz,
         "device_name": args.device_name,
         "ca_file": args.ca_file,
         "insecure": args.insecure,
     }
-    if args.romfs and not args.heap.upper().rstrip("K").isdigit():
-        print("uingest simulate: with --romfs, --heap takes a size in K, like 64K: %s" % args.heap, file=sys.stderr)
-        return 2
     rc, summary, lines = run(settings, heap=args.heap, echo=None if args.quiet else print, romfs=args.romfs)
     if summary is None:
-        tail = lines[-1] if lines else "no output"
-        print("uingest simulate: the firmware stopped: %s" % tail, file=sys.stderr)
+        print("uingest simulate: " + stopped_reason(lines, args), file=sys.stderr)
         return 1
     total = args.windows * len(args.label)
     print(
