@@ -407,10 +407,27 @@ class RemoteManagement:
         if self.port is None:
             return
         from websockets.asyncio.server import ServerConnection, serve
+        from websockets.protocol import State
 
         remote = self
 
         class _Connection(ServerConnection):
+            async def handshake(self, *args, **kwargs) -> None:
+                """The opening handshake; one line when it fails (not a WebSocket request, too slow)."""
+                try:
+                    await super().handshake(*args, **kwargs)
+                except (Exception, asyncio.CancelledError) as e:
+                    log.warning("remote %s: no WebSocket: %s", remote._peer(self), one_line(
+                        str(e) or type(e).__name__, 200))  # fmt: skip
+                    raise
+                if self.protocol.state is not State.OPEN:
+                    exc = self.protocol.handshake_exc
+                    causes = []
+                    while exc is not None and len(causes) < 3:
+                        causes.append(one_line(str(exc) or type(exc).__name__, 120))
+                        exc = exc.__cause__
+                    log.warning("remote %s: no WebSocket: %s", remote._peer(self), "; ".join(causes) or "refused")
+
             def data_received(self, data: bytes) -> None:
                 super().data_received(data)
                 waiting = self.transport.get_write_buffer_size()
@@ -420,6 +437,7 @@ class RemoteManagement:
                         remote._peer(self),
                         waiting,
                     )
+                    self.cut = True  # its line is this one
                     self.transport.abort()
 
         self._loop = asyncio.get_running_loop()
@@ -474,6 +492,8 @@ class RemoteManagement:
         exc = getattr(protocol, "parser_exc", None)
         if exc is not None:
             return one_line(str(exc), 120)
+        if rcvd == 1000:
+            return "closed by the device"
         return "%s %s" % (rcvd, one_line(conn.close_reason or "", 120)) if rcvd else "connection lost"
 
     async def _session(self, conn) -> None:
@@ -535,8 +555,9 @@ class RemoteManagement:
                 self._reply(device, session, message)
             log.info("remote %s: %r disconnected (%s)", peer, device.device_id, self._closed_why(conn))
         except ConnectionClosed:
-            what = "%r " % device.device_id if device is not None else ""
-            log.warning("remote %s: %sclosed: %s", peer, what, self._closed_why(conn))
+            if not getattr(conn, "cut", False):
+                what = "%r " % device.device_id if device is not None else ""
+                log.warning("remote %s: %sclosed: %s", peer, what, self._closed_why(conn))
         except Exception as e:  # never a traceback per socket
             log.warning("remote %s: closed: %s", peer, one_line("%s: %s" % (type(e).__name__, e), 200))
             conn.transport.abort()
