@@ -79,6 +79,7 @@ class FakeDevice:
             w.append(math.sin(i / 5) * 9.81, math.cos(i / 7), 9.81)
         body = message.encode(w, "json", hmac_key=s["hmacKey"], device_type="UINGEST_FAKE", device_name=device_id)
         self.send({"sampleUploading": True})
+        time.sleep(steps)  # a board's upload takes a while
         conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
         try:
             conn.request(

@@ -5,7 +5,9 @@
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
-  const remote = { snapshot: null, job: null, plottedJob: null, source: null };
+  // job: the recording started from the form ({id, deviceId, stages: the stages it was seen in}), last
+  // once it ended
+  const remote = { snapshot: null, job: null, last: null, plottedJob: null, source: null };
   window.uingestRemote = remote;
 
   const key = () => sessionStorage.getItem("uingest-key");
@@ -112,13 +114,16 @@
     if (!job) return;
     const d = device(job.deviceId);
     if (!d) return;
+    const seen = (stage) => { if (job.stages[job.stages.length - 1] !== stage) job.stages.push(stage); };
     if (d.job && d.job.id === job.id) {
       const j = d.job;
+      seen(j.stage);
       say(j.label + " on " + job.deviceId + ": " + j.stage + (j.progress !== null && j.progress !== undefined ? " " + Math.round(j.progress) + "%" : ""), "running");
       return;
     }
     if (d.lastJob && d.lastJob.id === job.id) {
       const j = d.lastJob;
+      seen(j.stage);
       if (j.stage === "finished") {
         say(j.label + " on " + job.deviceId + ": finished" + (j.sampleId !== null ? ", sample " + j.sampleId : ""), "finished");
         if (j.sampleId !== null && remote.plottedJob !== job.id && window.uingestDashboard && window.uingestDashboard.selectSample) {
@@ -128,6 +133,7 @@
       } else {
         say(j.label + " on " + job.deviceId + ": failed: " + (j.error || "no reason given"), "failed");
       }
+      remote.last = job;
       remote.job = null;
     }
   }
@@ -152,7 +158,7 @@
       cache: "no-store",
     }).then((r) => r.json()).then((reply) => {
       if (!reply.success) { say("refused: " + reply.error, "failed"); return; }
-      remote.job = { id: reply.id, deviceId: id };
+      remote.job = { id: reply.id, deviceId: id, stages: [] };
       say(body.label + " on " + id + ": requested", "running");
       follow();
     }).catch((err) => say("failed: " + err.message, "failed"));
