@@ -1,6 +1,7 @@
 """Hostile WebSocket input against `uingest serve`'s remote management port (the server as its own process):
 bad opcodes, lengths over the bound, unmasked client frames, a hello that is neither JSON nor CBOR, a flood
-of pings from a peer that never reads, a request that is not a WebSocket handshake. Each is one log line,
+of pings from a peer that never reads, a request that is not a WebSocket handshake, a connection that never
+sends one. Each is one log line,
 the server does not crash, its memory stays bounded, and a well-behaved device still connects and is
 sampled after all of them."""
 
@@ -83,12 +84,15 @@ def test_hostile_websocket_input(tmp_path):
         proc = start_serve(
             "--data-dir", str(tmp_path / "d"), "--api-key", API_KEY, "--remote-port", str(port), stderr=log_file
         )
+    silent = socket.create_connection(("127.0.0.1", port), timeout=5)  # never sends its handshake
+    silent_port = silent.getsockname()[1]
     try:
 
         def lines_after(mark):
             time.sleep(0.3)
             text = log_path.read_text()[mark:]
-            return [ln for ln in text.splitlines() if "uingest.remote" in ln]
+            quiet = "127.0.0.1:%d:" % silent_port  # its line comes when it comes
+            return [ln for ln in text.splitlines() if "uingest.remote" in ln and quiet not in ln]
 
         def case(name, send, expect_close=True):
             mark = len(log_path.read_text())
@@ -163,6 +167,10 @@ def test_hostile_websocket_input(tmp_path):
         s.close()
         grown = rss_kb(proc.pid) - before
         assert grown < 30 * 1024, "the server grew %d KB" % grown
+
+        # the connection that never sent its handshake was closed after the open timeout (10 s)
+        assert closed_by_server(silent, timeout=15)
+        assert "127.0.0.1:%d: no WebSocket: no handshake within 10s" % silent_port in log_path.read_text()
 
         # still up, and a device is sampled as usual
         assert proc.poll() is None

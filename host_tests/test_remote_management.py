@@ -228,6 +228,8 @@ def test_refusals_are_studio_style(server):
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     conn.request("POST", "/v1/api/1/device/%s/start-sampling" % DEVICE, b"{oops", {"x-api-key": API_KEY})
     assert json.loads(conn.getresponse().read())["success"] is False
+    conn.request("POST", "/v1/api/1/device/%s/start-sampling" % DEVICE, b" " * 100000, {"x-api-key": API_KEY})
+    assert "over 16384 bytes" in json.loads(conn.getresponse().read())["error"]
     conn.close()
 
     # the sensor defaults to the first; a second request while it runs is refused: busy
@@ -338,3 +340,15 @@ def test_serve_cli_names_the_remote_port(tmp_path):
     assert API_KEY not in log
     log2 = (tmp_path / "log2").read_text()
     assert "cannot listen on port %d" % port in log2 and "Traceback" not in log2
+
+
+def test_a_socket_without_a_hello_is_closed(server, caplog, monkeypatch):
+    from uingest_tools import remote_management
+
+    monkeypatch.setattr(remote_management, "HELLO_TIMEOUT", 0.5)
+    caplog.set_level(logging.INFO, logger="uingest.remote")
+    silent = FakeDevice(server.ws_url)
+    with pytest.raises(ConnectionClosed):
+        silent.recv(timeout=5)
+    assert silent.ws.close_code == 1008
+    assert [r.getMessage() for r in caplog.records if "no hello" in r.getMessage()] != []

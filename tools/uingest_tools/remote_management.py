@@ -327,7 +327,6 @@ class RemoteManagement:
         self._jobs = itertools.count(1)
         self._open = 0  # sockets open, before or after their hello
         self._server = None
-        self._loop = None
         ws_logger = logging.getLogger("uingest.remote.websockets")
         ws_logger.setLevel(logging.WARNING)  # its "server listening", "connection rejected" infos: ours say it
         if not any(isinstance(f, _OneLine) for f in ws_logger.filters):
@@ -416,9 +415,11 @@ class RemoteManagement:
                 """The opening handshake; one line when it fails (not a WebSocket request, too slow)."""
                 try:
                     await super().handshake(*args, **kwargs)
-                except (Exception, asyncio.CancelledError) as e:
-                    log.warning("remote %s: no WebSocket: %s", remote._peer(self), one_line(
-                        str(e) or type(e).__name__, 200))  # fmt: skip
+                except asyncio.CancelledError:  # serve()'s open_timeout
+                    log.warning("remote %s: no WebSocket: no handshake within %gs", remote._peer(self), HELLO_TIMEOUT)
+                    raise
+                except Exception as e:
+                    log.warning("remote %s: no WebSocket: %s", remote._peer(self), one_line(str(e) or repr(e), 200))
                     raise
                 if self.protocol.state is not State.OPEN:
                     exc = self.protocol.handshake_exc
@@ -440,7 +441,6 @@ class RemoteManagement:
                     self.cut = True  # its line is this one
                     self.transport.abort()
 
-        self._loop = asyncio.get_running_loop()
         self._server = await serve(
             self._session,
             self.host,
@@ -736,9 +736,13 @@ class RemoteManagement:
         denied = self._denied(request)
         if denied:
             return denied
-        raw = await request.body()
+        raw = b""
+        async for chunk in request.stream():  # a few hundred bytes; never more than MAX_MESSAGE held
+            raw += chunk
+            if len(raw) > MAX_MESSAGE:
+                return JSONResponse({"success": False, "error": "the body is over %d bytes" % MAX_MESSAGE})
         try:
-            body = json.loads(raw) if len(raw) <= MAX_MESSAGE else None
+            body = json.loads(raw)
         except ValueError:
             body = None
         try:
