@@ -6,11 +6,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Edge Impulse's Node DataForwarder, for host_tests/test_ei_clients.py. Only the package's own files:
 # a full install pulls native modules (sharp, koffi, AWS SDK) that data-forwarder.js never loads;
-# it needs just undici (the version the package pins) next to it.
+# it needs just undici (the version the package pins) next to it. Its remote management client
+# (cli-common/remote-mgmt-service.js, host_tests/test_remote_ei_client.py) takes the ws package it pins.
 NODE_DIR := $(VENV)/node
 NODE_STAMP := $(NODE_DIR)/.installed
 EI_LINUX_VERSION := 1.25.2
 UNDICI_VERSION := 5.29.0
+WS_VERSION := 7.5.10
 
 .PHONY: test demo bench lint clean
 
@@ -27,7 +29,7 @@ $(NODE_STAMP): Makefile
 	npm pack --silent --pack-destination $(NODE_DIR) edge-impulse-linux@$(EI_LINUX_VERSION) >/dev/null
 	tar -xzf $(NODE_DIR)/edge-impulse-linux-$(EI_LINUX_VERSION).tgz -C $(NODE_DIR)/edge-impulse-linux --strip-components=1
 	rm $(NODE_DIR)/edge-impulse-linux-$(EI_LINUX_VERSION).tgz
-	npm install --silent --prefix $(NODE_DIR) --save-exact --ignore-scripts --no-audit --no-fund undici@$(UNDICI_VERSION)
+	npm install --silent --prefix $(NODE_DIR) --save-exact --ignore-scripts --no-audit --no-fund undici@$(UNDICI_VERSION) ws@$(WS_VERSION)
 	touch $@
 
 demo: $(STAMP)

@@ -60,7 +60,7 @@ HOST_LAYERS = [
     # 2-5: the collector, from its pure rules up
     ["uingest_tools.collector_rules"],
     ["uingest_tools.datafolder"],
-    ["uingest_tools.ingestion"],
+    ["uingest_tools.ingestion", "uingest_tools.remote_management"],
     ["uingest_tools.dashboard"],
     # 6: the commands
     [

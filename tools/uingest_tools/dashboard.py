@@ -15,6 +15,15 @@ The page and its assets hold no data and are public. The data is served as JSON 
 - ``GET /api/dashboard/events``: Server-Sent Events; an ``event: summary`` (the summary JSON) when the
   stream opens and whenever samples were stored since (at most 5 a second), a comment every 15 s otherwise.
 
+Remote devices (a separate part of the page, ``dashboard_assets/remote.js``): the devices connected to the
+remote management port (remote_management), each with its type, sensors, last seen, state (idle, sampling,
+uploading) and its recording's progress, and a Record form that starts a recording through the
+Studio-compatible ``POST /v1/api/local/device/{deviceId}/start-sampling`` (the route a script would use):
+
+- ``GET /api/dashboard/remote``: ``{"version", "port", "devices": [...]}``;
+- ``GET /api/dashboard/remote/events``: Server-Sent Events, an ``event: devices`` (that JSON) when the
+  stream opens and at every change (at most 10 a second), on the same Hub as the samples' stream.
+
 The counts (Tally) are the dashboard's own, kept by subscribing to the data folder (``Dashboard.stored``):
 it gives the samples already indexed as it opens, then each new one.
 
@@ -52,10 +61,13 @@ ASSETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dashboard
 ASSETS = {  # URL name -> (file in ASSETS_DIR, media type)
     "dashboard.js": ("dashboard.js", "text/javascript; charset=utf-8"),
     "dashboard.css": ("dashboard.css", "text/css; charset=utf-8"),
+    "remote.js": ("remote.js", "text/javascript; charset=utf-8"),
+    "remote.css": ("remote.css", "text/css; charset=utf-8"),
 }
 MAX_PLOT_POINTS = 2000  # per axis, in /api/dashboard/samples/{id}
 SSE_KEEPALIVE = 15.0  # seconds between comments on an idle event stream
 SSE_MIN_GAP = 0.2  # seconds between two summaries on one event stream
+SSE_DEVICES_GAP = 0.1  # seconds between two device lists on one event stream (progress moves quickly)
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -232,7 +244,61 @@ class Hub:
         self.notify()
 
 
-class Dashboard:
+class RemoteDevices:
+    """The remote devices' part of the dashboard (the module docstring): its own routes and stream, so that
+    the samples' part stays as it is. Mixed into Dashboard (its hub, _denied and _json)."""
+
+    remote = None  # remote_management.RemoteManagement, once show_devices() was called
+
+    def show_devices(self, source) -> None:
+        """source: remote_management.RemoteManagement (snapshot(), subscribers)."""
+        self.remote = source
+        source.subscribers.append(self.hub.notify)
+
+    def remote_routes(self) -> list[Route]:
+        return [
+            Route("/api/dashboard/remote", self.remote_devices, methods=["GET"]),
+            Route("/api/dashboard/remote/events", self.remote_events, methods=["GET"]),
+        ]
+
+    def _remote_snapshot(self) -> dict:
+        return self.remote.snapshot() if self.remote is not None else {"version": 0, "port": None, "devices": []}
+
+    async def remote_devices(self, request: Request) -> Response:
+        return self._denied(request) or self._json(self._remote_snapshot())
+
+    async def remote_events(self, request: Request) -> Response:
+        denied = self._denied(request)
+        if denied:
+            return denied
+        hub = self.hub
+
+        async def stream():
+            loop_event = hub.subscribe()
+            event = loop_event[1]
+            try:
+                yield "retry: 2000\n\n"
+                sent = None
+                while not hub.closing:
+                    event.clear()
+                    snapshot = self._remote_snapshot()
+                    if snapshot["version"] != sent:
+                        sent = snapshot["version"]
+                        yield "event: devices\ndata: %s\n\n" % json.dumps(snapshot, separators=(",", ":"))
+                        await anyio.sleep(SSE_DEVICES_GAP)
+                        continue
+                    with anyio.move_on_after(SSE_KEEPALIVE):
+                        await event.wait()
+                    if not event.is_set():
+                        yield ": keep-alive\n\n"
+            finally:
+                hub.unsubscribe(loop_event)
+
+        headers = dict(_SECURITY_HEADERS, **{"X-Accel-Buffering": "no"})
+        return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
+class Dashboard(RemoteDevices):
     """The dashboard's page, assets and read-only JSON endpoints (see the module docstring)."""
 
     def __init__(self, data_dir: str, api_key: bytes | None):

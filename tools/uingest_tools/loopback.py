@@ -372,10 +372,12 @@ def start_serve(*args: str, port: int = 0, command=SERVE, ssl_context=None, time
     with ssl_context, when given). popen: subprocess.Popen's keywords (env,
     stdout, stderr, text...). Returns the ServeProcess; the caller stops it.
     Raises RuntimeError when the server exits or does not answer within
-    timeout seconds, after killing it."""
+    timeout seconds, after killing it. Without a --remote-port (or --no-remote) in args the remote
+    management server takes a free port, so that servers started side by side never race for 4820."""
     port = port or free_port()
+    remote = () if {"--remote-port", "--no-remote"} & set(args) else ("--remote-port", "0")
     proc = ServeProcess(
-        [*command, "--port", str(port), *args], port, "http" if ssl_context is None else "https", **popen
+        [*command, "--port", str(port), *remote, *args], port, "http" if ssl_context is None else "https", **popen
     )
     deadline = time.monotonic() + timeout
     try:

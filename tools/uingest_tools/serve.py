@@ -7,7 +7,10 @@ accepts under a data folder. The parts, one module each:
   one API key check;
 - collector_rules: what is accepted (messages, labels, file names, file types, categories, multi-labels);
 - datafolder: where and how it is stored (atomic sample files, index.jsonl, the index reader);
-- dashboard: the read-only dashboard at ``/``, kept up to date by subscribing to the data folder.
+- dashboard: the dashboard at ``/``, kept up to date by subscribing to the data folder (and to the remote
+  devices);
+- remote_management: the WebSocket server boards keep open on its own port (``--remote-port``, default
+  4820) and the Studio-compatible routes that start a recording on one (/v1/api/{projectId}/...).
 
 This module assembles them (create_app: each part brings its routes, so a new endpoint is a new module's
 routes), runs them with uvicorn (main, ServerThread) and logs one line per request: the path only, never
@@ -27,6 +30,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -48,6 +52,8 @@ from .connections import (
 from .dashboard import Dashboard
 from .datafolder import DataFolder
 from .ingestion import Ingestion
+from .remote_management import DEFAULT_PORT as DEFAULT_REMOTE_PORT
+from .remote_management import RemoteManagement
 
 log = logging.getLogger("uingest.serve")
 
@@ -108,11 +114,17 @@ def create_app(
     max_body=DEFAULT_MAX_BODY,
     *,
     memory_limit=MEMORY_LIMIT,
+    remote_port=None,
+    remote_host="127.0.0.1",
+    remote_ssl=None,
 ) -> Starlette:
     """The ingestion server as an ASGI app storing into data_dir.
 
     api_key is required unless no_auth. With hmac_key, messages must carry a valid HS256 signature.
     memory_limit: /data bodies larger than this are received into a temp file in data_dir.
+    remote_port: the remote management WebSocket server's port (0: a free one, then
+    ``app.state.remote_management.port`` once the server started; None: none), on remote_host, with TLS
+    when remote_ssl (an ssl.SSLContext) is given. It runs in the server's loop (_Server starts it).
     """
     if not no_auth and not api_key:
         raise ValueError("api_key is required unless no_auth=True")
@@ -120,11 +132,16 @@ def create_app(
         raise ValueError("max_body must be positive")
     key = None if no_auth else (api_key.encode() if isinstance(api_key, str) else api_key)
     dashboard = Dashboard(data_dir, key)
-    folder = DataFolder(data_dir, subscribers=[dashboard.stored])  # reads the index once, for both
+    remote = RemoteManagement(key, hmac_key or None, host=remote_host, port=remote_port, ssl_context=remote_ssl)
+    dashboard.show_devices(remote)
+    folder = DataFolder(data_dir, subscribers=[dashboard.stored, remote.stored])  # reads the index once, for all
     ingestion = Ingestion(folder, key, hmac_key or None, int(max_body), int(memory_limit))
-    app = Starlette(routes=ingestion.routes() + dashboard.routes(), middleware=[Middleware(_LogRequests)])
+    routes = ingestion.routes() + remote.routes() + dashboard.routes() + dashboard.remote_routes()
+    app = Starlette(routes=routes, middleware=[Middleware(_LogRequests)])
     app.state.data_folder = folder
+    app.state.remote_management = remote
     app.state.live_streams = [dashboard.hub]  # each with open() and close(): ended before a shutdown
+    app.state.side_servers = [remote]  # each with async start() and stop(), run in the server's loop
     return app
 
 
@@ -145,20 +162,32 @@ class _Server(uvicorn.Server):
     """uvicorn's server, ending the app's live streams (the dashboard's event streams) before its graceful
     shutdown (which waits for every open response) so that they cannot hold it up."""
 
-    def _live_streams(self) -> list:
+    failed = False  # a side server could not start
+
+    def _state(self, name: str) -> list:
         state = getattr(self.config.app, "state", None)
-        return getattr(state, "live_streams", None) or []
+        return getattr(state, name, None) or []
 
     async def startup(self, sockets=None) -> None:
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(AcceptErrors(loop, self.config.http_protocol_class.limits))
-        for streams in self._live_streams():
+        for streams in self._state("live_streams"):
             streams.open()
+        for side in self._state("side_servers"):  # the remote management WebSocket server
+            try:
+                await side.start()
+            except OSError as e:
+                log.error("remote management: cannot listen on port %s: %s (choose another with --remote-port)",
+                          side.port, e.strerror or e)  # fmt: skip
+                self.failed = self.should_exit = True
+                return
         await super().startup(sockets)
 
     async def shutdown(self, sockets=None) -> None:
-        for streams in self._live_streams():
+        for streams in self._state("live_streams"):
             streams.close()
+        for side in self._state("side_servers"):
+            await side.stop()
         await super().shutdown(sockets)
 
 
@@ -332,6 +361,15 @@ def main(argv=None) -> int:
         "--ssl-certfile", help="serve https with this PEM certificate chain (and key, unless --ssl-keyfile is given)"
     )
     parser.add_argument("--ssl-keyfile", help="PEM private key for --ssl-certfile")
+    parser.add_argument(
+        "--remote-port",
+        type=int,
+        default=DEFAULT_REMOTE_PORT,
+        metavar="PORT",
+        help="remote management: the WebSocket port boards connect to, on --host, wss with --ssl-certfile "
+        "(default %d; 0: any free port, logged)" % DEFAULT_REMOTE_PORT,
+    )
+    parser.add_argument("--no-remote", action="store_true", help="no remote management WebSocket server")
     slow = parser.add_argument_group(
         "slow and idle clients",
         "A connection is closed when its client is too slow (a 408 names the reason); the counts are logged at "
@@ -359,6 +397,8 @@ def main(argv=None) -> int:
         parser.error("--max-connections must be at least 1")
     if args.ssl_keyfile and not args.ssl_certfile:
         parser.error("--ssl-keyfile needs --ssl-certfile")
+    if not 0 <= args.remote_port <= 65535:
+        parser.error("--remote-port must be 0 to 65535")
     api_key, hmac_key = resolve_keys(args)
     if not api_key and not args.no_auth:
         print(
@@ -388,9 +428,20 @@ def main(argv=None) -> int:
         limits.body,
         limits.idle,
     )
+    remote_ssl = None
+    if args.ssl_certfile and not args.no_remote:
+        remote_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        remote_ssl.load_cert_chain(args.ssl_certfile, args.ssl_keyfile)  # startup_problem has checked them
     try:
         app = create_app(
-            args.data_dir, api_key=api_key, hmac_key=hmac_key, no_auth=args.no_auth, max_body=args.max_body
+            args.data_dir,
+            api_key=api_key,
+            hmac_key=hmac_key,
+            no_auth=args.no_auth,
+            max_body=args.max_body,
+            remote_port=None if args.no_remote else args.remote_port,
+            remote_host=args.host,
+            remote_ssl=remote_ssl,
         )
     except OSError as e:
         print("uingest serve: --data-dir %s: %s" % (args.data_dir, e.strerror or e), file=sys.stderr)
@@ -423,14 +474,15 @@ def main(argv=None) -> int:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread: uvicorn handles no signals there either
         previous = None
+    server = _Server(config)
     try:
-        _Server(config).run()
+        server.run()
     except (KeyboardInterrupt, _Terminated):
         pass  # uvicorn has already shut down gracefully: every acknowledged sample is on disk
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    return 0
+    return 1 if server.failed else 0
 
 
 if __name__ == "__main__":

@@ -362,6 +362,7 @@
   }
 
   window.addEventListener("resize", draw);
+  window.uingestDashboard.selectSample = selectSample; // remote.js plots a sample recorded from its form
   draw();
   start();
 })();
