@@ -98,6 +98,59 @@ def _width_of(sensors):
     return len(sensors) if isinstance(sensors, list) and sensors else None
 
 
+class _Walker:
+    """What the CBOR and the JSON walk share: the message's fields decoded (counted against FIELDS_LIMIT) and
+    payload.values checked in place, the last of a repeated key counting as in the decoders. A format gives
+    decode_at(p, limit), each_entry(p, on_entry), is_map(p), is_array(p), skip(p), values(p, width), and
+    check() starts the walk at the top-level map (walk(p): its end)."""
+
+    fields_left = FIELDS_LIMIT
+
+    def field(self, p: int):
+        """The item at p (a field of the message), counted against FIELDS_LIMIT."""
+        try:
+            value, end = self.decode_at(p, self.fields_left)
+        except TooLargeToCheck:
+            raise _fields_too_large()
+        self.fields_left -= end - p
+        return value, end
+
+    def walk(self, p: int) -> int:
+        """Walk the top-level map at p into self.fields and self.rows; its end."""
+        self.fields: dict = {}
+        self.rows = None
+        found = {"width": None}
+
+        def payload_entry(payload):
+            def entry(key, p):
+                if key == "values":
+                    payload.pop("values", None)
+                    if self.is_array(p):
+                        self.rows, p = self.values(p, found["width"])
+                        return p
+                    self.rows = None
+                    return self.skip(p)
+                payload[key], p = self.field(p)
+                if key == "sensors":
+                    found["width"] = _width_of(payload[key])
+                return p
+
+            return entry
+
+        def top_entry(key, p):
+            if key == "payload" and self.is_map(p):
+                self.fields[key] = payload = {}
+                self.rows, found["width"] = None, None  # a repeated key: the last one counts
+                return self.each_entry(p, payload_entry(payload))
+            self.fields[key], p = self.field(p)
+            return p
+
+        return self.each_entry(p, top_entry)
+
+    def result(self) -> tuple[dict, int]:
+        return _finish(self.fields, self.rows)
+
+
 # --- CBOR
 
 _CBOR_NUMBER = (
@@ -170,7 +223,7 @@ def _cbor_end(buf, pos: int, limit: int) -> int:
     return p
 
 
-class _Cbor:
+class _Cbor(_Walker):
     def __init__(self, body):
         self.buf = memoryview(body)
         self.fp = io.BytesIO(body)  # shares body's bytes until written to
@@ -185,15 +238,6 @@ class _Cbor:
         except Exception as e:  # cbor2 raises many kinds; all mean "not CBOR"
             raise InvalidMessage("body is not valid CBOR: %s" % e) from None
 
-    def field(self, p: int):
-        """The item at p (a field of the message), counted against FIELDS_LIMIT."""
-        try:
-            value, end = self.decode_at(p, self.fields_left)
-        except TooLargeToCheck:
-            raise _fields_too_large()
-        self.fields_left -= end - p
-        return value, end
-
     def each_entry(self, p: int, on_entry) -> int:
         """Call on_entry(key, position of its value) -> end of the value, for the map at p; its end."""
         _, count, p = _cbor_head(self.buf, p)
@@ -204,41 +248,22 @@ class _Cbor:
             seen += 1
         return p if count is not None else p + 1
 
+    def is_map(self, p: int) -> bool:
+        return self.buf[p] >> 5 == 5
+
+    def is_array(self, p: int) -> bool:
+        return self.buf[p] >> 5 == 4
+
+    def skip(self, p: int) -> int:
+        return _cbor_end(self.buf, p, len(self.buf))
+
     def check(self) -> tuple[dict, int]:
-        buf = self.buf
-        if not len(buf):
+        if not len(self.buf):
             raise InvalidMessage("body is not valid CBOR: it is empty")
-        if buf[0] >> 5 != 5:
+        if not self.is_map(0):
             raise InvalidMessage("message must be a map")
-        fields: dict = {}
-        found = {"rows": None, "width": None}
-
-        def payload_entry(payload):
-            def entry(key, p):
-                if key == "values":
-                    payload.pop("values", None)
-                    if buf[p] >> 5 == 4:
-                        found["rows"], p = self.values(p, found["width"])
-                        return p
-                    found["rows"] = None
-                    return _cbor_end(buf, p, len(buf))
-                payload[key], p = self.field(p)
-                if key == "sensors":
-                    found["width"] = _width_of(payload[key])
-                return p
-
-            return entry
-
-        def top_entry(key, p):
-            if key == "payload" and buf[p] >> 5 == 5:
-                fields[key] = payload = {}
-                found.update(rows=None, width=None)  # a repeated key: the last one counts, as in cbor2.loads
-                return self.each_entry(p, payload_entry(payload))
-            fields[key], p = self.field(p)
-            return p
-
-        self.each_entry(0, top_entry)
-        return _finish(fields, found["rows"])
+        self.walk(0)  # what follows the message is ignored, as cbor2.loads does
+        return self.result()
 
     def values(self, p: int, width):
         """The rows of the array at p, checked: (_Rows, end of the array)."""
@@ -288,7 +313,7 @@ def _json_rows(width: int):
     return _json_patterns[width]
 
 
-class _Json:
+class _Json(_Walker):
     def __init__(self, body):
         try:
             self.text = bytes(body).decode("utf-8") if not isinstance(body, str) else body
@@ -339,14 +364,6 @@ class _Json:
         except (ValueError, RecursionError) as e:
             raise InvalidMessage("body is not valid JSON: %s" % e) from None
 
-    def field(self, p: int):
-        try:
-            value, end = self.decode_at(p, self.fields_left)
-        except TooLargeToCheck:
-            raise _fields_too_large()
-        self.fields_left -= end - p
-        return value, end
-
     def each_entry(self, p: int, on_entry) -> int:
         """Call on_entry(key, position of its value) -> end of the value, for the object at p; its end."""
         p = self.ws(p + 1)
@@ -368,43 +385,25 @@ class _Json:
             else:
                 raise self.invalid(p, "expected ',' or '}'")
 
+    def is_map(self, p: int) -> bool:
+        return self.at(p) == "{"
+
+    def is_array(self, p: int) -> bool:
+        return self.at(p) == "["
+
+    def skip(self, p: int) -> int:
+        return self.end_of(p, len(self.text))
+
     def check(self) -> tuple[dict, int]:
         p = self.ws(0)
-        if self.at(p) != "{":
+        if not self.is_map(p):
             if p == len(self.text):
                 raise self.invalid(p, "no value")
             raise InvalidMessage("message must be a map")
-        fields: dict = {}
-        found = {"rows": None, "width": None}
-
-        def payload_entry(payload):
-            def entry(key, p):
-                if key == "values":
-                    payload.pop("values", None)
-                    if self.at(p) == "[":
-                        found["rows"], p = self.values(p, found["width"])
-                        return p
-                    found["rows"] = None
-                    return self.end_of(p, len(self.text))
-                payload[key], p = self.field(p)
-                if key == "sensors":
-                    found["width"] = _width_of(payload[key])
-                return p
-
-            return entry
-
-        def top_entry(key, p):
-            if key == "payload" and self.at(p) == "{":
-                fields[key] = payload = {}
-                found.update(rows=None, width=None)  # a repeated key: the last one counts, as in json.loads
-                return self.each_entry(p, payload_entry(payload))
-            fields[key], p = self.field(p)
-            return p
-
-        end = self.ws(self.each_entry(p, top_entry))
+        end = self.ws(self.walk(p))
         if end != len(self.text):
             raise self.invalid(end, "extra data")
-        return _finish(fields, found["rows"])
+        return self.result()
 
     def values(self, p: int, width):
         """The rows of the array at p, checked: (_Rows, end of the array)."""
