@@ -268,34 +268,7 @@ class RemoteDevices:
         return self._denied(request) or self._json(self._remote_snapshot())
 
     async def remote_events(self, request: Request) -> Response:
-        denied = self._denied(request)
-        if denied:
-            return denied
-        hub = self.hub
-
-        async def stream():
-            loop_event = hub.subscribe()
-            event = loop_event[1]
-            try:
-                yield "retry: 2000\n\n"
-                sent = None
-                while not hub.closing:
-                    event.clear()
-                    snapshot = self._remote_snapshot()
-                    if snapshot["version"] != sent:
-                        sent = snapshot["version"]
-                        yield "event: devices\ndata: %s\n\n" % json.dumps(snapshot, separators=(",", ":"))
-                        await anyio.sleep(SSE_DEVICES_GAP)
-                        continue
-                    with anyio.move_on_after(SSE_KEEPALIVE):
-                        await event.wait()
-                    if not event.is_set():
-                        yield ": keep-alive\n\n"
-            finally:
-                hub.unsubscribe(loop_event)
-
-        headers = dict(_SECURITY_HEADERS, **{"X-Accel-Buffering": "no"})
-        return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+        return self._denied(request) or self._event_stream("devices", self._remote_snapshot, SSE_DEVICES_GAP)
 
 
 class Dashboard(RemoteDevices):
@@ -417,10 +390,13 @@ class Dashboard(RemoteDevices):
         return self._json(data)
 
     async def events(self, request: Request) -> Response:
-        denied = self._denied(request)
-        if denied:
-            return denied
-        hub, tally = self.hub, self.tally
+        # bursts of uploads: one summary per SSE_MIN_GAP
+        return self._denied(request) or self._event_stream("summary", self.tally.summary, SSE_MIN_GAP)
+
+    def _event_stream(self, name: str, snapshot, gap: float) -> Response:
+        """Server-Sent Events: event name with snapshot() as JSON whenever its "version" moves (at most one per
+        gap seconds), a keep-alive comment when nothing did for SSE_KEEPALIVE; ends when the hub closes."""
+        hub = self.hub
 
         async def stream():
             loop_event = hub.subscribe()
@@ -430,11 +406,11 @@ class Dashboard(RemoteDevices):
                 sent = None
                 while not hub.closing:
                     event.clear()
-                    if tally.version != sent:
-                        summary = tally.summary()
-                        sent = summary["version"]
-                        yield "event: summary\ndata: %s\n\n" % json.dumps(summary, separators=(",", ":"))
-                        await anyio.sleep(SSE_MIN_GAP)  # bursts of uploads: one summary per gap
+                    current = snapshot()
+                    if current["version"] != sent:
+                        sent = current["version"]
+                        yield "event: %s\ndata: %s\n\n" % (name, json.dumps(current, separators=(",", ":")))
+                        await anyio.sleep(gap)
                         continue
                     with anyio.move_on_after(SSE_KEEPALIVE):
                         await event.wait()
