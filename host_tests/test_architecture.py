@@ -31,8 +31,8 @@ FIRMWARE_LAYERS = [
     ["uingest.http", "uingest.tls", "uingest.tlsip", "uingest.store"],
     # 3: one window posted
     ["uingest.upload"],
-    # 4: the runtime: config check, Wi-Fi, recording a window to flash, the app (recorder, outbox, loop)
-    ["uingest.config", "uingest.wifi", "uingest.flashrecorder", "uingest.app"],
+    # 4: the runtime: config check, Wi-Fi, the WebSocket (Wi-Fi's backoff), recording a window to flash, the app
+    ["uingest.config", "uingest.wifi", "uingest.ws", "uingest.flashrecorder", "uingest.app"],
     # 5: the entry point a board runs
     ["main"],
 ]

@@ -5,8 +5,8 @@ import time
 
 from micropython import const
 
-_BACKOFF_MIN_MS = const(1000)
-_BACKOFF_MAX_MS = const(60000)
+BACKOFF_MIN_MS = const(1000)
+BACKOFF_MAX_MS = const(60000)
 
 
 def _jitter(ms):
@@ -44,7 +44,7 @@ class WifiLink:
         self.ssid = ssid
         self.password = password
         self.timeout_ms = timeout_ms
-        self.backoff_ms = _BACKOFF_MIN_MS
+        self.backoff_ms = BACKOFF_MIN_MS
         self._next_try = None  # ticks_ms of the next reconnect attempt
         self.reconnects = 0
 
@@ -75,18 +75,18 @@ class WifiLink:
         """Called every loop: reconnect when due, never blocking longer than
         one connect attempt; backoff doubles up to a minute after failures."""
         if self.wlan.isconnected():
-            self.backoff_ms = _BACKOFF_MIN_MS
+            self.backoff_ms = BACKOFF_MIN_MS
             return True
         now = time.ticks_ms()
         if self._next_try is not None and time.ticks_diff(self._next_try, now) > 0:
             return False
         self.reconnects += 1
         if self.connect():
-            self.backoff_ms = _BACKOFF_MIN_MS
+            self.backoff_ms = BACKOFF_MIN_MS
             self._next_try = None
             return True
         self._next_try = time.ticks_add(time.ticks_ms(), _jitter(self.backoff_ms))
-        self.backoff_ms = min(self.backoff_ms * 2, _BACKOFF_MAX_MS)
+        self.backoff_ms = min(self.backoff_ms * 2, BACKOFF_MAX_MS)
         return False
 
     def rssi(self):
