@@ -33,7 +33,15 @@ FIRMWARE_LAYERS = [
     ["uingest.upload"],
     # 4: the runtime: config check, Wi-Fi, the WebSocket (Wi-Fi's backoff), recording a window to flash, the app,
     # and remote management on the WebSocket (the app loads it only when asked)
-    ["uingest.config", "uingest.wifi", "uingest.ws", "uingest.flashrecorder", "uingest.remote", "uingest.app"],
+    [
+        "uingest.config",
+        "uingest.wifi",
+        "uingest.ws",
+        "uingest.flashrecorder",
+        "uingest.remote",
+        "uingest.remotehello",
+        "uingest.app",
+    ],
     # 5: the entry point a board runs
     ["main"],
 ]

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from .bundle import BOARDS, build, romboot_args, romfs_image
 from .common import ingest
-from .loopback import FakeServer, LatencyProxy, reply, start_serve
+from .loopback import FakeRemoteManagement, FakeServer, LatencyProxy, reply, start_serve
 from .mpytools import micropython, unix_port_env
 
 # micropython-lib's cbor2 and hmac, the baseline of the message table, are looked for (unless
@@ -216,6 +216,7 @@ def main(argv=None) -> int:
         audio_flash = audio_flash_line(tmp, romfs)
         heap = smallest_heap_line(tmp, romfs)
         app_heap = app_heap_line(tmp, romfs)
+        app_remote_heap = app_heap_line(tmp, romfs, remote=True)
         link = delayed_link_line(tmp, args.link_windows)
         per_device = args.device_windows
         bodies, hdrs = serve_bodies(tmp, max(args.devices, args.load_devices), per_device)
@@ -241,6 +242,7 @@ def main(argv=None) -> int:
     print(audio_flash)
     print(heap)
     print(app_heap)
+    print(app_remote_heap)
     print("\n".join(serve_lines))
     return 0
 
@@ -403,23 +405,53 @@ def smallest_heap_line(bundle_dir: str, romfs: str) -> str:
     )
 
 
-def app_heap_line(bundle_dir: str, romfs: str, windows: int = 5) -> str:
+# the sample request the fake remote management service sends after each hello: one 200x3 window
+REMOTE_REQUEST = {
+    "sample": {
+        "label": "idle",
+        "length": 100,
+        "path": "/api/training/data",
+        "hmacKey": "bench-request-hmac",
+        "interval": 0.5,
+        "sensor": "Accelerometer",
+    }
+}
+
+
+def app_heap_line(bundle_dir: str, romfs: str, windows: int = 5, remote: bool = False) -> str:
     """The smallest heap (see smallest_heaps) with which the whole app
     (main.py as a board runs it: config, store, sampler, Wi-Fi stand-in,
     uingest.app) samples, signs and posts `windows` 200x3 IMU windows on the
-    unix-sim board."""
+    unix-sim board. remote: in mode "both", with a remote management session
+    (loopback.FakeRemoteManagement) that asks for one of the windows, which
+    must be answered sampleFinished."""
     import json
+    import queue
     import tempfile
 
     main = os.path.join(bundle_dir, "main.py")
 
     def app_posts(kb: int, image: str | None) -> bool:
-        with tempfile.TemporaryDirectory() as tmp:
-            with open(os.path.join(tmp, "config.json"), "w") as f:
-                json.dump(cfg, f)
-            # main.py's own folder (the bundle) comes first on the path, as on a board
-            args, env = program_run(main, kb, BOARD_SIM, bundle_dir, image, "config.json", str(windows))
-            run = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp, timeout=60)
+        rm = FakeRemoteManagement(BENCH_API_KEY, [REMOTE_REQUEST]) if remote else None
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                if rm is not None:
+                    cfg.update(mode="both", remote_url=rm.url)
+                with open(os.path.join(tmp, "config.json"), "w") as f:
+                    json.dump(cfg, f)
+                # main.py's own folder (the bundle) comes first on the path, as on a board
+                args, env = program_run(main, kb, BOARD_SIM, bundle_dir, image, "config.json", str(windows))
+                run = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp, timeout=60)
+            if rm is not None:
+                finished = False
+                try:
+                    while not finished:
+                        finished = rm.received.get_nowait().get("sampleFinished") is True
+                except queue.Empty:
+                    return False
+        finally:
+            if rm is not None:
+                rm.close()
         return run.returncode == 0 and (" sent=%d " % windows) in run.stdout
 
     with minimal_responder() as responder:
@@ -434,10 +466,11 @@ def app_heap_line(bundle_dir: str, romfs: str, windows: int = 5) -> str:
             "timeout_ms": 2000,
         }
         found = smallest_heaps(app_posts, romfs, 32, 130)
+    what = " in mode both, one of them asked for by a remote management session," if remote else ""
     return (
-        "whole app (main.py on the unix-sim board: %d signed 200x3 IMU windows sampled and posted), smallest heap "
+        "whole app (main.py on the unix-sim board: %d signed 200x3 IMU windows sampled and posted%s), smallest heap "
         "on the x64 unix port: %s with the .mpy files loaded into the heap, %s with them run in place from ROMFS"
-        % (windows, _heap(found, "mpy", 130), _heap(found, "romfs", 130))
+        % (windows, what, _heap(found, "mpy", 130), _heap(found, "romfs", 130))
     )
 
 
