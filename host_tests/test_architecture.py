@@ -39,7 +39,7 @@ FIRMWARE_LAYERS = [
         "uingest.ws",
         "uingest.flashrecorder",
         "uingest.remote",
-        "uingest.remotehello",
+        "uingest.remotecold",
         "uingest.app",
     ],
     # 5: the entry point a board runs

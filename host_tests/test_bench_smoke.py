@@ -52,6 +52,7 @@ def test_bench_runs_and_prints_every_table():
         "streamed from flash and uploaded",
         "run in place from ROMFS",
         "whole app (main.py on the unix-sim board",
+        "in mode both: one asked for by a remote management session), smallest heap",
         "round trip (a latency proxy)",
         "uingest serve: 2 devices x 2",
     ):

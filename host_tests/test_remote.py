@@ -218,6 +218,18 @@ def test_a_sample_request_is_answered_in_order_and_stored_signed_with_its_key(st
     assert any("sampling at 200 Hz" in line or "at 200 Hz" in line for line in board.lines), board.lines
 
 
+def test_a_long_non_ascii_label_escaped_by_the_server_fits_the_socket_bound(start_board, ingestion, remote):
+    label = "\u00e9t\u00e9 " * 30  # 150 bytes of UTF-8 (the service allows 128 per label: refused by it, not here)
+    label = label.encode()[:126].decode(errors="ignore").strip()
+    board = start_board(ingestion.url, remote.url)
+    assert remote.wait_session(1, 20), board.lines
+    remote.send(request(label, 500, "training"))  # json.dumps escapes each non-ASCII character: \u00e9
+    msgs = replies(remote)
+    assert steps(msgs)[-1] == "sampleFinished", (msgs, board.lines[-5:])
+    assert [e["label"] for e, _ in stored(ingestion.data)] == [label]
+    assert remote.connections == 1
+
+
 def test_a_refused_hello_is_one_line_and_backs_off(start_board, ingestion):
     rm = FakeRemoteManagement(api_key="ei_some_other_key")
     try:

@@ -55,7 +55,6 @@ FIELDS = (
         "wsurl",
         "the remote management URL, ws://host[:port] or wss://...",
     ),
-    ("remote_format", "json", "format", "the remote management session's encoding: 'json' or 'cbor'"),
     # board options, read by boards/<name>/board.py setup()
     ("gyro", OPTIONAL, "bool", "true to add the IMU's gyroscope axes, else false"),
     ("accel_range_g", OPTIONAL, "g", "the accelerometer range: 2, 4, 8 or 16 (g)"),

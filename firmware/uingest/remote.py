@@ -6,9 +6,9 @@
 # when config "mode" is "remote" or "both": a stream-only board never imports
 # it, nor uingest.ws.
 #
-# The hello is JSON or CBOR (config "remote_format"), and the session speaks
-# it; the server's messages are parsed as JSON text only (MicroPython's json):
-# a CBOR session's replies from the server are not understood (see README).
+# The session is JSON text (the protocol's encoding is the hello's, so the
+# server answers in it too): a CBOR session would need a CBOR decoder on the
+# board for the server's messages, heap this module does not spend.
 import json
 import sys
 import time
@@ -16,7 +16,6 @@ import time
 from micropython import const
 
 from . import http, ws
-from .ingest import DATA_CATEGORIES, check_label
 
 _PROGRESS_MS = const(1000)  # a long recording reports its progress this often
 _LONG_MS = const(3000)  # recordings longer than this report progress
@@ -36,26 +35,17 @@ class Remote:
 
     def __init__(self, app, cfg, rows, to_flash):
         self.app = app
-        self.ws = ws.Client(cfg["remote_url"], cfg["timeout_ms"], cfg["ca_file"], cfg["insecure"], 1024)
-        # made once, by a module unloaded right after: the session's fixed parts
-        from . import remotehello
+        # 768: a sample request with a 128-byte label escaped to \uXXXX (~650 bytes) fits; a bigger message
+        # closes the session (it reconnects). 1024 made the whole app's smallest heap 2K larger (bench)
+        self.ws = ws.Client(cfg["remote_url"], cfg["timeout_ms"], cfg["ca_file"], cfg["insecure"], 768)
+        from . import remotecold
 
-        self._hello, self.sensor, self.max_rows = remotehello.hello(app, cfg, rows, to_flash)
-        del sys.modules["uingest.remotehello"]
-        import uingest
-
-        del uingest.remotehello
+        self._hello, self.sensor, self.max_rows = remotecold.hello(app, cfg, rows, to_flash)
+        _unload()
         self.state = CLOSED
         self.pending = None  # an accepted request: (label, category, hmac key, rows)
         self.busy = False  # a request is being recorded or uploaded
         self._t0 = self._said = self._ms = 0
-
-    def _send(self, text):
-        if self.app.cfg["remote_format"] == "cbor":  # the same message, in the session's encoding
-            from . import cbor
-
-            return self.ws.send(cbor.dumps(json.loads(text)), ws.BINARY)
-        return self.ws.send(text)
 
     def serve(self, reconnect=True):
         """Never blocks longer than one connect: reconnect when due (with the
@@ -65,7 +55,7 @@ class Remote:
         c = self.ws
         if c.closed and reconnect and c.ensure():
             self.state = HELLO
-            self._send(self._hello)
+            self.ws.send(self._hello)
         for _ in range(4):
             m = c.poll()
             if m is None:
@@ -97,49 +87,14 @@ class Remote:
             return
         if not isinstance(req, dict) or self.state != OPEN:
             return  # snapshot streaming, model updates, newer fields: not for this board
-        # a sample request: refused with a reason, or accepted and pending
-        length = req.get("length")
-        interval = req.get("interval")
-        label = req.get("label")
-        cfg = self.app.cfg
-        rate = cfg["sample_rate_hz"]
-        path = req.get("path") or "/api/%s/data" % cfg["category"]
-        category = path[5:-5] if path[:5] == "/api/" and path[-5:] == "/data" else None
-        key = req.get("hmacKey") or cfg["hmac_key"]
-        rows = 0
-        why = "length, interval: expected numbers of ms"
-        try:
-            check_label(label)
-            rows = int(length * rate / 1000 + 0.5)
-            interval = 1000 / interval
-            if rows > 0 and interval > 0:
-                why = None
-        except ValueError as e:  # the label's
-            why = str(e)
-        except (TypeError, ZeroDivisionError):
-            pass
-        if self.busy or self.pending is not None:
-            why = "busy: a sample is being recorded"
-        elif req.get("sensor", self.sensor) != self.sensor:
-            why = "unknown sensor: this board has %r" % self.sensor
-        elif why:
-            pass
-        elif rows > self.max_rows:
-            why = "too long: at most %d ms here" % (self.max_rows * 1000 // rate)
-        elif category not in DATA_CATEGORIES:
-            why = "path: expected /api/<%s>/data" % "|".join(DATA_CATEGORIES)
-        elif key is not None and not isinstance(key, str):
-            why = "hmacKey: expected a string"
-        if why:
-            self.app.log("remote: sample refused: %s" % why)
-            self._send('{"sample":false,"error":%s}' % json.dumps(why))
+        if self.busy or self.pending is not None:  # here: a request during a recording loads no module
+            self.app.log("remote: sample refused: busy")
+            self.ws.send('{"sample":false,"error":"busy: a sample is being recorded"}')
             return
-        self.pending = (label, category, key, rows)
-        self._send('{"sample":true}')
-        # the sensor samples at its configured rate only: the nearest one to any asked
-        self.app.log(
-            "remote: sample %r of %s ms for %s, at %s Hz (%g Hz asked)" % (label, length, category, rate, interval)
-        )
+        from . import remotecold
+
+        self.pending = remotecold.request(self, req)  # its checks, and the reply
+        _unload()
 
     def run(self):
         """Record the pending request (through app.record), reporting each
@@ -151,13 +106,13 @@ class Remote:
         self.pending = None
         self.busy = True
         try:
-            self._send('{"sampleStarted":true}')
+            self.ws.send('{"sampleStarted":true}')
             ms = int(rows * 1000 / self.app.cfg["sample_rate_hz"])
             self._ms = ms if ms > _LONG_MS else 0  # 0: too short for progress reports
             self._t0 = self._said = time.ticks_ms()
             try:
                 out = self.app.record(
-                    label, category, key, rows, self.tick, lambda: self._send('{"sampleUploading":true}')
+                    label, category, key, rows, self.tick, lambda: self.ws.send('{"sampleUploading":true}')
                 )
             except OSError as e:
                 out = "the sensor or the flash failed (%s)" % e
@@ -168,13 +123,13 @@ class Remote:
             elif out is None and len(self.app.outbox.store):
                 why = "queued on the board, sent when the service is back"
             elif out is None or out.kind == http.ACCEPTED:  # None: queued behind older windows, all sent now
-                self._send('{"sampleFinished":true}')
+                self.ws.send('{"sampleFinished":true}')
                 self.app.log("remote: sample %r finished" % label)
                 return
             else:
                 why = "upload: %d %s%s" % (out.status, out.detail, " (queued)" if out.kind == http.RETRY else "")
             self.app.log("remote: sample %r: %s" % (label, why))
-            self._send('{"sample":false,"error":%s}' % json.dumps(why))
+            self.ws.send('{"sample":false,"error":%s}' % json.dumps(why))
         finally:
             self.busy = False
 
@@ -188,9 +143,18 @@ class Remote:
             if time.ticks_diff(t, self._said) >= _PROGRESS_MS:
                 self._said = t
                 done = time.ticks_diff(t, self._t0) * 100 // self._ms
-                self._send('{"sampleReading":true,"progressPercentage":%d}' % min(99, done))
+                self.ws.send('{"sampleReading":true,"progressPercentage":%d}' % min(99, done))
         self.serve(False)
 
     def status(self):
         """For the app's status line."""
         return "remote=" + ("closed(%s)" % self.ws.reason[:40], "hello", "open")[self.state]
+
+
+def _unload():
+    # remotecold is loaded when needed and unloaded right after, as the app
+    # does the config check: it would hold heap for as long as the app runs
+    del sys.modules["uingest.remotecold"]
+    import uingest
+
+    delattr(uingest, "remotecold")

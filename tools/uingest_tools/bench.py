@@ -466,7 +466,7 @@ def app_heap_line(bundle_dir: str, romfs: str, windows: int = 5, remote: bool = 
             "timeout_ms": 2000,
         }
         found = smallest_heaps(app_posts, romfs, 32, 130)
-    what = " in mode both, one of them asked for by a remote management session," if remote else ""
+    what = ", in mode both: one asked for by a remote management session" if remote else ""
     return (
         "whole app (main.py on the unix-sim board: %d signed 200x3 IMU windows sampled and posted%s), smallest heap "
         "on the x64 unix port: %s with the .mpy files loaded into the heap, %s with them run in place from ROMFS"
