@@ -215,7 +215,24 @@ def test_a_sample_request_is_answered_in_order_and_stored_signed_with_its_key(st
     assert verify_signature(body, "cbor", REQUEST_KEY) and not verify_signature(body, "cbor", HMAC_KEY)
     payload = decode(body, "cbor")["payload"]
     assert len(payload["values"]) == 4000 // 5 and payload["interval_ms"] == 5
-    assert any("sampling at 200 Hz" in line or "at 200 Hz" in line for line in board.lines), board.lines
+    assert any("at 200 Hz (200 Hz asked)" in line for line in board.lines), board.lines
+    _wait(lambda: any(line.startswith("status: windows=1 ") and " remote=open " in line for line in board.lines), board)
+
+
+def test_a_request_longer_than_the_heap_is_recorded_to_flash(start_board, ingestion, remote):
+    from uingest.cbor import max_row_bytes
+
+    board = start_board(ingestion.url, remote.url, window_ms=100, record_to_flash=True, queue_budget_bytes=65536)
+    assert remote.wait_session(1, 20), board.lines
+    (sensor,) = remote.hellos[0]["sensors"]
+    assert sensor["maxSampleLengthS"] == (65536 - 2048) // max_row_bytes(3, "f") / RATE
+    remote.send(request("wave", 3000, "anomaly"))  # 30 windows' worth: through the 2 KB chunk to flash
+    msgs = replies(remote)
+    assert steps(msgs) == ["sample=True", "sampleStarted", "sampleUploading", "sampleFinished"], msgs
+    ((entry, body),) = stored(ingestion.data)
+    assert entry["label"] == "wave" and entry["category"] == "anomaly", entry
+    assert verify_signature(body, "cbor", REQUEST_KEY)
+    assert len(decode(body, "cbor")["payload"]["values"]) == 600
 
 
 def test_a_long_non_ascii_label_escaped_by_the_server_fits_the_socket_bound(start_board, ingestion, remote):
@@ -324,3 +341,28 @@ def test_a_stream_only_board_never_loads_the_socket(mpy, firmware, tmp_path, ing
     out = proc.stdout.decode()
     mods = [line for line in out.split("\n") if line.startswith("modules")][0]
     assert "uingest.ws" not in mods and "uingest.remote" not in mods and "uingest.app" in mods, out
+
+
+@pytest.mark.parametrize(
+    "fields, problem",
+    [
+        ({"mode": "remote-only"}, "config: mode: expected 'stream'"),
+        ({"mode": "remote", "remote_url": "http://127.0.0.1:4820"}, "config: remote_url: expected the remote"),
+        ({"mode": "remote", "remote_url": "wss://remote-mgmt.edgeimpulse.com"}, "config: ca_file: a wss remote_url"),
+    ],
+)
+def test_config_checks_the_remote_fields(fields, problem):
+    from uingest import config
+
+    raw = {"board": "unix-sim", "api_key": API_KEY, "labels": ["idle"], "url": "http://127.0.0.1:4810"}
+    raw.update(fields)
+    _, problems = config.validate(raw)
+    assert len(problems) == 1 and problems[0].startswith(problem), problems
+
+
+def test_a_stream_board_needs_no_ca_for_the_default_remote_url():
+    from uingest import config
+
+    raw = {"board": "unix-sim", "api_key": API_KEY, "labels": ["idle"], "url": "http://127.0.0.1:4810"}
+    cfg, problems = config.validate(raw)
+    assert problems == [] and cfg["mode"] == "stream" and cfg["remote_url"] == "wss://remote-mgmt.edgeimpulse.com"
