@@ -261,6 +261,15 @@ def test_a_refused_hello_is_one_line_and_backs_off(start_board, ingestion):
         rm.close()
 
 
+def test_an_unreachable_service_is_one_line_and_backs_off(start_board, ingestion):
+    from uingest_tools.loopback import free_port
+
+    board = start_board(ingestion.url, "ws://127.0.0.1:%d" % free_port())
+    time.sleep(3.5)
+    lines = [line for line in board.lines if line.startswith("remote:")]
+    assert len(lines) == 1 and lines[0].startswith("remote: closed: connection refused"), board.lines
+
+
 def test_unknown_sensor_too_long_and_unknown_messages_are_refused_or_ignored(start_board, ingestion, remote):
     board = start_board(ingestion.url, remote.url)
     assert remote.wait_session(1, 20), board.lines

@@ -281,7 +281,7 @@ class App:
             self.record(self.label, cfg["category"], cfg["hmac_key"])
             return
         r.serve()
-        if r.pending is not None:
+        if r.pending:
             r.run()
         elif cfg["mode"] == "both":
             self.record(self.label, cfg["category"], cfg["hmac_key"], None, r.tick)

@@ -43,9 +43,11 @@ class Remote:
         self._hello, self.sensor, self.max_rows = remotecold.hello(app, cfg, rows, to_flash)
         _unload()
         self.state = CLOSED
-        self.pending = None  # an accepted request: (label, category, hmac key, rows)
-        self.busy = False  # a request is being recorded or uploaded
+        # an accepted request: (label, category, hmac key, rows); () while it
+        # is recorded and uploaded (busy); None: none
+        self.pending = None
         self._t0 = self._said = self._ms = 0
+        self._why = ""  # the last reason said for being closed
 
     def serve(self, reconnect=True):
         """Never blocks longer than one connect: reconnect when due (with the
@@ -61,8 +63,9 @@ class Remote:
             if m is None:
                 break
             self._message(m[1])
-        if c.closed and self.state != CLOSED:  # says once that the session ended, and why
+        if c.closed and (self.state != CLOSED or c.reason != self._why):  # says once why it is closed
             self.state = CLOSED
+            self._why = c.reason
             self.app.log("remote: closed: %s; again in ~%d s" % (c.reason, c.backoff_ms // 2000))
 
     def _message(self, data):
@@ -77,17 +80,19 @@ class Remote:
         if isinstance(msg, dict) and "hello" in msg and self.state == HELLO:
             if msg["hello"] is True:
                 self.state = OPEN
+                self._why = ""  # the next failure is news, even the same as before
                 self.app.log("remote: session open, sensor %r" % self.sensor)
                 return
             # one line; the server closes, and each next try waits longer
             self.state = CLOSED
-            self.ws.close("hello refused")
+            self._why = "hello refused"  # said here, not again by serve()
+            self.ws.close(self._why)
             why = "".join(c if " " <= c <= "~" else "?" for c in str(msg.get("err"))[:80])
             self.app.log("remote: hello refused: %s; again in ~%d s" % (why, self.ws.backoff_ms // 2000))
             return
         if not isinstance(req, dict) or self.state != OPEN:
             return  # snapshot streaming, model updates, newer fields: not for this board
-        if self.busy or self.pending is not None:  # here: a request during a recording loads no module
+        if self.pending is not None:  # busy; here: a request during a recording loads no module
             self.app.log("remote: sample refused: busy")
             self.ws.send('{"sample":false,"error":"busy: a sample is being recorded"}')
             return
@@ -100,11 +105,10 @@ class Remote:
         """Record the pending request (through app.record), reporting each
         step; the socket is served from inside the recording (tick)."""
         req = self.pending
-        if req is None:
+        if not req:
             return
         label, category, key, rows = req
-        self.pending = None
-        self.busy = True
+        self.pending = ()
         try:
             self.ws.send('{"sampleStarted":true}')
             ms = int(rows * 1000 / self.app.cfg["sample_rate_hz"])
@@ -131,7 +135,7 @@ class Remote:
             self.app.log("remote: sample %r: %s" % (label, why))
             self.ws.send('{"sample":false,"error":%s}' % json.dumps(why))
         finally:
-            self.busy = False
+            self.pending = None
 
     def tick(self):
         """Called by the sampler between samples (every 256, or per chunk
