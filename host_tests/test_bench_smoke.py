@@ -53,6 +53,8 @@ def test_bench_runs_and_prints_every_table():
         "run in place from ROMFS",
         "whole app (main.py on the unix-sim board",
         "in mode both: one asked for by a remote management session), smallest heap",
+        "TLS to the ingestion service), smallest heap",
+        "in mode both: one asked for by a remote management session, TLS to both services), smallest heap",
         "round trip (a latency proxy)",
         "uingest serve: 2 devices x 2",
     ):

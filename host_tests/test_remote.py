@@ -6,6 +6,7 @@ unix port (firmware/main.py of the bundle, the unix-sim board)."""
 
 import json
 import os
+import queue
 import subprocess
 import threading
 import time
@@ -87,9 +88,9 @@ class OnCPython:
 class OnMicroPython:
     """firmware/main.py of the bundle on the unix port, as a board runs it."""
 
-    def __init__(self, d, cfg_path, firmware, exe):
+    def __init__(self, d, cfg_path, firmware, exe, heap="128K"):
         env = unix_port_env(firmware, BOARD)
-        args = [exe, "-X", "heapsize=128K", os.path.join(firmware, "main.py"), cfg_path]
+        args = [exe, "-X", "heapsize=" + heap, os.path.join(firmware, "main.py"), cfg_path]
         self.proc = subprocess.Popen(
             args, cwd=d, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
@@ -114,7 +115,7 @@ def start_board(request, tmp_path):
     (.lines, stop()); stopped at the end of the test."""
     boards = []
 
-    def start(ingest_url, remote_url, **kw):
+    def start(ingest_url, remote_url, heap="128K", **kw):
         d = str(tmp_path)
         path = config(d, ingest_url, remote_url, **kw)
         if request.param == "cpython":
@@ -122,7 +123,7 @@ def start_board(request, tmp_path):
         else:
             firmware = request.getfixturevalue("firmware")
             mpy = request.getfixturevalue("mpy")
-            b = OnMicroPython(d, path, firmware, mpy.exe)
+            b = OnMicroPython(d, path, firmware, mpy.exe, heap)
         boards.append(b)
         return b
 
@@ -245,6 +246,39 @@ def test_a_long_non_ascii_label_escaped_by_the_server_fits_the_socket_bound(star
     assert steps(msgs)[-1] == "sampleFinished", (msgs, board.lines[-5:])
     assert [e["label"] for e, _ in stored(ingestion.data)] == [label]
     assert remote.connections == 1
+
+
+def test_tls_to_both_services_with_one_ca_file(start_board, tmp_path):
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()  # ECDSA P-256: mbedTLS takes it
+    ca_file = str(tmp_path / "ca.pem")
+    ca.cert_pem.write_to_path(ca_file)
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    server_pem = str(tmp_path / "server.pem")
+    cert.private_key_and_cert_chain_pem.write_to_path(server_pem)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert.configure_cert(ctx)
+    data = str(tmp_path / "data")
+    srv = ServerThread(create_app(data, api_key=API_KEY), ssl_certfile=server_pem).start()
+    rm = FakeRemoteManagement(api_key=API_KEY, tls=ctx)
+    try:
+        assert srv.url.startswith("https://") and rm.url.startswith("wss://")
+        # 128K is too small here with this 5 s window: TLS to both services (README, the bench)
+        board = start_board(srv.url, rm.url, ca_file=ca_file, heap="160K")
+        assert rm.wait_session(1, 30), board.lines
+        rm.send(request("wave", 500, "training"))
+        try:
+            msgs = replies(rm, 30)
+        except queue.Empty:
+            raise AssertionError(board.lines)
+        assert steps(msgs)[-1] == "sampleFinished", (msgs, board.lines[-5:])
+        assert [e["label"] for e, _ in stored(data)] == ["wave"]
+    finally:
+        rm.close()
+        srv.stop()
 
 
 def test_a_refused_hello_is_one_line_and_backs_off(start_board, ingestion):

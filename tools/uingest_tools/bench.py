@@ -217,6 +217,8 @@ def main(argv=None) -> int:
         heap = smallest_heap_line(tmp, romfs)
         app_heap = app_heap_line(tmp, romfs)
         app_remote_heap = app_heap_line(tmp, romfs, remote=True)
+        app_tls_heap = app_heap_line(tmp, romfs, tls=True)
+        app_remote_tls_heap = app_heap_line(tmp, romfs, remote=True, tls=True)
         link = delayed_link_line(tmp, args.link_windows)
         per_device = args.device_windows
         bodies, hdrs = serve_bodies(tmp, max(args.devices, args.load_devices), per_device)
@@ -243,6 +245,8 @@ def main(argv=None) -> int:
     print(heap)
     print(app_heap)
     print(app_remote_heap)
+    print(app_tls_heap)
+    print(app_remote_tls_heap)
     print("\n".join(serve_lines))
     return 0
 
@@ -418,21 +422,24 @@ REMOTE_REQUEST = {
 }
 
 
-def app_heap_line(bundle_dir: str, romfs: str, windows: int = 5, remote: bool = False) -> str:
+def app_heap_line(bundle_dir: str, romfs: str, windows: int = 5, remote: bool = False, tls: bool = False) -> str:
     """The smallest heap (see smallest_heaps) with which the whole app
     (main.py as a board runs it: config, store, sampler, Wi-Fi stand-in,
     uingest.app) samples, signs and posts `windows` 200x3 IMU windows on the
     unix-sim board. remote: in mode "both", with a remote management session
     (loopback.FakeRemoteManagement) that asks for one of the windows, which
-    must be answered sampleFinished."""
+    must be answered sampleFinished. tls: every service over TLS (https, and
+    wss for remote management), verified with one ca_file (a trustme CA)."""
     import json
     import queue
+    import ssl
     import tempfile
 
     main = os.path.join(bundle_dir, "main.py")
+    server_ctx = None
 
     def app_posts(kb: int, image: str | None) -> bool:
-        rm = FakeRemoteManagement(BENCH_API_KEY, [REMOTE_REQUEST]) if remote else None
+        rm = FakeRemoteManagement(BENCH_API_KEY, [REMOTE_REQUEST], tls=server_ctx) if remote else None
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 if rm is not None:
@@ -454,10 +461,9 @@ def app_heap_line(bundle_dir: str, romfs: str, windows: int = 5, remote: bool = 
                 rm.close()
         return run.returncode == 0 and (" sent=%d " % windows) in run.stdout
 
-    with minimal_responder() as responder:
+    with tempfile.TemporaryDirectory() as pki:
         cfg = {
             "board": "unix-sim",
-            "url": responder.url,
             "api_key": BENCH_API_KEY,
             "hmac_key": "bench-hmac",
             "labels": ["idle"],
@@ -465,12 +471,24 @@ def app_heap_line(bundle_dir: str, romfs: str, windows: int = 5, remote: bool = 
             "sample_rate_hz": 2000,
             "timeout_ms": 2000,
         }
-        found = smallest_heaps(app_posts, romfs, 32, 130)
+        if tls:
+            import trustme
+
+            ca = trustme.CA()
+            cfg["ca_file"] = os.path.join(pki, "ca.pem")
+            ca.cert_pem.write_to_path(cfg["ca_file"])
+            server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+        with minimal_responder(server_ctx) as responder:
+            cfg["url"] = responder.url
+            found = smallest_heaps(app_posts, romfs, 32, 190)
     what = ", in mode both: one asked for by a remote management session" if remote else ""
+    if tls:
+        what += ", TLS to %s" % ("both services" if remote else "the ingestion service")
     return (
         "whole app (main.py on the unix-sim board: %d signed 200x3 IMU windows sampled and posted%s), smallest heap "
         "on the x64 unix port: %s with the .mpy files loaded into the heap, %s with them run in place from ROMFS"
-        % (windows, what, _heap(found, "mpy", 130), _heap(found, "romfs", 130))
+        % (windows, what, _heap(found, "mpy", 190), _heap(found, "romfs", 190))
     )
 
 

@@ -253,20 +253,28 @@ class FakeRemoteManagement(Listener):
     closed. Then send(obj) sends to the newest session and next() returns
     the device's messages in order, decoded. .connections counts every TCP
     connection, .hellos every hello; on_hello: messages sent after each
-    accepted hello (the bench's sample request). drop() cuts the session."""
+    accepted hello (the bench's sample request). drop() cuts the session.
+    tls: an ssl.SSLContext to serve wss:// with."""
 
-    def __init__(self, api_key=None, on_hello=(), port=0):
+    def __init__(self, api_key=None, on_hello=(), port=0, tls=None):
         self.api_key = api_key
+        self.tls = tls
         self.on_hello = list(on_hello)
         self.hellos = []
         self.received = queue.Queue()
         self.session = None
         self._send_lock = threading.Lock()
         super().__init__(port)
-        self.url = "ws://127.0.0.1:%d" % self.port
+        self.url = "%s://127.0.0.1:%d" % ("ws" if tls is None else "wss", self.port)
 
     def handle(self, conn, number):
         _nodelay(conn)
+        if self.tls is not None:
+            try:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            except OSError:
+                conn.close()
+                return
         f = conn.makefile("rb")
         try:
             f.readline()  # GET ... HTTP/1.1
