@@ -7,6 +7,7 @@ unix port (firmware/main.py of the bundle, the unix-sim board)."""
 import json
 import os
 import queue
+import re
 import subprocess
 import threading
 import time
@@ -360,6 +361,8 @@ def test_both_services_going_away_the_board_reconnects_and_keeps_its_queue(start
     assert all(verify_signature(b, "cbor", HMAC_KEY) for _, b in samples)
     assert [e["label"] for e, _ in samples].count("wave") == 1
     assert any("remote: closed" in line for line in lines), lines
+    # the status line shows the session with the last window's sampler figures
+    assert any(re.search(r" remote=open late_max=\d+us missed=\d+ free=", line) for line in lines), lines
     assert not any(" lost=1" in line or "dropped=1" in line for line in lines)
 
 

@@ -427,7 +427,10 @@ def main(config_path="config.json", max_windows=None, board=None, log=print):
         wdt = WDT(timeout=wdt_ms)
     gc.collect()  # imports and boot leave garbage: clear it before the long-lived buffers are placed
     app = App(cfg, hw, link, board.DEVICE_TYPE, log, wdt)
-    log("uingest: %s record=%s" % (cfg.pop("_summary"), "ram" if type(app.recorder) is Recorder else "flash"))
+    log(
+        "uingest: %s record=%s mode=%s"
+        % (cfg.pop("_summary"), "ram" if type(app.recorder) is Recorder else "flash", cfg["mode"])
+    )
     try:
         while max_windows is None or app.windows < max_windows:
             n = app.windows

@@ -151,8 +151,15 @@ class Remote:
         self.serve(False)
 
     def status(self):
-        """For the app's status line."""
-        return "remote=" + ("closed(%s)" % self.ws.reason[:40], "hello", "open")[self.state]
+        """For the app's status line: the session, and the last window's
+        sampler figures (the socket is served between samples: it must not
+        make them late)."""
+        sm = self.app.recorder.sampler
+        return "remote=%s late_max=%dus missed=%d" % (
+            ("closed(%s)" % self.ws.reason[:40], "hello", "open")[self.state],
+            sm.late_max_us,
+            sm.missed,
+        )
 
 
 def _unload():
