@@ -9,13 +9,14 @@
 # The session is JSON text (the protocol's encoding is the hello's, so the
 # server answers in it too): a CBOR session would need a CBOR decoder on the
 # board for the server's messages, heap this module does not spend.
+import gc
 import json
 import sys
 import time
 
 from micropython import const
 
-from . import http, ws
+from . import ws
 
 _PROGRESS_MS = const(1000)  # a long recording reports its progress this often
 _LONG_MS = const(3000)  # recordings longer than this report progress
@@ -38,10 +39,7 @@ class Remote:
         # 768: a sample request with a 128-byte label escaped to \uXXXX (~650 bytes) fits; a bigger message
         # closes the session (it reconnects). 1024 made the whole app's smallest heap 2K larger (bench)
         self.ws = ws.Client(cfg["remote_url"], cfg["timeout_ms"], cfg["ca_file"], cfg["insecure"], 768)
-        from . import remotecold
-
-        self._hello, self.sensor, self.max_rows = remotecold.hello(app, cfg, rows, to_flash)
-        _unload()
+        self._hello, self.sensor, self.max_rows = self._cold("hello", (cfg, rows, to_flash))
         self.state = CLOSED
         # an accepted request: (label, category, hmac key, rows); () while it
         # is recorded and uploaded (busy); None: none
@@ -82,13 +80,9 @@ class Remote:
                 self.state = OPEN
                 self._why = ""  # the next failure is news, even the same as before
                 self.app.log("remote: session open, sensor %r" % self.sensor)
-                return
-            # one line; the server closes, and each next try waits longer
-            self.state = CLOSED
-            self._why = "hello refused"  # said here, not again by serve()
-            self.ws.close(self._why)
-            why = "".join(c if " " <= c <= "~" else "?" for c in str(msg.get("err"))[:80])
-            self.app.log("remote: hello refused: %s; again in ~%d s" % (why, self.ws.backoff_ms // 2000))
+            else:
+                self.state = CLOSED
+                self._cold("refused", msg)
             return
         if not isinstance(req, dict) or self.state != OPEN:
             return  # snapshot streaming, model updates, newer fields: not for this board
@@ -96,10 +90,21 @@ class Remote:
             self.app.log("remote: sample refused: busy")
             self.ws.send('{"sample":false,"error":"busy: a sample is being recorded"}')
             return
+        self.pending = self._cold("request", req)  # its checks, and the reply
+
+    def _cold(self, name, arg):
+        # remotecold's function name(self, arg): the module is loaded when
+        # needed and unloaded right after, as the app does the config check
+        gc.collect()  # room for the module: the request's JSON left garbage
         from . import remotecold
 
-        self.pending = remotecold.request(self, req)  # its checks, and the reply
-        _unload()
+        try:
+            return getattr(remotecold, name)(self, arg)
+        finally:
+            del sys.modules["uingest.remotecold"]
+            import uingest
+
+            delattr(uingest, "remotecold")
 
     def run(self):
         """Record the pending request (through app.record), reporting each
@@ -122,18 +127,7 @@ class Remote:
                 out = "the sensor or the flash failed (%s)" % e
             self._ms = 0
             self.serve()  # what came during the upload: a request now is busy
-            if isinstance(out, str):
-                why = "not sent: " + out
-            elif out is None and len(self.app.outbox.store):
-                why = "queued on the board, sent when the service is back"
-            elif out is None or out.kind == http.ACCEPTED:  # None: queued behind older windows, all sent now
-                self.ws.send('{"sampleFinished":true}')
-                self.app.log("remote: sample %r finished" % label)
-                return
-            else:
-                why = "upload: %d %s%s" % (out.status, out.detail, " (queued)" if out.kind == http.RETRY else "")
-            self.app.log("remote: sample %r: %s" % (label, why))
-            self.ws.send('{"sample":false,"error":%s}' % json.dumps(why))
+            self._cold("finished", (label, out))
         finally:
             self.pending = None
 
@@ -160,12 +154,3 @@ class Remote:
             sm.late_max_us,
             sm.missed,
         )
-
-
-def _unload():
-    # remotecold is loaded when needed and unloaded right after, as the app
-    # does the config check: it would hold heap for as long as the app runs
-    del sys.modules["uingest.remotecold"]
-    import uingest
-
-    delattr(uingest, "remotecold")

@@ -1,16 +1,21 @@
 # The cold path of a remote management session (uingest.remote): the hello,
-# made once when the session is set up, and a sample request's checks. Loaded
+# made once when the session is set up, a refused hello, a sample request's
+# checks and its last reply. Loaded
 # when needed, and unloaded right after: held, it would cost the heap of every
 # board in remote mode for as long as the app runs.
 import json
 
+from . import http
 from .ingest import DATA_CATEGORIES, check_label
 
 
-def hello(app, cfg, rows, to_flash):
+def hello(r, arg):
     """(the hello as JSON text, the name of the board's one sensor entry, the
     longest recording in rows: the RAM window's rows, or with to_flash what
-    the queue's budget holds)."""
+    the queue's budget holds) for r (a remote.Remote); arg: (cfg, rows,
+    to_flash)."""
+    cfg, rows, to_flash = arg
+    app = r.app
     s = app.hw.sensor
     if to_flash:
         if cfg["format"] == "cbor":
@@ -90,6 +95,34 @@ def request(r, req):
     # the sensor samples at its configured rate only: the nearest one to any asked
     r.app.log("remote: sample %r of %s ms for %s, at %s Hz (%g Hz asked)" % (label, length, category, rate, interval))
     return label, category, key, rows
+
+
+def refused(r, msg):
+    """A refused hello: one line; the server closes, and each next try waits
+    longer (uingest.ws's backoff)."""
+    r._why = "hello refused"  # said here, not again by serve()
+    r.ws.close(r._why)
+    why = "".join(c if " " <= c <= "~" else "?" for c in str(msg.get("err"))[:80])
+    r.app.log("remote: hello refused: %s; again in ~%d s" % (why, r.ws.backoff_ms // 2000))
+
+
+def finished(r, arg):
+    """The last reply to a request recorded by app.record; arg: (label, what
+    app.record returned: an http.Outcome, None when queued, or why it was
+    not sent)."""
+    label, out = arg
+    if isinstance(out, str):
+        why = "not sent: " + out
+    elif out is None and len(r.app.outbox.store):
+        why = "queued on the board, sent when the service is back"
+    elif out is None or out.kind == http.ACCEPTED:  # None: queued behind older windows, all sent now
+        r.ws.send('{"sampleFinished":true}')
+        r.app.log("remote: sample %r finished" % label)
+        return
+    else:
+        why = "upload: %d %s%s" % (out.status, out.detail, " (queued)" if out.kind == http.RETRY else "")
+    r.app.log("remote: sample %r: %s" % (label, why))
+    r.ws.send('{"sample":false,"error":%s}' % json.dumps(why))
 
 
 def _unique_id():
