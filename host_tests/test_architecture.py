@@ -31,8 +31,17 @@ FIRMWARE_LAYERS = [
     ["uingest.http", "uingest.tls", "uingest.tlsip", "uingest.store"],
     # 3: one window posted
     ["uingest.upload"],
-    # 4: the runtime: config check, Wi-Fi, the WebSocket (Wi-Fi's backoff), recording a window to flash, the app
-    ["uingest.config", "uingest.wifi", "uingest.ws", "uingest.flashrecorder", "uingest.app"],
+    # 4: the runtime: config check, Wi-Fi, the WebSocket (Wi-Fi's backoff), recording a window to flash, the app,
+    # and remote management on the WebSocket (the app loads it only when asked)
+    [
+        "uingest.config",
+        "uingest.wifi",
+        "uingest.ws",
+        "uingest.flashrecorder",
+        "uingest.remote",
+        "uingest.remotecold",
+        "uingest.app",
+    ],
     # 5: the entry point a board runs
     ["main"],
 ]

@@ -53,6 +53,9 @@ def test_bench_runs_and_prints_every_table():
         "streamed from flash and uploaded",
         "run in place from ROMFS",
         "whole app (main.py on the unix-sim board",
+        "in mode both: one asked for by a remote management session), smallest heap",
+        "TLS to the ingestion service), smallest heap",
+        "in mode both: one asked for by a remote management session, TLS to both services), smallest heap",
         "round trip (a latency proxy)",
         "uingest serve: 2 devices x 2",
     ):

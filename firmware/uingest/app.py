@@ -55,17 +55,18 @@ class Recorder:
     """Samples each window into one Window in RAM. A recorder is chosen once,
     at start: this one, or flashrecorder.FlashRecorder for a window too long
     for the heap. Both have .window, record(sensor, feed) (sample the next
-    window, feeding the watchdog with feed() when it is not None; returns the
-    window) and close()."""
+    window, feeding the watchdog with feed() when it is not None; rows: this
+    many instead of a whole window; returns the window) and close()."""
 
     def __init__(self, window, sampler):
         self.window = window
         self.sampler = sampler
+        self.rows = window.capacity
 
-    def record(self, sensor, feed=None):
+    def record(self, sensor, feed=None, rows=None):
         w = self.window
+        w.clear(rows or self.rows)  # rows: a remote request's length, at most the window's
         if hasattr(sensor, "fill"):
-            w.clear()
             sensor.fill(w)  # audio: DMA-sized reads straight into the window
         else:
             self.sampler.start()
@@ -96,6 +97,7 @@ class Outbox:
         self.counts = {http.ACCEPTED: 0, http.RETRY: 0, http.REJECTED: 0}
         self.lost = 0
         self._hold_until = None  # ticks_ms before which the server asked us not to send (Retry-After)
+        self.last = None  # the outcome of the last send(): an http.Outcome, None when it was queued
 
     def _post(self, body, label, category):
         self._led(True)
@@ -113,8 +115,9 @@ class Outbox:
         nothing waits before it, else queue it. Returns whether the queue may
         be drained now (see drain)."""
         up = up and not self._holding()
+        self.last = None
         if up and len(self.store) == 0:
-            out = self._post(msg, label, category)
+            out = self.last = self._post(msg, label, category)
             self._count(out, n)
             if out.kind == http.RETRY:
                 self._queue(msg, label, category, n)
@@ -226,6 +229,11 @@ class App:
             # a press during sampling is caught by the interrupt, acted on
             # between windows; the handler only sets a flag (no allocation)
             b.irq(handler=self._on_press, trigger=getattr(b, "IRQ_FALLING", 2))  # pressed pulls to ground
+        self.remote = None
+        if cfg["mode"] != "stream":  # a stream-only board never loads the socket
+            from .remote import Remote
+
+            self.remote = Remote(self, cfg, rows, to_flash)
 
     def _on_press(self, pin):
         self._pressed = True
@@ -261,31 +269,51 @@ class App:
             led.on() if on else led.off()
 
     def step(self):
-        """Sample one window, then send it and whatever waits on flash."""
+        """One turn of the loop. Mode "stream": sample one window, then send
+        it and whatever waits on flash. "both": the same, the remote session
+        served between windows and from inside them (the sampler's tick), a
+        request recorded between two. "remote": the session only, idle on
+        the socket until a request comes."""
         self._inputs()
-        window = self.recorder.record(self.hw.sensor, self.feed if self.wdt is not None else None)
+        r = self.remote
+        cfg = self.cfg
+        if r is None:
+            self.record(self.label, cfg["category"], cfg["hmac_key"])
+            return
+        r.serve()
+        if r.pending:
+            r.run()
+        elif cfg["mode"] == "both":
+            self.record(self.label, cfg["category"], cfg["hmac_key"], None, r.tick)
+        else:
+            time.sleep_ms(20)
+
+    def record(self, label, category, hmac_key, rows=None, tick=None, uploading=None):
+        """Sample a window (rows: fewer than a whole one), sign it with
+        hmac_key, send it and whatever waits on flash. tick() is called
+        inside the window (else the watchdog's feed), uploading() before the
+        post. Returns the post's http.Outcome, None when the window was
+        queued, or why it was skipped (a str)."""
+        feed = tick or (self.feed if self.wdt is not None else None)
+        window = self.recorder.record(self.hw.sensor, feed, rows)
         gc.collect()  # sampling leaves garbage; free it before the upload needs RAM
-        label, category = self.label, self.cfg["category"]
         self.windows += 1
         try:
-            msg = Message(
-                window,
-                self.cfg["format"],
-                self.cfg["hmac_key"],
-                self.device_type,
-                self.device_name,
-                _unix_time(),
-            )
+            msg = Message(window, self.cfg["format"], hmac_key, self.device_type, self.device_name, _unix_time())
             msg.prepare()  # signs once: a sample the format cannot carry shows up here
         except ValueError as e:
             self.skipped += 1
             self.log("window %d skipped: %s" % (self.windows, e))
-            return
-        up = self.outbox.send(msg, label, category, self.link.ensure(), self.windows)
+            return str(e)
+        if uploading is not None:
+            uploading()
+        out = self.outbox
+        up = out.send(msg, label, category, self.link.ensure(), self.windows)
         msg = None  # not held while the queue drains
         if up:
-            self.outbox.drain(self.windows)
+            out.drain(self.windows)
         gc.collect()
+        return out.last
 
     def feed(self):
         if self.wdt is not None:
@@ -295,7 +323,7 @@ class App:
         out = self.outbox
         return (
             "status: windows=%d sent=%d retry=%d rejected=%d queued=%d dropped=%d skipped=%d lost=%d"
-            " label=%s %s free=%d"
+            " label=%s %s%s free=%d"
             % (
                 self.windows,
                 out.counts[http.ACCEPTED],
@@ -307,6 +335,7 @@ class App:
                 out.lost,
                 self.label,
                 self.link.status(),
+                "" if self.remote is None else " " + self.remote.status(),
                 gc.mem_free(),
             )
         )
@@ -314,6 +343,8 @@ class App:
     def close(self):
         self.outbox.client.close()
         self.recorder.close()
+        if self.remote is not None:
+            self.remote.ws.close()
 
 
 def _errno(e):
@@ -396,9 +427,13 @@ def main(config_path="config.json", max_windows=None, board=None, log=print):
         wdt = WDT(timeout=wdt_ms)
     gc.collect()  # imports and boot leave garbage: clear it before the long-lived buffers are placed
     app = App(cfg, hw, link, board.DEVICE_TYPE, log, wdt)
-    log("uingest: %s record=%s" % (cfg.pop("_summary"), "ram" if type(app.recorder) is Recorder else "flash"))
+    log(
+        "uingest: %s record=%s mode=%s"
+        % (cfg.pop("_summary"), "ram" if type(app.recorder) is Recorder else "flash", cfg["mode"])
+    )
     try:
         while max_windows is None or app.windows < max_windows:
+            n = app.windows
             try:
                 app.step()
             except OSError as e:
@@ -406,7 +441,8 @@ def main(config_path="config.json", max_windows=None, board=None, log=print):
                 log("window %d: %s; going on" % (app.windows, _errno(e)))
                 time.sleep_ms(1000)
             app.feed()
-            log(app.status())
+            if app.remote is None or app.windows != n:  # "remote" idles: a line per recording
+                log(app.status())
     except KeyboardInterrupt:
         if wdt is None:
             log("uingest: stopped (Ctrl-C)")

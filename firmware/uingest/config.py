@@ -43,6 +43,18 @@ FIELDS = (
         "true to record each window to a file on flash (windows bigger than the heap), false to keep it in RAM, "
         'or "auto" (flash when a window needs more than a quarter of the free heap)',
     ),
+    (
+        "mode",
+        "stream",
+        "mode",
+        "'stream' (sample and send windows), 'remote' (record only what Studio or uingest serve asks for) or 'both'",
+    ),
+    (
+        "remote_url",
+        "wss://remote-mgmt.edgeimpulse.com",
+        "wsurl",
+        "the remote management URL, ws://host[:port] or wss://...",
+    ),
     # board options, read by boards/<name>/board.py setup()
     ("gyro", OPTIONAL, "bool", "true to add the IMU's gyroscope axes, else false"),
     ("accel_range_g", OPTIONAL, "g", "the accelerometer range: 2, 4, 8 or 16 (g)"),
@@ -130,6 +142,14 @@ def _check(name, kind, v):
             return isinstance(v, str) and bool(parse_url(v))
         except ValueError:  # no scheme, no host, a port that is not 1..65535
             return False
+    if kind == "mode":
+        return v in ("stream", "remote", "both")
+    if kind == "wsurl":
+        return (
+            isinstance(v, str)
+            and (v.startswith("ws://") or v.startswith("wss://"))
+            and _check(name, "url", "http" + v[2:])
+        )
     if kind == "category":
         return v in DATA_CATEGORIES
     if kind == "format":
@@ -213,6 +233,9 @@ def validate(raw, text=None):
                 "(MicroPython has no built-in list): `uingest ca %s` gets it; name the file here"
                 % (_line(text, "url"), cfg["url"])
             )
+        if cfg["mode"] != "stream" and cfg["remote_url"].startswith("wss://") and not cfg["ca_file"]:
+            if not cfg["insecure"]:
+                problems.append("config: ca_file: a wss remote_url needs its CA certificate in ca_file too")
         rows = cfg["window_ms"] * cfg["sample_rate_hz"] / 1000
         if rows < 1 or rows != int(rows):
             problems.append(

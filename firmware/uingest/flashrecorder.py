@@ -17,13 +17,13 @@ class FlashRecorder:
         self.rows = rows
         self.sampler = sampler
 
-    def record(self, sensor, feed=None):
+    def record(self, sensor, feed=None, rows=None):
         w = self.window
         chunk = self.chunk
         w.clear()
         if not hasattr(sensor, "fill"):
             self.sampler.start()
-        left = self.rows
+        left = rows or self.rows  # rows: a remote request's length
         while left:
             n = left if left < self.chunk_rows else self.chunk_rows
             chunk.clear(n)

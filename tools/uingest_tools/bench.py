@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from .bundle import BOARDS, build, romboot_args, romfs_image
 from .common import ArgumentParser, ingest
-from .loopback import FakeServer, LatencyProxy, reply, start_serve
+from .loopback import FakeRemoteManagement, FakeServer, LatencyProxy, reply, start_serve
 from .mpytools import micropython, unix_port_env
 
 # micropython-lib's cbor2 and hmac, the baseline of the message table, are looked for (unless
@@ -221,6 +221,9 @@ def main(argv=None) -> int:
         audio_flash = audio_flash_line(tmp, romfs)
         heap = smallest_heap_line(tmp, romfs)
         app_heap = app_heap_line(tmp, romfs)
+        app_remote_heap = app_heap_line(tmp, romfs, remote=True)
+        app_tls_heap = app_heap_line(tmp, romfs, tls=True)
+        app_remote_tls_heap = app_heap_line(tmp, romfs, remote=True, tls=True)
         link = delayed_link_line(tmp, args.link_windows)
         per_device = args.device_windows
         bodies, hdrs = serve_bodies(tmp, max(args.devices, args.load_devices), per_device)
@@ -247,6 +250,9 @@ def main(argv=None) -> int:
     print(audio_flash)
     print(heap)
     print(app_heap)
+    print(app_remote_heap)
+    print(app_tls_heap)
+    print(app_remote_tls_heap)
     print("\n".join(serve_lines))
     return 0
 
@@ -409,29 +415,61 @@ def smallest_heap_line(bundle_dir: str, romfs: str) -> str:
     )
 
 
-def app_heap_line(bundle_dir: str, romfs: str, windows: int = 5) -> str:
+# the sample request the fake remote management service sends after each hello: one 200x3 window
+REMOTE_REQUEST = {
+    "sample": {
+        "label": "idle",
+        "length": 100,
+        "path": "/api/training/data",
+        "hmacKey": "bench-request-hmac",
+        "interval": 0.5,
+        "sensor": "Accelerometer",
+    }
+}
+
+
+def app_heap_line(bundle_dir: str, romfs: str, windows: int = 5, remote: bool = False, tls: bool = False) -> str:
     """The smallest heap (see smallest_heaps) with which the whole app
     (main.py as a board runs it: config, store, sampler, Wi-Fi stand-in,
     uingest.app) samples, signs and posts `windows` 200x3 IMU windows on the
-    unix-sim board."""
+    unix-sim board. remote: in mode "both", with a remote management session
+    (loopback.FakeRemoteManagement) that asks for one of the windows, which
+    must be answered sampleFinished. tls: every service over TLS (https, and
+    wss for remote management), verified with one ca_file (a trustme CA)."""
     import json
+    import queue
+    import ssl
     import tempfile
 
     main = os.path.join(bundle_dir, "main.py")
+    server_ctx = None
 
     def app_posts(kb: int, image: str | None) -> bool:
-        with tempfile.TemporaryDirectory() as tmp:
-            with open(os.path.join(tmp, "config.json"), "w") as f:
-                json.dump(cfg, f)
-            # main.py's own folder (the bundle) comes first on the path, as on a board
-            args, env = program_run(main, kb, BOARD_SIM, bundle_dir, image, "config.json", str(windows))
-            run = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp, timeout=60)
+        rm = FakeRemoteManagement(BENCH_API_KEY, [REMOTE_REQUEST], tls=server_ctx) if remote else None
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                if rm is not None:
+                    cfg.update(mode="both", remote_url=rm.url)
+                with open(os.path.join(tmp, "config.json"), "w") as f:
+                    json.dump(cfg, f)
+                # main.py's own folder (the bundle) comes first on the path, as on a board
+                args, env = program_run(main, kb, BOARD_SIM, bundle_dir, image, "config.json", str(windows))
+                run = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp, timeout=60)
+            if rm is not None:
+                finished = False
+                try:
+                    while not finished:
+                        finished = rm.received.get_nowait().get("sampleFinished") is True
+                except queue.Empty:
+                    return False
+        finally:
+            if rm is not None:
+                rm.close()
         return run.returncode == 0 and (" sent=%d " % windows) in run.stdout
 
-    with minimal_responder() as responder:
+    with tempfile.TemporaryDirectory() as pki:
         cfg = {
             "board": "unix-sim",
-            "url": responder.url,
             "api_key": BENCH_API_KEY,
             "hmac_key": "bench-hmac",
             "labels": ["idle"],
@@ -439,11 +477,24 @@ def app_heap_line(bundle_dir: str, romfs: str, windows: int = 5) -> str:
             "sample_rate_hz": 2000,
             "timeout_ms": 2000,
         }
-        found = smallest_heaps(app_posts, romfs, 32, 130)
+        if tls:
+            import trustme
+
+            ca = trustme.CA()
+            cfg["ca_file"] = os.path.join(pki, "ca.pem")
+            ca.cert_pem.write_to_path(cfg["ca_file"])
+            server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+        with minimal_responder(server_ctx) as responder:
+            cfg["url"] = responder.url
+            found = smallest_heaps(app_posts, romfs, 32, 190)
+    what = ", in mode both: one asked for by a remote management session" if remote else ""
+    if tls:
+        what += ", TLS to %s" % ("both services" if remote else "the ingestion service")
     return (
-        "whole app (main.py on the unix-sim board: %d signed 200x3 IMU windows sampled and posted), smallest heap "
+        "whole app (main.py on the unix-sim board: %d signed 200x3 IMU windows sampled and posted%s), smallest heap "
         "on the x64 unix port: %s with the .mpy files loaded into the heap, %s with them run in place from ROMFS"
-        % (windows, _heap(found, "mpy", 130), _heap(found, "romfs", 130))
+        % (windows, what, _heap(found, "mpy", 190), _heap(found, "romfs", 190))
     )
 
 

@@ -4,6 +4,8 @@
     FaultProxy     an HTTP/1.1 proxy that injects faults, one scripted action per request
     LatencyProxy   a TCP proxy that makes loopback behave like a link with a round trip
     start_serve    `uingest serve` as a process of its own, started and answering
+    FakeRemoteManagement  Edge Impulse's remote management service, faked: a WebSocket server
+                   (raw sockets, JSON text) that takes a hello and sends sample requests
 
 Each binds 127.0.0.1 on a free port and serves every connection on a thread of
 its own.
@@ -24,7 +26,11 @@ The scripts' actions (one per request, in the order requests arrive):
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.client
+import json
+import queue
 import socket
 import struct
 import subprocess
@@ -119,13 +125,13 @@ class Listener:
     on a thread of its own. Subclasses set their attributes before calling
     __init__: connections may arrive as soon as it returns."""
 
-    def __init__(self):
+    def __init__(self, port=0):
         self.connections = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))  # loopback only
+        self.sock.bind(("127.0.0.1", port))  # loopback only; port 0: a free one
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.url = "http://127.0.0.1:%d" % self.port
@@ -210,6 +216,139 @@ class FakeServer(Listener):
         finally:
             f.close()
             conn.close()
+
+
+_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def _ws_read(f):
+    """(opcode, payload) of the next frame a client sent (masked, whole:
+    the board never fragments); EOFError at the end of the stream."""
+    head = f.read(2)
+    if len(head) < 2:
+        raise EOFError
+    n = head[1] & 127
+    if n == 126:
+        n = struct.unpack(">H", f.read(2))[0]
+    elif n == 127:
+        n = struct.unpack(">Q", f.read(8))[0]
+    mask = f.read(4) if head[1] & 128 else b"\0\0\0\0"
+    data = f.read(n)
+    if len(data) < n:
+        raise EOFError
+    return head[0] & 15, bytes(b ^ mask[i & 3] for i, b in enumerate(data))
+
+
+def _ws_frame(op, payload):
+    n = len(payload)
+    head = bytes((0x80 | op, n)) if n < 126 else struct.pack(">BBH", 0x80 | op, 126, n)
+    return head + payload
+
+
+class FakeRemoteManagement(Listener):
+    """Edge Impulse's remote management service, faked for the tests and the
+    bench: a WebSocket server on raw sockets (no dependency), JSON text. A
+    connection's first message must be a hello: checked against api_key
+    (None: any key), answered {"hello": true}, or {"hello": false, "err"} and
+    closed. Then send(obj) sends to the newest session and next() returns
+    the device's messages in order, decoded. .connections counts every TCP
+    connection, .hellos every hello; on_hello: messages sent after each
+    accepted hello (the bench's sample request). drop() cuts the session.
+    tls: an ssl.SSLContext to serve wss:// with."""
+
+    def __init__(self, api_key=None, on_hello=(), port=0, tls=None):
+        self.api_key = api_key
+        self.tls = tls
+        self.on_hello = list(on_hello)
+        self.hellos = []
+        self.received = queue.Queue()
+        self.session = None
+        self._send_lock = threading.Lock()
+        super().__init__(port)
+        self.url = "%s://127.0.0.1:%d" % ("ws" if tls is None else "wss", self.port)
+
+    def handle(self, conn, number):
+        _nodelay(conn)
+        if self.tls is not None:
+            try:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            except OSError:
+                conn.close()
+                return
+        f = conn.makefile("rb")
+        try:
+            f.readline()  # GET ... HTTP/1.1
+            key = b""
+            while True:
+                line = f.readline()
+                if line.strip() == b"":
+                    break
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"sec-websocket-key":
+                    key = value.strip()
+            accept = base64.b64encode(hashlib.sha1(key + _WS_GUID).digest())
+            conn.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            )
+            _, payload = _ws_read(f)
+            hello = json.loads(payload)["hello"]
+            self.hellos.append(hello)
+            if self.api_key is not None and hello.get("apiKey") != self.api_key:
+                conn.sendall(_ws_frame(1, b'{"hello": false, "err": "Invalid API key"}') + _ws_frame(8, b"\x03\xf0"))
+                return
+            with self._send_lock:
+                conn.sendall(_ws_frame(1, b'{"hello": true}'))
+                self.session = conn
+            for m in self.on_hello:
+                self.send(m)
+            while True:
+                op, payload = _ws_read(f)
+                if op == 8:
+                    with self._send_lock:
+                        conn.sendall(_ws_frame(8, payload[:2]))
+                    return
+                if op == 9:
+                    with self._send_lock:
+                        conn.sendall(_ws_frame(10, payload))
+                elif op in (1, 2):
+                    self.received.put(json.loads(payload))
+        except (OSError, EOFError, ValueError, KeyError, TypeError):
+            pass
+        finally:
+            f.close()
+            conn.close()
+
+    def send(self, obj):
+        """obj as JSON (or a str as it is) to the newest session."""
+        data = (obj if isinstance(obj, str) else json.dumps(obj)).encode()
+        with self._send_lock:
+            self.session.sendall(_ws_frame(1, data))  # pyright: ignore[reportOptionalMemberAccess]
+
+    def next(self, timeout=10.0):
+        """The device's next message (a dict); queue.Empty after timeout s."""
+        return self.received.get(timeout=timeout)
+
+    def wait_session(self, sessions=1, timeout=10.0):
+        """Wait until this many hellos have come; True when they have."""
+        end = time.monotonic() + timeout
+        while len(self.hellos) < sessions:
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.02)
+        while self.session is None and time.monotonic() < end:
+            time.sleep(0.02)
+        return True
+
+    def drop(self):
+        """Cut the session as a server that went away would (no close frame)."""
+        s = self.session
+        self.session = None
+        if s is not None:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 class FaultProxy(Listener):
