@@ -412,3 +412,43 @@ def test_a_stream_board_needs_no_ca_for_the_default_remote_url():
     raw = {"board": "unix-sim", "api_key": API_KEY, "labels": ["idle"], "url": "http://127.0.0.1:4810"}
     cfg, problems = config.validate(raw)
     assert problems == [] and cfg["mode"] == "stream" and cfg["remote_url"] == "wss://remote-mgmt.edgeimpulse.com"
+
+
+def test_the_board_recorded_from_uingest_serves_studio_api(start_board, tmp_path):
+    """The whole loop with no fake: the board (CPython and the unix port) holds its socket to `uingest serve`'s
+    remote management port; a script posts Studio's start-sampling to the collector with only the base URL
+    changed (edgeimpulse_api); the board records, signs with the collector's key and uploads; the device's
+    state goes back to idle and the sample is in the index with the requested label and category."""
+    import edgeimpulse_api as ei
+
+    data = str(tmp_path / "collected")
+    app = create_app(data, api_key=API_KEY, hmac_key=HMAC_KEY, remote_port=0)
+    srv = ServerThread(app).start()
+    try:
+        rm = app.state.remote_management
+        board = start_board(srv.url, "ws://127.0.0.1:%d" % rm.port)
+        _wait(lambda: [d for d in rm.snapshot()["devices"] if d["deviceId"] == "remote-test"], board)
+        api = ei.DevicesApi(
+            ei.ApiClient(ei.Configuration(host=srv.url + "/v1", api_key={"ApiKeyAuthentication": API_KEY}))
+        )
+        [device] = api.list_devices(project_id=1).devices
+        assert device.device_id == "remote-test" and device.remote_mgmt_connected
+        started = api.start_sampling(
+            project_id=1,
+            device_id="remote-test",
+            start_sampling_request=ei.StartSamplingRequest(
+                label="knock",
+                length_ms=1000,
+                category="testing",
+                interval_ms=1000 / RATE,
+                sensor=device.sensors[0].name,
+            ),
+        )
+        assert started.success
+        _wait(lambda: read_index(data), board)
+        _wait(lambda: [d for d in rm.snapshot()["devices"] if d["state"] == "idle"], board)
+    finally:
+        srv.stop()
+    [(entry, body)] = stored(data)
+    assert (entry["label"], entry["category"], entry["rows"]) == ("knock", "testing", RATE)
+    assert entry["signature"] == "valid" and verify_signature(body, "cbor", HMAC_KEY)
