@@ -464,3 +464,54 @@ def socket_refused_url():
     port = s.getsockname()[1]
     s.close()
     return "http://127.0.0.1:%d" % port
+
+
+class FailsOnce(SyntheticIMU):
+    """A read that raises exc once, at read number `at`."""
+
+    def __init__(self, exc, at):
+        super().__init__("idle", 200)
+        self.exc, self.n, self.at = exc, 0, at
+
+    def read(self, window):
+        self.n += 1
+        if self.n == self.at:
+            raise self.exc
+        super().read(window)
+
+
+@pytest.mark.parametrize("exc", [OSError(5, "EIO"), MemoryError("memory allocation failed, allocating 512 bytes")])
+def test_a_step_that_fails_once_is_one_line_and_the_app_goes_on(tmp_path, monkeypatch, exc):
+    """A sensor or flash error, or a MemoryError (a fragmented heap during a TLS handshake or a remote request):
+    one line, and the next windows are sampled and sent."""
+    monkeypatch.setattr(app.time, "sleep_ms", lambda ms: None, raising=False)
+
+    class Board:
+        DEVICE_TYPE = "TEST_DEVICE"
+
+        @staticmethod
+        def setup(cfg):
+            return Hardware(FailsOnce(exc, 15))
+
+    srv = FakeServer([])
+    try:
+        (tmp_path / "config.json").write_text(
+            json.dumps(
+                {
+                    "board": "unix-sim",
+                    "api_key": "ei_unit",
+                    "url": srv.url,
+                    "labels": ["idle"],
+                    "window_ms": 50,
+                    "sample_rate_hz": 200,
+                    "queue_dir": str(tmp_path / "q"),
+                }
+            )
+        )
+        lines = []
+        assert app.main(str(tmp_path / "config.json"), board=Board, log=lines.append, max_windows=4) == 0
+    finally:
+        srv.close()
+    failed = [line for line in lines if "going on" in line]
+    assert len(failed) == 1 and failed[0].startswith("window 1: "), lines  # in the second window
+    assert len(srv.requests) == 4  # the failed try is not a window: four windows sampled and sent after it

@@ -436,9 +436,11 @@ def main(config_path="config.json", max_windows=None, board=None, log=print):
             n = app.windows
             try:
                 app.step()
-            except OSError as e:
-                # a sensor or the flash failed this once: say so, keep sampling
+            except (OSError, MemoryError) as e:
+                # a sensor or the flash failed this once, or the heap was too fragmented for one allocation (a
+                # TLS handshake, a remote request's checks): say so, free what the step left, keep sampling
                 log("window %d: %s; going on" % (app.windows, _errno(e)))
+                gc.collect()
                 time.sleep_ms(1000)
             app.feed()
             if app.remote is None or app.windows != n:  # "remote" idles: a line per recording
