@@ -468,3 +468,29 @@ def test_sample_view_shows_a_samples_label_files(server):
             assert not errors, errors
         finally:
             browser.close()
+
+
+def test_an_index_line_holding_a_lone_surrogate_does_not_break_the_dashboard(tmp_path):
+    """A sample stored before lone surrogates were refused ("d\\ud800" in its device name): the dashboard's JSON
+    is ASCII, so every endpoint still answers (it answered 500 with a traceback for good)."""
+    data = tmp_path / "data"
+    (data / "training").mkdir(parents=True)
+    (data / "training" / "idle.1.csv").write_text("timestamp,x\n0,1\n")
+    line = (
+        '{"sample_id":1,"file":"training/idle.1.csv","category":"training","label":"idle","device_name":"d\\ud800",'
+        '"device_type":null,"sensors":null,"rows":null,"interval_ms":null,"signature":null,"sha256":"00",'
+        '"file_name":"idle.1.csv","metadata":null,"received_at":"2026-12-01T00:00:00.000+00:00"}\n'
+    )
+    (data / "index.jsonl").write_text(line)
+    srv = serve.ServerThread(serve.create_app(str(data), api_key=API_KEY)).start()
+    try:
+        for path in ("/api/dashboard/summary", "/api/dashboard/samples", "/api/dashboard/samples/1"):
+            c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+            c.request("GET", path, headers={"x-api-key": API_KEY})
+            r = c.getresponse()
+            body = r.read()
+            assert r.status == (422 if path.endswith("/1") else 200), (path, r.status, body[:200])  # a CSV: 422
+            json.loads(body)
+            c.close()
+    finally:
+        srv.stop()

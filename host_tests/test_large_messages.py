@@ -259,3 +259,37 @@ def _rss_kb(pid, field):
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     raise AssertionError(field)
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_what_the_hostile_run_found_gets_the_same_verdict_at_every_size(big):
+    """Lone surrogates in the kept strings, bytes after a CBOR message, a JSON byte-order mark: refused, with the
+    same reason, whether the body is decoded whole or checked in place."""
+    pad = [[1.0, 2.0, 3.0]] * (30000 if big else 3)
+    limit = 0 if big else 10**9
+    cases = [
+        (json.dumps(message_with(pad, device_name="d\ud800")).encode(), "json", "lone surrogate"),
+        (json.dumps(message_with(pad, sensors=[{"name": "x\udfff", "units": "g"}] * 3)).encode(), "json", "surrogate"),
+        (cbor2.dumps(message_with(pad)) + b"\xff\xff", "cbor", "2 bytes follow the CBOR message"),
+        (b"\xef\xbb\xbf" + json.dumps(message_with(pad)).encode(), "json", "byte-order mark"),
+        (json.dumps(message_with(pad)).encode("utf-16"), "json", "not UTF-8"),
+    ]
+    for body, fmt, reason in cases:
+        with pytest.raises(collector_rules.Rejected) as e:
+            collector_rules.validate_message(body, fmt, decode_whole_up_to=limit)
+        assert e.value.status == 400 and reason in e.value.reason, (fmt, e.value.reason)
+
+
+def test_a_huge_json_string_costs_memory_about_its_size():
+    """A 20 MB device_name: 413, and the check's memory about the body's size (the string's scan kept state per
+    character: 120 times the body)."""
+    body = json.dumps(message_with([[1, 2, 3]], device_name="A" * 20_000_000)).encode()
+    tracemalloc.start()
+    try:
+        with pytest.raises(collector_rules.Rejected) as e:
+            collector_rules.validate_message(body, "json")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert e.value.status == 413
+    assert peak < 2 * len(body), "peak %d for a body of %d" % (peak, len(body))

@@ -1043,3 +1043,16 @@ def test_the_disk_full_line_comes_back_after_a_minute(tmp_path, monkeypatch, cap
         now[0] = 1000.0 + step
         assert folder.disk_full().status == 507
     assert len([r for r in caplog.records if "no space left" in r.getMessage()]) == 3  # at 0, 60 and 120.1 s
+
+
+def test_a_label_file_over_its_limit_is_413_and_stores_nothing(client):
+    from uingest_tools.ingestion import LABEL_FILE_MAX
+
+    segments = [{"label": "a", "startIndex": 0, "endIndex": 19}] * (LABEL_FILE_MAX // 40)
+    labels = json.dumps({"version": 1, "type": "structured-labels", "structuredLabels": {"s.cbor": segments}})
+    assert len(labels) > LABEL_FILE_MAX
+    before = client.snapshot()
+    parts = [("data", "s.cbor", msg_bytes()), ("data", "structured_labels.labels", labels.encode())]
+    status, reply = client.post_files(parts)
+    assert status == 413 and str(LABEL_FILE_MAX) in reply["error"] and reply["success"] is False
+    assert client.snapshot() == before

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import math
 import re
@@ -23,13 +24,38 @@ class InvalidMessage(ValueError):
     """The body is not a valid data acquisition message; str() is the reason."""
 
 
+EXTRA_CBOR = "%d bytes follow the CBOR message"  # after the message: cbor2.loads would ignore them
+
+
+def json_text(body) -> str:
+    """A JSON body as text: UTF-8 without a byte-order mark (what every client writes; json.loads of bytes would
+    also take UTF-16 and UTF-32), else InvalidMessage."""
+    if isinstance(body, str):
+        return body
+    try:
+        text = bytes(body).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidMessage("body is not valid JSON: not UTF-8 text (%s)" % e) from None
+    if text.startswith("\ufeff"):
+        raise InvalidMessage("body is not valid JSON: it starts with a byte-order mark")
+    return text
+
+
 def decode(body: bytes, fmt: str):
-    """Decode body as 'cbor' or 'json' into Python objects."""
+    """Decode body as 'cbor' or 'json' into Python objects: one whole message, nothing after it."""
+    if fmt == "json":
+        text = json_text(body)
     try:
         if fmt == "cbor":
-            return cbor2.loads(body)
+            fp = io.BytesIO(body)
+            msg = cbor2.CBORDecoder(fp).decode()
+            if fp.tell() != len(body):
+                raise InvalidMessage(EXTRA_CBOR % (len(body) - fp.tell()))
+            return msg
         if fmt == "json":
-            return json.loads(body)
+            return json.loads(text)
+    except InvalidMessage:
+        raise
     except Exception as e:  # the decoders raise many kinds; all mean "not this format"
         raise InvalidMessage("body is not valid %s: %s" % (fmt.upper(), e)) from None
     raise InvalidMessage("unknown format %r" % fmt)
@@ -78,6 +104,11 @@ def check_envelope(msg) -> dict:
     p = msg["payload"]
     if not isinstance(p, dict):
         raise InvalidMessage("payload must be a map")
+    for name, text in _texts(p):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # "\ud800" in JSON: no UTF-8 can hold it, no index or reply could carry it
+            raise InvalidMessage("payload.%s holds a lone surrogate (\\ud800-\\udfff): not text" % name) from None
     if not isinstance(p.get("device_type"), str) or not p["device_type"]:
         raise InvalidMessage("payload.device_type must be a non-empty string")
     if not isinstance(p.get("device_name"), (str, type(None))):  # null: not given (the Python SDK)
@@ -92,6 +123,18 @@ def check_envelope(msg) -> dict:
         if not isinstance(s, dict) or not isinstance(s.get("name"), str) or not isinstance(s.get("units"), str):
             raise InvalidMessage("payload.sensors[%d] needs string name and units" % i)
     return p
+
+
+def _texts(payload: dict):
+    """(name, text) of the payload's strings that are kept: device_name, device_type, sensors' names and units."""
+    for key in ("device_name", "device_type"):
+        if isinstance(payload.get(key), str):
+            yield key, payload[key]
+    sensors = payload.get("sensors")
+    for i, sensor in enumerate(sensors if isinstance(sensors, list) else ()):
+        for key in ("name", "units"):
+            if isinstance(sensor, dict) and isinstance(sensor.get(key), str):
+                yield "sensors[%d].%s" % (i, key), sensor[key]
 
 
 def row_problem(r: int, row, width: int):

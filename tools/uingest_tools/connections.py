@@ -166,11 +166,13 @@ class GuardedH11Protocol(H11Protocol):
             self._close()
             return
         self.report.note(phase, self.loop)
-        if phase in (_REQUEST, _HEADERS):
-            reason = _EXPIRED[phase] % getattr(self.limits, _LIMIT_FOR[phase])
-            self._reply_and_close(408, "Request Timeout", "request timeout: " + reason.replace("sent", "you sent"))
+        reason = _EXPIRED[phase] % getattr(self.limits, _LIMIT_FOR[phase])
+        reply = "request timeout: " + reason.replace("sent", "you sent").replace("paused their", "your")
+        if phase in (_REQUEST, _HEADERS) or not self.cycle.response_started:
+            # mid-body too, before the application answered: it then sees a disconnect and stores nothing
+            self._reply_and_close(408, "Request Timeout", reply)
         else:
-            self._close()  # mid-body: the application sees a disconnect and stores nothing
+            self._close()
 
     def _close(self) -> None:
         if self.conn.our_state not in (h11.ERROR, h11.CLOSED):

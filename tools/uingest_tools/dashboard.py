@@ -312,7 +312,9 @@ class Dashboard(RemoteDevices):
 
     @staticmethod
     def _json(data, status_code: int = 200) -> Response:
-        return JSONResponse(data, status_code=status_code, headers=_SECURITY_HEADERS)
+        # ASCII JSON: any text an index line holds can be sent, even a lone surrogate stored before it was refused
+        body = json.dumps(data, separators=(",", ":"))
+        return Response(body, status_code=status_code, media_type="application/json", headers=_SECURITY_HEADERS)
 
     async def page(self, request: Request) -> Response:
         headers = dict(_SECURITY_HEADERS, **{"Content-Security-Policy": _PAGE_CSP})

@@ -71,6 +71,7 @@ log = logging.getLogger("uingest.serve")
 
 _TRUE = ("1", "true", "yes", "on")
 INFORMATIONAL_MAX = 200  # characters kept of x-upload-source and x-device-type
+LABEL_FILE_MAX = 1024 * 1024  # a label file's bytes: some 20,000 segments or boxes, held in memory and the index
 
 
 def api_key_problem(request: Request, api_key: bytes | None, query: bool = False):
@@ -364,7 +365,11 @@ class Ingestion:
             labelled: dict = {field: {} for field, _ in LABEL_FILES.values()}  # index field -> {file name: ...}
             for part in [p for p in parts if getattr(p, "filename", None) in LABEL_FILES]:
                 field, parse = LABEL_FILES[part.filename]
-                labelled[field].update(parse(await part.read()))
+                if (part.size or 0) > LABEL_FILE_MAX:
+                    too_big = "%s is over %d bytes, the most this server reads of a label file"
+                    raise Rejected(413, too_big % (part.filename, LABEL_FILE_MAX))
+                # parsed in a worker thread: a label file of a few MB must not hold other devices' posts
+                labelled[field].update(await anyio.to_thread.run_sync(parse, await part.read()))
                 parts.remove(part)
             if not parts:
                 raise Rejected(400, "no part named 'data' in the multipart body")

@@ -25,7 +25,7 @@ import re
 
 import cbor2
 
-from .acquisition import VALUES_NOT_A_LIST, InvalidMessage, check_envelope, row_problem
+from .acquisition import EXTRA_CBOR, VALUES_NOT_A_LIST, InvalidMessage, check_envelope, json_text, row_problem
 
 FIELDS_LIMIT = 256 * 1024  # the bytes of everything but payload.values (a real message has a few hundred)
 ROW_LIMIT = 1024 * 1024  # the bytes of one row decoded alone
@@ -262,7 +262,9 @@ class _Cbor(_Walker):
             raise InvalidMessage("body is not valid CBOR: it is empty")
         if not self.is_map(0):
             raise InvalidMessage("message must be a map")
-        self.walk(0)  # what follows the message is ignored, as cbor2.loads does
+        end = self.walk(0)
+        if end != len(self.buf):
+            raise InvalidMessage(EXTRA_CBOR % (len(self.buf) - end))
         return self.result()
 
     def values(self, p: int, width):
@@ -293,7 +295,9 @@ _WS = re.compile(r"[ \t\n\r]*")
 # at most 1e299, so never infinite as a double; not followed by more of a number (1e999 is not 1e99)
 _JSON_NUMBER = r"-?(?:0|[1-9][0-9]{0,199})(?:\.[0-9]+)?(?:[eE][+-]?[0-9]{1,2})?(?![0-9.eE+-])"
 _JSON_SCALAR = re.compile(r"[^,\]}\s]*")
-_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+# a string as the unrolled loop "[^"\\]*(?:\\.[^"\\]*)*": a run of plain characters is one step of the regex
+# engine (an alternation per character kept backtracking state per character: 120 times a string's size)
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 _json_patterns: dict = {}
 
 
@@ -315,10 +319,7 @@ def _json_rows(width: int):
 
 class _Json(_Walker):
     def __init__(self, body):
-        try:
-            self.text = bytes(body).decode("utf-8") if not isinstance(body, str) else body
-        except UnicodeDecodeError as e:
-            raise InvalidMessage("body is not valid JSON: %s" % e) from None
+        self.text = json_text(body)
         self.decoder = json.JSONDecoder()
         self.fields_left = FIELDS_LIMIT
 
