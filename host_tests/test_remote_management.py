@@ -352,3 +352,38 @@ def test_a_socket_without_a_hello_is_closed(server, caplog, monkeypatch):
         silent.recv(timeout=5)
     assert silent.ws.close_code == 1008
     assert [r.getMessage() for r in caplog.records if "no hello" in r.getMessage()] != []
+
+
+def test_sockets_that_never_say_hello_cannot_keep_a_device_out(server, monkeypatch, caplog):
+    """The socket cap full of sockets that upgraded and said nothing: a device still gets in (the one that has
+    waited longest for its hello is closed to make room), and the crowd is a line a minute, not a line each."""
+    from uingest_tools import remote_management
+
+    monkeypatch.setattr(remote_management, "MAX_SESSIONS", 5)
+    caplog.set_level(logging.WARNING, logger="uingest.remote")
+    silent = [FakeDevice(server.ws_url) for _ in range(12)]  # each over the cap makes room by closing another
+    try:
+        dev = FakeDevice(server.ws_url)
+        assert dev.say_hello(API_KEY) == {"hello": True}
+        dev.close()
+    finally:
+        for s in silent:
+            try:
+                s.close()
+            except Exception:
+                pass
+    lines = [r.getMessage() for r in caplog.records if "make room" in r.getMessage()]
+    assert len(lines) == 1, lines
+
+
+def test_a_device_flooding_unreadable_messages_is_one_line(server, caplog):
+    caplog.set_level(logging.INFO, logger="uingest.remote")
+    dev = FakeDevice(server.ws_url)
+    assert dev.say_hello(API_KEY) == {"hello": True}
+    for _ in range(200):
+        dev.ws.send('{"garbage": [1, 2, 3]}{"more"')
+    dev.close()
+    wait_for(lambda: [r for r in caplog.records if "disconnected" in r.getMessage()])
+    ignored = [r.getMessage() for r in caplog.records if "ignored a message" in r.getMessage()]
+    assert len(ignored) == 1, len(ignored)
+    assert [r for r in caplog.records if "200 messages ignored" in r.getMessage()]

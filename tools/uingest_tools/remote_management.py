@@ -301,6 +301,22 @@ class _OneLine(logging.Filter):
         return True
 
 
+class _OncePerMinute:
+    """Warnings that a crowd of sockets could repeat: each kind logged at most once a minute, with the count."""
+
+    def __init__(self):
+        self.last: dict = {}
+        self.count: dict = {}
+
+    def warn(self, kind: str, text: str, *args) -> None:
+        self.count[kind] = self.count.get(kind, 0) + 1
+        now = time.monotonic()
+        if now - self.last.get(kind, -math.inf) >= 60:
+            n = self.count.pop(kind)
+            self.last[kind] = now
+            log.warning(text + ("" if n == 1 else " (%d times since the last such line)" % n), *args)
+
+
 class RemoteManagement:
     """The device registry, the WebSocket server and the Studio-compatible routes (module docstring)."""
 
@@ -326,6 +342,8 @@ class RemoteManagement:
         self._numbers = itertools.count(1)
         self._jobs = itertools.count(1)
         self._open = 0  # sockets open, before or after their hello
+        self._before_hello: dict = {}  # sockets open that have not said hello yet -> when they opened
+        self._quiet = _OncePerMinute()
         self._server = None
         ws_logger = logging.getLogger("uingest.remote.websockets")
         ws_logger.setLevel(logging.WARNING)  # its "server listening", "connection rejected" infos: ours say it
@@ -505,15 +523,26 @@ class RemoteManagement:
         session = None
         try:
             if self._open > MAX_SESSIONS:
-                log.warning("remote %s: refused: %d sockets open already", peer, MAX_SESSIONS)
-                await conn.close(1013, "too many connections")
-                return
+                # make room for this one: the socket that has waited longest without a hello goes (sockets that
+                # never say hello cannot keep devices out), else this one is refused
+                oldest = min(self._before_hello, key=self._before_hello.get, default=None)
+                if oldest is None:
+                    self._quiet.warn("full", "remote %s: refused: %d sockets open already", peer, MAX_SESSIONS)
+                    await conn.close(1013, "too many connections")
+                    return
+                del self._before_hello[oldest]
+                made_room = "remote: closed the socket waiting longest for its hello to make room (%d open)"
+                self._quiet.warn("evicted", made_room, self._open)
+                oldest.transport.abort()
+            self._before_hello[conn] = time.monotonic()
             try:
                 first = await asyncio.wait_for(conn.recv(), HELLO_TIMEOUT)
             except asyncio.TimeoutError:
-                log.warning("remote %s: closed: no hello within %gs", peer, HELLO_TIMEOUT)
+                self._quiet.warn("silent", "remote %s: closed: no hello within %gs", peer, HELLO_TIMEOUT)
                 await conn.close(1008, "no hello")
                 return
+            finally:
+                self._before_hello.pop(conn, None)
             encoding = "cbor" if isinstance(first, bytes) else "json"
             try:
                 message, encoding = _decode(first, "cbor")
@@ -546,14 +575,23 @@ class RemoteManagement:
                 ", ".join(s["name"] for s in device.sensors) or "none",
             )
             self._changed()
+            ignored = 0
             async for data in conn:
                 try:
                     message, _ = _decode(data, encoding)
                 except ValueError as e:
-                    log.info("remote %s: ignored a message that is %s", peer, e)
+                    ignored += 1
+                    if ignored == 1:  # the first said, the others counted: a device cannot flood the log
+                        log.info("remote %s: ignored a message that is %s (more are counted)", peer, e)
                     continue
                 self._reply(device, session, message)
-            log.info("remote %s: %r disconnected (%s)", peer, device.device_id, self._closed_why(conn))
+            log.info(
+                "remote %s: %r disconnected (%s)%s",
+                peer,
+                device.device_id,
+                self._closed_why(conn),
+                "; %d messages ignored" % ignored if ignored > 1 else "",
+            )
         except ConnectionClosed:
             if not getattr(conn, "cut", False):
                 what = "%r " % device.device_id if device is not None else ""
