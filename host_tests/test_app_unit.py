@@ -249,6 +249,21 @@ def test_the_watchdog_is_fed_through_a_long_drain_and_a_long_window(tmp_path):
         srv.close()
 
 
+def write_main_config(tmp_path, url, **more):
+    """config.json for app.main(): windows of 10 rows at 200 Hz, posted to url."""
+    cfg = {
+        "board": "unix-sim",
+        "api_key": "ei_unit",
+        "url": url,
+        "labels": ["idle"],
+        "window_ms": 50,
+        "sample_rate_hz": 200,
+        "queue_dir": str(tmp_path / "q"),
+        **more,
+    }
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+
+
 class StopAfter(SyntheticIMU):
     """Ctrl-C typed while the window after `reads` samples is being sampled."""
 
@@ -286,20 +301,7 @@ def test_main_starts_the_boards_watchdog_and_feeds_it_every_window(tmp_path, mon
 
     srv = FakeServer([])
     try:
-        (tmp_path / "config.json").write_text(
-            json.dumps(
-                {
-                    "board": "unix-sim",
-                    "api_key": "ei_unit",
-                    "url": srv.url,
-                    "labels": ["idle"],
-                    "window_ms": 50,
-                    "sample_rate_hz": 200,
-                    "queue_dir": str(tmp_path / "q"),
-                    "wdt_timeout_ms": timeout_ms,
-                }
-            )
-        )
+        write_main_config(tmp_path, srv.url, wdt_timeout_ms=timeout_ms)
         lines = []
         assert app.main(str(tmp_path / "config.json"), board=Board, log=lines.append) == 0
     finally:
@@ -495,19 +497,7 @@ def test_a_step_that_fails_once_is_one_line_and_the_app_goes_on(tmp_path, monkey
 
     srv = FakeServer([])
     try:
-        (tmp_path / "config.json").write_text(
-            json.dumps(
-                {
-                    "board": "unix-sim",
-                    "api_key": "ei_unit",
-                    "url": srv.url,
-                    "labels": ["idle"],
-                    "window_ms": 50,
-                    "sample_rate_hz": 200,
-                    "queue_dir": str(tmp_path / "q"),
-                }
-            )
-        )
+        write_main_config(tmp_path, srv.url)
         lines = []
         assert app.main(str(tmp_path / "config.json"), board=Board, log=lines.append, max_windows=4) == 0
     finally:
