@@ -196,6 +196,11 @@ def main(argv=None) -> int:
     ap.add_argument("--device-windows", type=int, default=25, help="windows each device posts (default 25)")
     ap.add_argument("--large-window-mb", type=int, default=40, help="size of the large-window run (default 40)")
     ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="leave out the whole app's heap searches with remote management and TLS (minutes of runs)",
+    )
+    ap.add_argument(
         "--baseline", metavar="DIR", help="folder holding micropython-lib's cbor2/ and hmac.py (default: mip's lib)"
     )
     args = ap.parse_args(argv)
@@ -221,9 +226,15 @@ def main(argv=None) -> int:
         audio_flash = audio_flash_line(tmp, romfs)
         heap = smallest_heap_line(tmp, romfs)
         app_heap = app_heap_line(tmp, romfs)
-        app_remote_heap = app_heap_line(tmp, romfs, remote=True)
-        app_tls_heap = app_heap_line(tmp, romfs, tls=True)
-        app_remote_tls_heap = app_heap_line(tmp, romfs, remote=True, tls=True)
+        extra_heaps = (
+            []
+            if args.quick
+            else [
+                app_heap_line(tmp, romfs, remote=True),
+                app_heap_line(tmp, romfs, tls=True),
+                app_heap_line(tmp, romfs, remote=True, tls=True),
+            ]
+        )
         link = delayed_link_line(tmp, args.link_windows)
         per_device = args.device_windows
         bodies, hdrs = serve_bodies(tmp, max(args.devices, args.load_devices), per_device)
@@ -250,9 +261,8 @@ def main(argv=None) -> int:
     print(audio_flash)
     print(heap)
     print(app_heap)
-    print(app_remote_heap)
-    print(app_tls_heap)
-    print(app_remote_tls_heap)
+    for line in extra_heaps:
+        print(line)
     print("\n".join(serve_lines))
     return 0
 
