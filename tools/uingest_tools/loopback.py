@@ -168,6 +168,19 @@ class Listener:
         self.close()
 
 
+def _accepted(conn, tls):
+    """An accepted connection made ready: no Nagle delay, TLS when tls (an ssl.SSLContext) is given. None, the
+    connection closed, when the handshake fails."""
+    _nodelay(conn)
+    if tls is None:
+        return conn
+    try:
+        return tls.wrap_socket(conn, server_side=True)
+    except OSError:
+        conn.close()
+        return None
+
+
 class FakeServer(Listener):
     """A scripted HTTP/1.1 server: each request gets the next action of
     actions (bytes, stall(s) or close_after(b): see the module's doc; or any
@@ -187,13 +200,9 @@ class FakeServer(Listener):
             self.url = "https://127.0.0.1:%d" % self.port
 
     def handle(self, conn, number):
-        _nodelay(conn)
-        if self.tls is not None:
-            try:
-                conn = self.tls.wrap_socket(conn, server_side=True)
-            except OSError:
-                conn.close()
-                return
+        conn = _accepted(conn, self.tls)
+        if conn is None:
+            return
         f = conn.makefile("rb")
         try:
             while True:
@@ -268,13 +277,9 @@ class FakeRemoteManagement(Listener):
         self.url = "%s://127.0.0.1:%d" % ("ws" if tls is None else "wss", self.port)
 
     def handle(self, conn, number):
-        _nodelay(conn)
-        if self.tls is not None:
-            try:
-                conn = self.tls.wrap_socket(conn, server_side=True)
-            except OSError:
-                conn.close()
-                return
+        conn = _accepted(conn, self.tls)
+        if conn is None:
+            return
         f = conn.makefile("rb")
         try:
             f.readline()  # GET ... HTTP/1.1
