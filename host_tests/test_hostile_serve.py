@@ -1,0 +1,132 @@
+"""uingest serve against what a hostile-input run found: each refused with a status and one reason, the server
+going on, the log one line."""
+
+import http.client
+import logging
+import socket
+import time
+
+import pytest
+
+from helpers import read_index
+from uingest import message
+from uingest.window import Window
+from uingest_tools import serve
+from uingest_tools.connections import HEAD_BYTES
+
+API_KEY = "ei_test_key"
+
+
+def window_body():
+    w = Window([("accX", "m/s2")], 10, 4)
+    for i in range(4):
+        w.append(float(i))
+    return message.encode(w, "cbor", hmac_key=None, device_type="TEST")
+
+
+BODY = window_body()
+
+
+@pytest.fixture
+def srv(tmp_path):
+    data = str(tmp_path / "data")
+    server = serve.ServerThread(serve.create_app(data, api_key=API_KEY)).start()
+    server.data_dir = data
+    yield server
+    server.stop()
+
+
+def head(extra=b"", target=b"/api/training/data", length=None):
+    length = len(BODY) if length is None else length
+    return (
+        b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/cbor\r\nx-api-key: %s\r\n"
+        b"x-file-name: idle.cbor\r\n%sContent-Length: %d\r\n\r\n" % (target, API_KEY.encode(), extra, length)
+    )
+
+
+def send_all_then_read(port, data):
+    """Send data as a client does (all of it, then read the reply): the reply, or the error sending or
+    reading it (a reset: the server closed with the request unread)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        try:
+            s.sendall(data)
+            got = b""
+            while True:
+                part = s.recv(65536)
+                if not part:
+                    return got
+                got += part
+        except OSError as e:
+            return e
+
+
+def post(port, label="after"):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"Content-Type": "application/cbor", "x-api-key": API_KEY, "x-file-name": label + ".cbor"}
+    c.request("POST", "/api/training/data", BODY, headers)
+    r = c.getresponse()
+    r.read()
+    c.close()
+    return r.status
+
+
+def status_and_body(reply):
+    assert isinstance(reply, bytes), "no reply but %r" % reply
+    top, _, body = reply.partition(b"\r\n\r\n")
+    return int(top.split(b" ")[1]), top.lower(), body
+
+
+@pytest.mark.parametrize(
+    "request_bytes, status",
+    [
+        (head(b"x-junk: " + b"j" * (1 << 20) + b"\r\n") + BODY, 431),  # a header of 1 MB
+        (head(b"".join(b"x-h%d: %s\r\n" % (i, b"v" * 100) for i in range(2000))) + BODY, 431),  # 2000 headers
+        (head(target=b"/api/training/data?" + b"q" * (1 << 20)) + BODY, 414),  # a request line of 1 MB
+    ],
+    ids=["header-1MB", "2000-headers", "request-line-1MB"],
+)
+def test_a_head_too_large_gets_431_or_414_not_a_reset(srv, caplog, request_bytes, status):
+    caplog.set_level(logging.INFO)
+    reply = send_all_then_read(srv.port, request_bytes)
+    got, top, body = status_and_body(reply)
+    assert got == status, reply[:300]
+    assert b"connection: close" in top
+    assert len(body) < 200 and b"%d" % HEAD_BYTES in body  # short, and names the limit
+    assert read_index(srv.data_dir) == []
+    assert post(srv.port) == 200  # nothing else affected
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 1 and "%d" % HEAD_BYTES in lines[0], lines
+
+
+def test_a_head_under_the_limit_and_a_large_body_in_one_write_are_served(srv):
+    """The limit is on the request line and headers only: the body that follows them in the same write is
+    not counted."""
+    near = head(b"x-pad: " + b"p" * (HEAD_BYTES - 400) + b"\r\n")
+    assert len(near) < HEAD_BYTES
+    got, _, _ = status_and_body(send_all_then_read(srv.port, near[:-2] + b"Connection: close\r\n\r\n" + BODY))
+    assert got == 200
+    big = b"x" * (1 << 20)
+    request = head(b"Connection: close\r\nContent-Type: application/octet-stream\r\n", length=len(big)) + big
+    got, _, _ = status_and_body(send_all_then_read(srv.port, request))
+    assert got != 431 and got != 414
+
+
+def test_a_head_too_large_on_a_kept_alive_connection_after_a_request(srv):
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(head() + BODY)
+        first = s.makefile("rb")
+        assert first.readline().startswith(b"HTTP/1.1 200 ")
+        length = 0
+        while (line := first.readline()) != b"\r\n":
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        first.read(length)
+        s.sendall(head(b"x-junk: " + b"j" * (200 * 1024) + b"\r\n") + BODY)
+        got = b""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 10:
+            part = s.recv(65536)
+            if not part:
+                break
+            got += part
+    assert got.startswith(b"HTTP/1.1 431 "), got[:200]
