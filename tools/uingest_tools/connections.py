@@ -20,6 +20,10 @@ While the application works on a request (after the body, until the reply is sen
 A client that had sent part of a request gets a 408 with the reason before the close; a silent or idle one is
 just closed. Closes are counted and logged in one line at most once a minute.
 
+A request line and headers over ``HEAD_BYTES`` get 431 (414 when the request line alone is over) with the
+reason; what the client still sends is then read and dropped until it closes (or the header deadline), since
+closing with it unread resets the connection and the client never reads the reply.
+
 The cap: at most ``max_connections`` connections. A new connection over the cap closes the connection idle
 the longest, else the one that has been sending its request line or headers the longest (a slow client),
 never one sending a body or waiting for its reply; when there is none, the new connection gets 503 with
