@@ -130,3 +130,58 @@ def test_a_head_too_large_on_a_kept_alive_connection_after_a_request(srv):
                 break
             got += part
     assert got.startswith(b"HTTP/1.1 431 "), got[:200]
+
+
+# --- percent escapes in x-label and x-file-name
+
+
+def post_data(port, label=None, file_name="idle.cbor", **extra):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"Content-Type": "application/cbor", "x-api-key": API_KEY, "x-file-name": file_name}
+    if label is not None:
+        headers["x-label"] = label
+    headers.update(extra)
+    try:
+        c.request("POST", "/api/training/data", BODY, headers)
+        r = c.getresponse()
+        return r.status, r.read().decode()
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("label", ["%ZZ", "idle%ZZ", "idle%", "idle%2", "50%off", "%%41", "%G1"])
+def test_an_invalid_percent_escape_in_x_label_is_400_with_one_reason(srv, label):
+    status, reply = post_data(srv.port, label)
+    assert status == 400, reply
+    assert "x-label" in reply and "%25" in reply and "\n" not in reply.strip(), reply
+    assert read_index(srv.data_dir) == []
+
+
+@pytest.mark.parametrize("name", ["idle%ZZ.cbor", "idle%.cbor", "idle.cbor%2"])
+def test_an_invalid_percent_escape_in_x_file_name_is_400_with_one_reason(srv, name):
+    status, reply = post_data(srv.port, "idle", file_name=name)
+    assert status == 400, reply
+    assert "x-file-name" in reply and "%25" in reply, reply
+    assert read_index(srv.data_dir) == []
+
+
+def test_valid_escapes_still_decode(srv):
+    assert post_data(srv.port, "50%25 caf%C3%A9", file_name="a%20b.cbor")[0] == 200
+    (record,) = read_index(srv.data_dir)
+    assert record["label"] == "50% caf\u00e9"
+
+
+def test_an_invalid_escape_in_x_label_of_a_files_upload_is_refused(srv):
+    c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    boundary = "uingestboundary1234"
+    body = (
+        b'--%s\r\nContent-Disposition: form-data; name="data"; filename="idle.cbor"\r\n'
+        b"Content-Type: application/cbor\r\n\r\n%s\r\n--%s--\r\n" % (boundary.encode(), BODY, boundary.encode())
+    )
+    headers = {"Content-Type": "multipart/form-data; boundary=" + boundary, "x-api-key": API_KEY, "x-label": "a%ZZ"}
+    c.request("POST", "/api/training/files", body, headers)
+    r = c.getresponse()
+    reply = r.read().decode()
+    c.close()
+    assert r.status == 400 and "x-label" in reply and "%25" in reply, reply
+    assert read_index(srv.data_dir) == []

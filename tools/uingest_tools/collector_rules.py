@@ -5,7 +5,7 @@ refusal is a Rejected with the HTTP status and a one-line reason.
   service's), so the config check, the request headers and this server agree: a label with control
   characters, '/', '\\', a leading '.', empty after stripping spaces, or over 128 UTF-8 bytes is refused.
   Header values are raw UTF-8 or percent-encoded (Edge Impulse's Node client sends x-label and x-file-name
-  encodeURIComponent'ed).
+  encodeURIComponent'ed); a '%' that is not an escape is refused, as decodeURIComponent refuses it.
 - No label given: the label is inferred from the file name as the service does (its longest prefix of ASCII
   letters, digits, whitespace, '-' and '_').
 - Messages (cbor, json) are checked in full (acquisition.check_structure; over DECODE_WHOLE_UP_TO bytes,
@@ -49,6 +49,7 @@ MESSAGE_FIELDS = ("device_name", "device_type", "sensors", "rows", "interval_ms"
 _BOX_KEYS = ("x", "y", "width", "height")
 DECODE_WHOLE_UP_TO = 256 * 1024  # larger messages are checked without decoding their values (large_messages)
 _TAKEN_EXTENSIONS = ", ".join(sorted(FILE_TYPES)[:-1]) + " or " + sorted(FILE_TYPES)[-1]
+_NOT_AN_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")  # decodeURIComponent's "URI malformed"
 _LABEL_PREFIX = re.compile(r"[a-zA-Z0-9\s\-_]+", re.ASCII)  # the service's ^[a-zA-Z0-9\s-_]+
 
 
@@ -66,17 +67,28 @@ class Rejected(Exception):
         return one_line(self.reason, squeeze=False)
 
 
-def header_text(value: str) -> str:
-    """A header as text: raw UTF-8 bytes accepted, then percent-decoded (encodeURIComponent)."""
+def header_text(value: str, header: str) -> str:
+    """Header ``header`` as text: raw UTF-8 bytes accepted, then percent-decoded as decodeURIComponent does
+    (what encodeURIComponent sends): a '%' not followed by two hex digits, or escapes that are not UTF-8, are
+    Rejected(400), not kept as they came."""
     raw = value.encode("latin-1")
     try:
         value = raw.decode("utf-8")
     except UnicodeDecodeError:
         pass
+    bad = _NOT_AN_ESCAPE.search(value)
+    if bad:
+        raise Rejected(
+            400,
+            "%s: %r is not a percent escape (two hex digits after '%%'; a '%%' itself is sent as %%25): %r"
+            % (header, value[bad.start() : bad.start() + 3], value),
+        )
     try:
         return urllib.parse.unquote(value, errors="strict")
     except UnicodeDecodeError:
-        raise Rejected(400, "header is not valid percent-encoded UTF-8: %r" % value)
+        raise Rejected(
+            400, "%s is not valid percent-encoded UTF-8 (a '%%' itself is sent as %%25): %r" % (header, value)
+        )
 
 
 def check_label(label: str) -> str:
