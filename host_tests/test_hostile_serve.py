@@ -2,6 +2,7 @@
 going on, the log one line."""
 
 import http.client
+import json
 import logging
 import socket
 import time
@@ -9,6 +10,7 @@ import time
 import pytest
 
 from helpers import read_index
+from label_cases import LABEL_CASES
 from uingest import message
 from uingest.window import Window
 from uingest_tools import serve
@@ -171,17 +173,88 @@ def test_valid_escapes_still_decode(srv):
     assert record["label"] == "50% caf\u00e9"
 
 
-def test_an_invalid_escape_in_x_label_of_a_files_upload_is_refused(srv):
-    c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
-    boundary = "uingestboundary1234"
-    body = (
-        b'--%s\r\nContent-Disposition: form-data; name="data"; filename="idle.cbor"\r\n'
-        b"Content-Type: application/cbor\r\n\r\n%s\r\n--%s--\r\n" % (boundary.encode(), BODY, boundary.encode())
+def post_files(port, parts, **headers):
+    """POST parts [(file name, bytes)] to /api/training/files, as the uploader does: (status, JSON reply)."""
+    boundary = b"uingestboundary1234"
+    body = b""
+    for name, data in parts:
+        body += b'--%s\r\nContent-Disposition: form-data; name="data"; filename="%s"\r\n' % (boundary, name.encode())
+        body += b"Content-Type: multipart/form-data\r\n\r\n%s\r\n" % data
+    body += b"--%s--\r\n" % boundary
+    headers = dict(
+        {"Content-Type": "multipart/form-data; boundary=" + boundary.decode(), "x-api-key": API_KEY}, **headers
     )
-    headers = {"Content-Type": "multipart/form-data; boundary=" + boundary, "x-api-key": API_KEY, "x-label": "a%ZZ"}
-    c.request("POST", "/api/training/files", body, headers)
-    r = c.getresponse()
-    reply = r.read().decode()
-    c.close()
-    assert r.status == 400 and "x-label" in reply and "%25" in reply, reply
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request("POST", "/api/training/files", body, headers)
+        r = c.getresponse()
+        return r.status, json.loads(r.read())
+    finally:
+        c.close()
+
+
+def test_an_invalid_escape_in_x_label_of_a_files_upload_is_refused(srv):
+    status, reply = post_files(srv.port, [("idle.cbor", BODY)], **{"x-label": "a%ZZ"})
+    assert status == 400 and "x-label" in reply["error"] and "%25" in reply["error"], reply
+    assert read_index(srv.data_dir) == []
+
+
+# --- the label files' labels and label-map keys follow the one label rule
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(24)
+
+
+def label_file(name, doc_type, key, per_file):
+    return (name, json.dumps({"version": 1, "type": doc_type, key: per_file}).encode())
+
+
+def label_map(per_file):
+    return label_file("label_map.labels", "label-map-labels", "labels", per_file)
+
+
+def boxes(label):
+    box = {"label": label, "x": 0, "y": 0, "width": 1, "height": 1}
+    return label_file("bounding_boxes.labels", "bounding-box-labels", "boundingBoxes", {"a.png": [box]})
+
+
+def segments(label):
+    seg = {"label": label, "startIndex": 0, "endIndex": 3}
+    return label_file("structured_labels.labels", "structured-labels", "structuredLabels", {"w.cbor": [seg]})
+
+
+BAD_LABELS = [  # (label, what the rule says), from the rule's own table
+    (label, reason) for label, stripped, reason in LABEL_CASES if stripped is None
+]
+
+
+@pytest.mark.parametrize("key, reason", BAD_LABELS, ids=[repr(k[:12]) for k, _ in BAD_LABELS])
+def test_a_label_map_key_that_breaks_the_label_rule_refuses_the_request(srv, key, reason):
+    status, reply = post_files(srv.port, [("a.png", PNG), ("w.cbor", BODY), label_map({"a.png": {key: "cup"}})])
+    assert status == 400 and reply["success"] is False, reply
+    assert reply["error"].startswith("label_map.labels: a.png: key: ") and reason in reply["error"], reply
+    assert read_index(srv.data_dir) == []
+
+
+def test_label_map_keys_are_stripped_as_labels_are_and_must_stay_distinct(srv):
+    status, reply = post_files(srv.port, [("a.png", PNG), label_map({"a.png": {"k": "cup", " k ": "mug"}})])
+    assert status == 400 and "label_map.labels: a.png: key 'k' given twice" in reply["error"], reply
+    status, reply = post_files(srv.port, [("a.png", PNG), label_map({"a.png": {" place ": "desk"}})])
+    assert status == 200, reply
+    assert read_index(srv.data_dir)[0]["label_map"] == {"place": "desk"}
+
+
+@pytest.mark.parametrize(
+    "part, where",
+    [
+        (label_map({"a.png": {"k": "../cup"}}), "label_map.labels: a.png: "),
+        (label_map({"a.png": ["cup", ".hidden"]}), "label_map.labels: a.png: "),
+        (boxes("a/b"), "bounding_boxes.labels: a.png: "),
+        (segments("x" * 129), "structured_labels.labels: w.cbor: "),
+    ],
+    ids=["label-map-value", "label-map-list", "box", "segment"],
+)
+def test_a_label_files_label_that_breaks_the_rule_names_the_file_and_sample(srv, part, where):
+    status, reply = post_files(srv.port, [("a.png", PNG), ("w.cbor", BODY), part])
+    assert status == 400 and reply["error"].startswith(where) and "label" in reply["error"][len(where) :], reply
     assert read_index(srv.data_dir) == []

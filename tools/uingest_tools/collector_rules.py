@@ -107,6 +107,14 @@ def check_file_name(name: str) -> str:
         raise Rejected(400, str(e))
 
 
+def _label_in(label: str, where: str) -> str:
+    """check_label for a label in a label file, its reason led by where (the label file and the sample)."""
+    try:
+        return ingest.check_label(label)
+    except ValueError as e:
+        raise Rejected(400, "%s: %s" % (where, e))
+
+
 def label_from_filename(name: str):
     """The label the service infers from a file name: its longest prefix of ASCII letters, digits, whitespace,
     '-' and '_' ('idle.01.cbor' -> 'idle'); None when the name starts with none of them."""
@@ -193,7 +201,8 @@ def parse_structured_labels(data: bytes) -> dict:
                 raise Rejected(
                     400, "%s: %s: needs integers 0 <= startIndex <= endIndex" % (STRUCTURED_LABELS_NAME, name)
                 )
-            clean.append({"label": check_label(seg["label"]), "startIndex": start, "endIndex": end})
+            label = _label_in(seg["label"], "%s: %s" % (STRUCTURED_LABELS_NAME, name))
+            clean.append({"label": label, "startIndex": start, "endIndex": end})
         out[name] = clean
     return out
 
@@ -264,7 +273,8 @@ def parse_bounding_boxes_file(data: bytes) -> dict:
                 )
             if b["width"] <= 0 or b["height"] <= 0:
                 raise Rejected(400, "%s: %s: width and height must be > 0" % (BOUNDING_BOXES_NAME, name))
-            clean.append(dict(label=check_label(b["label"]), **{k: b[k] for k in _BOX_KEYS}))
+            label = _label_in(b["label"], "%s: %s" % (BOUNDING_BOXES_NAME, name))
+            clean.append(dict(label=label, **{k: b[k] for k in _BOX_KEYS}))
         out[name] = clean
     return out
 
@@ -276,7 +286,7 @@ def parse_label_map_file(data: bytes) -> dict:
     build/shared/bounding-box-file-types.d.ts; the uploader sends it for an info.labels entry whose label is
     {"type": "keyvalue-labels", "labels": {...}}, build/cli-common/make-image.js): {"version": 1, "type":
     "label-map-labels", "labels": {file name: {key: label} or [label, ...]}}. A list becomes {"0": first,
-    "1": ...}, as the service's parseLabelMapFile maps it. Keys are strings, labels follow the label rule."""
+    "1": ...}, as the service's parseLabelMapFile maps it. Keys and labels follow the label rule."""
     per_file = _label_file(data, LABEL_MAP_NAME, "label-map-labels", "labels")
     out = {}
     for name, labels in per_file.items():
@@ -286,7 +296,14 @@ def parse_label_map_file(data: bytes) -> dict:
             raise Rejected(
                 400, "%s: %s: expected a non-empty object (or list) of label strings" % (LABEL_MAP_NAME, name)
             )
-        out[name] = {k: check_label(v) for k, v in labels.items()}
+        where = "%s: %s" % (LABEL_MAP_NAME, name)
+        clean = {}
+        for key, label in labels.items():
+            key = _label_in(key, where + ": key")  # a key is a label's name: the same rule
+            if key in clean:
+                raise Rejected(400, "%s: key %r given twice (keys are stripped of spaces as labels are)" % (where, key))
+            clean[key] = _label_in(label, where)
+        out[name] = clean
     return out
 
 
