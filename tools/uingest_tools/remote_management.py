@@ -36,6 +36,7 @@ HTTP routes (Studio's paths under ``/v1/api/{projectId}``; any projectId; ``x-ap
   stage, which the dashboard shows live. ``hmacKey`` is the server's --hmac-key, else ``"0"`` (what Edge
   Impulse's own tools sign with when a project has none; the server checks no signature then). ``sensor``
   defaults to the device's first sensor.
+- A deviceId with '/' is addressed with it as %2F, as Edge Impulse's clients send it (encodeURIComponent).
 - Refusals are Studio's: HTTP 200 with ``{"success": false, "error": "..."}`` (unknown device, not
   connected, busy, a bad field); a missing or wrong key is a 401 with the same body.
 
@@ -735,11 +736,15 @@ class RemoteManagement:
     # --- the Studio-compatible routes
 
     def routes(self) -> list[Route]:
+        # {device_id:path}: a deviceId may hold '/', which Edge Impulse's clients send as %2F (encodeURIComponent,
+        # edgeimpulse_api's quote(safe='')) and the server decodes before routing; Studio's routes give it whole
         return [
             Route("/v1/api/{project_id}/devices", self.list_devices, methods=["GET"]),
-            Route("/v1/api/{project_id}/device/{device_id}", self.get_device, methods=["GET"]),
+            Route("/v1/api/{project_id}/device/{device_id:path}", self.get_device, methods=["GET"]),
             Route(
-                "/v1/api/{project_id}/device/{device_id}/start-sampling", self.start_sampling_route, methods=["POST"]
+                "/v1/api/{project_id}/device/{device_id:path}/start-sampling",
+                self.start_sampling_route,
+                methods=["POST"],
             ),
         ]
 
