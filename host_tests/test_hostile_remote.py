@@ -97,3 +97,48 @@ def test_an_unknown_device_id_with_a_slash_is_studios_refusal_not_a_404(server):
     assert status == 200 and body["success"] is False and "unknown device 'a/b'" in body["error"], body
     status, body = request(server, "GET", "/v1/api/1/device/a%2Fb")
     assert status == 200 and body["success"] is False and "'a/b'" in body["error"], body
+
+
+# --- intervalMs against the sensor's frequencies (remote_device.SENSORS: Accelerometer 62.5 and 100 Hz,
+# Microphone 16000 Hz)
+
+
+@pytest.mark.parametrize(
+    "sensor, interval, highest",
+    [("Accelerometer", 0.001, "100 Hz"), ("Accelerometer", 5, "100 Hz"), ("Microphone", 0.01, "16000 Hz")],
+)
+def test_an_interval_faster_than_the_sensor_samples_is_refused_with_the_reason(server, sensor, interval, highest):
+    dev = FakeDevice(server.ws_url)
+    try:
+        assert dev.say_hello(API_KEY) == {"hello": True}
+        body = dict(SAMPLE, sensor=sensor, intervalMs=interval)
+        status, reply = request(server, "POST", "/v1/api/1/device/AA:BB:CC:00:11:22/start-sampling", body)
+        assert status == 200 and reply["success"] is False, reply  # Studio's refusal, as for every bad field
+        assert "intervalMs" in reply["error"] and highest in reply["error"] and sensor in reply["error"], reply
+        with pytest.raises(TimeoutError):  # nothing reached the device
+            dev.recv(timeout=0.3)
+        assert server.remote.snapshot()["devices"][0]["state"] == "idle"
+    finally:
+        dev.close()
+
+
+@pytest.mark.parametrize(
+    "sensor, interval",
+    [
+        ("Accelerometer", 10),  # 100 Hz, offered
+        ("Accelerometer", 16),  # 62.5 Hz, offered
+        ("Accelerometer", 9.9),  # 101 Hz: 1000/Hz rounded, within 5% of the highest
+        ("Accelerometer", 40),  # 25 Hz, slower than offered: the device picks its rate (ours logs it)
+        ("Microphone", 0.0625),  # 16000 Hz
+    ],
+)
+def test_an_interval_the_sensor_can_sample_is_passed_on(server, sensor, interval):
+    dev = FakeDevice(server.ws_url)
+    try:
+        assert dev.say_hello(API_KEY) == {"hello": True}
+        body = dict(SAMPLE, sensor=sensor, intervalMs=interval)
+        status, reply = request(server, "POST", "/v1/api/1/device/AA:BB:CC:00:11:22/start-sampling", body)
+        assert reply["success"] is True, reply
+        assert dev.recv()["sample"]["interval"] == interval
+    finally:
+        dev.close()
