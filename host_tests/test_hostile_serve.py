@@ -258,3 +258,27 @@ def test_a_label_files_label_that_breaks_the_rule_names_the_file_and_sample(srv,
     status, reply = post_files(srv.port, [("a.png", PNG), ("w.cbor", BODY), part])
     assert status == 400 and reply["error"].startswith(where) and "label" in reply["error"][len(where) :], reply
     assert read_index(srv.data_dir) == []
+
+
+def test_a_head_too_large_over_tls_gets_its_431(tmp_path):
+    """TLS cannot half-close: the reply goes, what follows is dropped until the client closes."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    pem = str(tmp_path / "server.pem")
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(pem)
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    with serve.ServerThread(serve.create_app(str(tmp_path / "data"), api_key=API_KEY), ssl_certfile=pem) as srv:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+                s.sendall(head(b"x-junk: " + b"j" * (1 << 20) + b"\r\n") + BODY)
+                t0 = time.monotonic()
+                got = b""
+                while part := s.recv(65536):  # to the end, as a client of a connection: close does
+                    got += part
+                took = time.monotonic() - t0
+        assert got.startswith(b"HTTP/1.1 431 "), got[:200]
+        assert took < 5, took  # closed once the client stopped sending, not at the header deadline (10 s)

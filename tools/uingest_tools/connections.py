@@ -21,8 +21,9 @@ A client that had sent part of a request gets a 408 with the reason before the c
 just closed. Closes are counted and logged in one line at most once a minute.
 
 A request line and headers over ``HEAD_BYTES`` get 431 (414 when the request line alone is over) with the
-reason; what the client still sends is then read and dropped until it closes (or the header deadline), since
-closing with it unread resets the connection and the client never reads the reply.
+reason; what the client still sends is then read and dropped until it closes or pauses ``LINGER_S`` (for at
+most the header deadline), since closing with it unread resets the connection and the client never reads the
+reply.
 
 The cap: at most ``max_connections`` connections. A new connection over the cap closes the connection idle
 the longest, else the one that has been sending its request line or headers the longest (a slow client),
@@ -48,6 +49,7 @@ log = logging.getLogger("uingest.serve")
 REPORT_EVERY_S = 60.0
 FILES_KEPT_FOR_THE_SERVER = 64  # descriptors left for the data folder, spools, the index, logs
 MOST_CONNECTIONS = 10000  # the default cap when the open-file limit is higher still
+LINGER_S = 1.0  # a refused client that sends nothing for this long is closed (nginx's lingering_timeout)
 HEAD_BYTES = 16 * 1024  # the most a request line and its headers may take (h11's own buffer limit, Node's)
 
 # phases
@@ -266,12 +268,14 @@ class GuardedH11Protocol(H11Protocol):
         # our side and read what comes until the client closes, for as long as its headers could take
         if self.transport.can_write_eof():
             self.transport.write_eof()
-        self._enter(_DRAIN, self.limits.headers)
+        self._drain_end = self.loop.time() + self.limits.headers
+        self._enter(_DRAIN, LINGER_S)
         return True
 
     def data_received(self, data: bytes) -> None:
         phase = self._phase
-        if phase == _DRAIN:
+        if phase == _DRAIN:  # dropped; closed once the client pauses (TLS cannot half-close: it may wait for it)
+            self._deadline = min(self.loop.time() + LINGER_S, self._drain_end)
             return
         if phase in (_IDLE, _REQUEST) and not self._got_bytes:
             self._got_bytes = True
