@@ -260,6 +260,13 @@ def test_a_label_files_label_that_breaks_the_rule_names_the_file_and_sample(srv,
     assert read_index(srv.data_dir) == []
 
 
+def test_a_box_label_in_x_bounding_boxes_that_breaks_the_rule_names_the_header(srv):
+    box = {"label": "a\u202eb", "x": 0, "y": 0, "width": 1, "height": 1}
+    status, reply = post_files(srv.port, [("a.png", PNG)], **{"x-bounding-boxes": json.dumps([box])})
+    assert status == 400 and reply["error"].startswith("x-bounding-boxes: label must not contain control"), reply
+    assert read_index(srv.data_dir) == []
+
+
 def test_a_head_too_large_over_tls_gets_its_431(tmp_path):
     """TLS cannot half-close: the reply goes, what follows is dropped until the client closes."""
     import ssl

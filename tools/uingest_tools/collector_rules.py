@@ -170,7 +170,7 @@ def parse_bounding_boxes(raw):
     )
     if not ok:
         raise Rejected(400, 'x-bounding-boxes must be a JSON list of {"label", "x", "y", "width", "height"}')
-    return [dict(label=check_label(b["label"]), **{k: b[k] for k in _BOX_KEYS}) for b in boxes]
+    return [dict(label=_label_in(b["label"], "x-bounding-boxes"), **{k: b[k] for k in _BOX_KEYS}) for b in boxes]
 
 
 def parse_structured_labels(data: bytes) -> dict:
