@@ -166,7 +166,7 @@ def _upload(dev, server, s):
 def test_the_whole_recording_played_by_the_fake_device(server):
     dev = FakeDevice(server.ws_url)
     assert dev.say_hello(API_KEY) == {"hello": True}
-    status, body = start(server, label="knock", lengthMs=500, intervalMs=5, category="anomaly")
+    status, body = start(server, label="knock", lengthMs=1000, intervalMs=10, category="anomaly")  # 100 Hz, offered
     assert status == 200 and body["success"] is True, body
     assert dev.record(dev.recv(), server.port, API_KEY, DEVICE) == 200
     wait_for(lambda: (device_view(server)["lastJob"] or {}).get("stage") == "finished")

@@ -5,7 +5,7 @@ refusal is a Rejected with the HTTP status and a one-line reason.
   service's), so the config check, the request headers and this server agree: a label with control
   characters, '/', '\\', a leading '.', empty after stripping spaces, or over 128 UTF-8 bytes is refused.
   Header values are raw UTF-8 or percent-encoded (Edge Impulse's Node client sends x-label and x-file-name
-  encodeURIComponent'ed).
+  encodeURIComponent'ed); a '%' that is not an escape is refused, as decodeURIComponent refuses it.
 - No label given: the label is inferred from the file name as the service does (its longest prefix of ASCII
   letters, digits, whitespace, '-' and '_').
 - Messages (cbor, json) are checked in full (acquisition.check_structure; over DECODE_WHOLE_UP_TO bytes,
@@ -49,6 +49,7 @@ MESSAGE_FIELDS = ("device_name", "device_type", "sensors", "rows", "interval_ms"
 _BOX_KEYS = ("x", "y", "width", "height")
 DECODE_WHOLE_UP_TO = 256 * 1024  # larger messages are checked without decoding their values (large_messages)
 _TAKEN_EXTENSIONS = ", ".join(sorted(FILE_TYPES)[:-1]) + " or " + sorted(FILE_TYPES)[-1]
+_NOT_AN_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")  # decodeURIComponent's "URI malformed"
 _LABEL_PREFIX = re.compile(r"[a-zA-Z0-9\s\-_]+", re.ASCII)  # the service's ^[a-zA-Z0-9\s-_]+
 
 
@@ -66,17 +67,28 @@ class Rejected(Exception):
         return one_line(self.reason, squeeze=False)
 
 
-def header_text(value: str) -> str:
-    """A header as text: raw UTF-8 bytes accepted, then percent-decoded (encodeURIComponent)."""
+def header_text(value: str, header: str) -> str:
+    """Header ``header`` as text: raw UTF-8 bytes accepted, then percent-decoded as decodeURIComponent does
+    (what encodeURIComponent sends): a '%' not followed by two hex digits, or escapes that are not UTF-8, are
+    Rejected(400), not kept as they came."""
     raw = value.encode("latin-1")
     try:
         value = raw.decode("utf-8")
     except UnicodeDecodeError:
         pass
+    bad = _NOT_AN_ESCAPE.search(value)
+    if bad:
+        raise Rejected(
+            400,
+            "%s: %r is not a percent escape (two hex digits after '%%'; a '%%' itself is sent as %%25): %r"
+            % (header, value[bad.start() : bad.start() + 3], value),
+        )
     try:
         return urllib.parse.unquote(value, errors="strict")
     except UnicodeDecodeError:
-        raise Rejected(400, "header is not valid percent-encoded UTF-8: %r" % value)
+        raise Rejected(
+            400, "%s is not valid percent-encoded UTF-8 (a '%%' itself is sent as %%25): %r" % (header, value)
+        )
 
 
 def check_label(label: str) -> str:
@@ -93,6 +105,14 @@ def check_file_name(name: str) -> str:
         return ingest.check_file_name(name)
     except ValueError as e:
         raise Rejected(400, str(e))
+
+
+def _label_in(label: str, where: str) -> str:
+    """check_label for a label in a label file, its reason led by where (the label file and the sample)."""
+    try:
+        return ingest.check_label(label)
+    except ValueError as e:
+        raise Rejected(400, "%s: %s" % (where, e))
 
 
 def label_from_filename(name: str):
@@ -150,7 +170,7 @@ def parse_bounding_boxes(raw):
     )
     if not ok:
         raise Rejected(400, 'x-bounding-boxes must be a JSON list of {"label", "x", "y", "width", "height"}')
-    return [dict(label=check_label(b["label"]), **{k: b[k] for k in _BOX_KEYS}) for b in boxes]
+    return [dict(label=_label_in(b["label"], "x-bounding-boxes"), **{k: b[k] for k in _BOX_KEYS}) for b in boxes]
 
 
 def parse_structured_labels(data: bytes) -> dict:
@@ -181,7 +201,8 @@ def parse_structured_labels(data: bytes) -> dict:
                 raise Rejected(
                     400, "%s: %s: needs integers 0 <= startIndex <= endIndex" % (STRUCTURED_LABELS_NAME, name)
                 )
-            clean.append({"label": check_label(seg["label"]), "startIndex": start, "endIndex": end})
+            label = _label_in(seg["label"], "%s: %s" % (STRUCTURED_LABELS_NAME, name))
+            clean.append({"label": label, "startIndex": start, "endIndex": end})
         out[name] = clean
     return out
 
@@ -252,7 +273,8 @@ def parse_bounding_boxes_file(data: bytes) -> dict:
                 )
             if b["width"] <= 0 or b["height"] <= 0:
                 raise Rejected(400, "%s: %s: width and height must be > 0" % (BOUNDING_BOXES_NAME, name))
-            clean.append(dict(label=check_label(b["label"]), **{k: b[k] for k in _BOX_KEYS}))
+            label = _label_in(b["label"], "%s: %s" % (BOUNDING_BOXES_NAME, name))
+            clean.append(dict(label=label, **{k: b[k] for k in _BOX_KEYS}))
         out[name] = clean
     return out
 
@@ -264,7 +286,7 @@ def parse_label_map_file(data: bytes) -> dict:
     build/shared/bounding-box-file-types.d.ts; the uploader sends it for an info.labels entry whose label is
     {"type": "keyvalue-labels", "labels": {...}}, build/cli-common/make-image.js): {"version": 1, "type":
     "label-map-labels", "labels": {file name: {key: label} or [label, ...]}}. A list becomes {"0": first,
-    "1": ...}, as the service's parseLabelMapFile maps it. Keys are strings, labels follow the label rule."""
+    "1": ...}, as the service's parseLabelMapFile maps it. Keys and labels follow the label rule."""
     per_file = _label_file(data, LABEL_MAP_NAME, "label-map-labels", "labels")
     out = {}
     for name, labels in per_file.items():
@@ -274,7 +296,14 @@ def parse_label_map_file(data: bytes) -> dict:
             raise Rejected(
                 400, "%s: %s: expected a non-empty object (or list) of label strings" % (LABEL_MAP_NAME, name)
             )
-        out[name] = {k: check_label(v) for k, v in labels.items()}
+        where = "%s: %s" % (LABEL_MAP_NAME, name)
+        clean = {}
+        for key, label in labels.items():
+            key = _label_in(key, where + ": key")  # a key is a label's name: the same rule
+            if key in clean:
+                raise Rejected(400, "%s: key %r given twice (keys are stripped of spaces as labels are)" % (where, key))
+            clean[key] = _label_in(label, where)
+        out[name] = clean
     return out
 
 

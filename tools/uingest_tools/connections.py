@@ -20,6 +20,11 @@ While the application works on a request (after the body, until the reply is sen
 A client that had sent part of a request gets a 408 with the reason before the close; a silent or idle one is
 just closed. Closes are counted and logged in one line at most once a minute.
 
+A request line and headers over ``HEAD_BYTES`` get 431 (414 when the request line alone is over) with the
+reason; what the client still sends is then read and dropped until it closes or pauses ``LINGER_S`` (for at
+most the header deadline), since closing with it unread resets the connection and the client never reads the
+reply.
+
 The cap: at most ``max_connections`` connections. A new connection over the cap closes the connection idle
 the longest, else the one that has been sending its request line or headers the longest (a slow client),
 never one sending a body or waiting for its reply; when there is none, the new connection gets 503 with
@@ -44,9 +49,12 @@ log = logging.getLogger("uingest.serve")
 REPORT_EVERY_S = 60.0
 FILES_KEPT_FOR_THE_SERVER = 64  # descriptors left for the data folder, spools, the index, logs
 MOST_CONNECTIONS = 10000  # the default cap when the open-file limit is higher still
+LINGER_S = 1.0  # a refused client that sends nothing for this long is closed (nginx's lingering_timeout)
+HEAD_BYTES = 16 * 1024  # the most a request line and its headers may take (h11's own buffer limit, Node's)
 
 # phases
 _REQUEST, _HEADERS, _BODY, _APP, _IDLE = "request", "headers", "body", "app", "idle"
+_DRAIN = "drain"  # refused, its reply sent: what the client still sends is read and dropped until it closes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +112,8 @@ class _Report:
                 text = "refused over the cap of %d connections (--max-connections)" % self.limits.max_connections
             elif what == "evicted":
                 text = "closed to make room under --max-connections %d" % self.limits.max_connections
+            elif what == "head":
+                text = "sent a request line or headers over %d bytes (414 or 431)" % HEAD_BYTES
             else:
                 text = _EXPIRED[what] % getattr(self.limits, _LIMIT_FOR[what])
             parts.append("%d %s" % (n, text))
@@ -124,6 +134,9 @@ class GuardedH11Protocol(H11Protocol):
         self._deadline = math.inf
         self._got_bytes = False  # of the current request
         self._line_done = False
+        self._head_seen = 0  # bytes of the current request's line and headers so far
+        self._line_bytes = -1  # the request line's length once its end is seen
+        self._head_tail = b""  # the last bytes of them, where the blank line ending them may begin
         self._since = self.loop.time()  # when the current phase began
         self._enter(_REQUEST, self.limits.request)
         if len(self.connections) > self.limits.max_connections and not self._make_room():
@@ -158,7 +171,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def _expire(self) -> None:
         phase = self._phase
-        if phase == _IDLE:
+        if phase in (_IDLE, _DRAIN):
             self._close()
             return
         if phase == _REQUEST and not self._got_bytes:
@@ -197,9 +210,9 @@ class GuardedH11Protocol(H11Protocol):
         best = None
         for other in self.connections:
             phase = getattr(other, "_phase", None)
-            if other is self or phase not in (_IDLE, _REQUEST, _HEADERS) or other.transport.is_closing():
+            if other is self or phase not in (_DRAIN, _IDLE, _REQUEST, _HEADERS) or other.transport.is_closing():
                 continue
-            rank = (phase != _IDLE, other._since)  # idle ones first, then the oldest
+            rank = (phase not in (_DRAIN, _IDLE), other._since)  # refused and idle ones first, then the oldest
             if best is None or rank < best[0]:
                 best = (rank, other)
         if best is None:
@@ -221,8 +234,49 @@ class GuardedH11Protocol(H11Protocol):
 
     # --- what moves a connection from phase to phase
 
+    # --- a request line or headers too large
+
+    def _head_too_large(self, data: bytes) -> bool:
+        """Count data's part of the current request's line and headers: over HEAD_BYTES, refuse the request
+        (414 when its line alone is, else 431) and True. Before h11 or httptools see data, so that their own
+        limit (a 400 and a close with the rest unread: a reset) never comes first."""
+        tail = self._head_tail
+        joined = tail + data
+        ends = [  # where the blank line ending them ends, in data
+            i + len(blank)
+            for blank in (b"\n\r\n", b"\n\n")
+            if (i := joined.find(blank, max(0, len(tail) - len(blank) + 1))) >= 0
+        ]
+        part = min(ends) - len(tail) if ends else len(data)
+        if self._line_bytes < 0 and (i := data.find(b"\n", 0, part)) >= 0:
+            self._line_bytes = self._head_seen + i
+        self._head_seen += part
+        self._head_tail = joined[-2:]
+        if self._head_seen <= HEAD_BYTES:
+            return False
+        self.report.note("head", self.loop)
+        if not 0 <= self._line_bytes <= HEAD_BYTES:
+            status, phrase, what = 414, "URI Too Long", "request line"
+        else:
+            status, phrase, what = 431, "Request Header Fields Too Large", "request line and headers"
+        body = ("%s over %d bytes: refused" % (what, HEAD_BYTES)).encode() + b"\n"
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+            b"content-length: %d\r\n\r\n%s" % (status, phrase.encode(), len(body), body)
+        )
+        # a close with the rest of the request unread would be a reset, losing the reply on its way: end
+        # our side and read what comes until the client closes, for as long as its headers could take
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._drain_end = self.loop.time() + self.limits.headers
+        self._enter(_DRAIN, LINGER_S)
+        return True
+
     def data_received(self, data: bytes) -> None:
         phase = self._phase
+        if phase == _DRAIN:  # dropped; closed once the client pauses (TLS cannot half-close: it may wait for it)
+            self._deadline = min(self.loop.time() + LINGER_S, self._drain_end)
+            return
         if phase in (_IDLE, _REQUEST) and not self._got_bytes:
             self._got_bytes = True
             if phase == _IDLE:  # the next request on a kept-alive connection
@@ -232,6 +286,8 @@ class GuardedH11Protocol(H11Protocol):
             self._enter(_HEADERS, self.limits.headers)
         elif self._phase == _BODY:
             self._deadline = self.loop.time() + self.limits.body
+        if self._phase in (_REQUEST, _HEADERS) and self._head_too_large(data):
+            return
         cycle = self.cycle
         super().data_received(data)
         if self._phase in (_REQUEST, _HEADERS) and self.cycle is not cycle:
@@ -251,6 +307,7 @@ class GuardedH11Protocol(H11Protocol):
         if self.transport.is_closing():
             return
         self._got_bytes = self._line_done = False
+        self._head_seen, self._line_bytes, self._head_tail = 0, -1, b""
         if self.cycle is not cycle and not self.cycle.response_complete:  # a pipelined request, parsed already
             self._got_bytes = self._line_done = True
             self._headers_done()

@@ -173,7 +173,7 @@ class Ingestion:
             raw = request.headers.get(header)
             if raw and raw.strip():
                 try:
-                    raw = header_text(raw)
+                    raw = header_text(raw, header)
                 except Rejected:  # not percent-encoded UTF-8: informational, kept as it came
                     pass
                 told[field] = raw.strip()[:INFORMATIONAL_MAX]
@@ -190,7 +190,7 @@ class Ingestion:
         no_label = _flag(request, "x-no-label")
         raw = request.headers.get("x-label")
         if raw is not None and raw.strip():
-            return no_label, check_label(header_text(raw))
+            return no_label, check_label(header_text(raw, "x-label"))
         return no_label, None
 
     @staticmethod
@@ -249,7 +249,7 @@ class Ingestion:
             raw_name = request.headers.get("x-file-name")
             if raw_name is None or not raw_name.strip():
                 raise Rejected(421, "missing x-file-name header")
-            file_name = check_file_name(header_text(raw_name).strip())
+            file_name = check_file_name(header_text(raw_name, "x-file-name").strip())
             no_label, header_label = self._header_label(request)
             label = self._label_for(no_label, header_label, file_name)
             _state(request, label=label)

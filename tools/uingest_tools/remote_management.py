@@ -35,7 +35,10 @@ HTTP routes (Studio's paths under ``/v1/api/{projectId}``; any projectId; ``x-ap
   StartSamplingResponse); the device's replies then move its state (idle, sampling, uploading) and its job's
   stage, which the dashboard shows live. ``hmacKey`` is the server's --hmac-key, else ``"0"`` (what Edge
   Impulse's own tools sign with when a project has none; the server checks no signature then). ``sensor``
-  defaults to the device's first sensor.
+  defaults to the device's first sensor. An ``intervalMs`` faster than the sensor's highest frequency in its
+  hello (5% over, for a rounded 1000 / Hz) is refused; a slower one is passed on (the device picks its
+  nearest rate: a uingest board samples at its configured rate and logs it; the stored sample says which).
+- A deviceId with '/' is addressed with it as %2F, as Edge Impulse's clients send it (encodeURIComponent).
 - Refusals are Studio's: HTTP 200 with ``{"success": false, "error": "..."}`` (unknown device, not
   connected, busy, a bad field); a missing or wrong key is a 401 with the same body.
 
@@ -80,6 +83,7 @@ PING_TIMEOUT = 20.0
 JOB_GRACE_S = 120.0  # a job without its end this long after the sample's length is failed
 MAX_SENSORS = 32
 MAX_FREQUENCIES = 64
+RATE_SLACK = 1.05  # an intervalMs of 1000 / Hz rounded may ask a little over the highest frequency
 MAX_TEXT = 256  # characters of a deviceId, deviceType, sensor name
 MAX_LENGTH_MS = 24 * 3600 * 1000
 NO_HMAC_KEY = "0"  # the hmacKey sent when the server has none (Edge Impulse's DataForwarder default)
@@ -174,6 +178,21 @@ def parse_start_sampling(body, sensors: list) -> dict:
         sensor = names[0]
     elif sensor not in names:
         raise Refused("unknown sensor %r: the device offers %s" % (sensor, ", ".join(map(repr, names)) or "none"))
+    offered = next(s["frequencies"] for s in sensors if s["name"] == sensor)
+    if offered and 1000 / interval > max(offered) * RATE_SLACK:
+        # faster than the sensor samples at all; a slower rate is passed on: the device picks its nearest
+        # (a uingest board samples at its configured rate and logs it), the stored sample says which
+        raise Refused(
+            "intervalMs %g asks %g Hz: sensor %r samples at most %g Hz (it offers %s Hz): intervalMs at least %g"
+            % (
+                interval,
+                1000 / interval,
+                sensor,
+                max(offered),
+                ", ".join("%g" % f for f in offered),
+                1000 / max(offered),
+            )
+        )
     request = {"label": label, "length": length, "category": category, "interval": interval, "sensor": sensor}
     for extra, ok in (
         ("labelColor", lambda v: isinstance(v, str)),
@@ -735,11 +754,15 @@ class RemoteManagement:
     # --- the Studio-compatible routes
 
     def routes(self) -> list[Route]:
+        # {device_id:path}: a deviceId may hold '/', which Edge Impulse's clients send as %2F (encodeURIComponent,
+        # edgeimpulse_api's quote(safe='')) and the server decodes before routing; Studio's routes give it whole
         return [
             Route("/v1/api/{project_id}/devices", self.list_devices, methods=["GET"]),
-            Route("/v1/api/{project_id}/device/{device_id}", self.get_device, methods=["GET"]),
+            Route("/v1/api/{project_id}/device/{device_id:path}", self.get_device, methods=["GET"]),
             Route(
-                "/v1/api/{project_id}/device/{device_id}/start-sampling", self.start_sampling_route, methods=["POST"]
+                "/v1/api/{project_id}/device/{device_id:path}/start-sampling",
+                self.start_sampling_route,
+                methods=["POST"],
             ),
         ]
 

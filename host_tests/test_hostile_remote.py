@@ -1,0 +1,144 @@
+"""serve's remote management against what a hostile-input run found: a deviceId with '/' addressed through
+the Studio-compatible routes, an intervalMs the device's sensor cannot sample."""
+
+import http.client
+import json
+
+import edgeimpulse_api as ei
+import pytest
+from remote_device import FakeDevice
+
+from uingest_tools import serve
+
+API_KEY = "ei_hostile_remote_7f3a"
+SLASHED = "lab/esp32:01"  # Edge Impulse's clients send it percent-encoded: lab%2Fesp32%3A01
+
+
+@pytest.fixture
+def server(tmp_path):
+    app = serve.create_app(str(tmp_path), api_key=API_KEY, remote_port=0)
+    with serve.ServerThread(app) as s:
+        s.remote = app.state.remote_management
+        s.ws_url = "ws://127.0.0.1:%d" % s.remote.port
+        yield s
+
+
+def request(server, method, path, body=None):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    headers = {"Content-Type": "application/json", "x-api-key": API_KEY}
+    try:
+        conn.request(method, path, json.dumps(body) if body is not None else None, headers)
+        r = conn.getresponse()
+        return r.status, json.loads(r.read())
+    finally:
+        conn.close()
+
+
+def studio(server):
+    config = ei.Configuration(host=server.url + "/v1", api_key={"ApiKeyAuthentication": API_KEY})
+    return ei.DevicesApi(ei.ApiClient(config))
+
+
+SAMPLE = {"label": "wave", "lengthMs": 1000, "category": "training", "intervalMs": 10, "sensor": "Accelerometer"}
+
+
+def test_a_device_id_with_a_slash_is_reached_percent_encoded(server):
+    dev = FakeDevice(server.ws_url)
+    try:
+        assert dev.say_hello(API_KEY, device_id=SLASHED) == {"hello": True}
+        status, body = request(server, "GET", "/v1/api/1/device/lab%2Fesp32%3A01")
+        assert (status, body["success"], body["device"]["deviceId"]) == (200, True, SLASHED), body
+        status, body = request(server, "POST", "/v1/api/1/device/lab%2Fesp32%3A01/start-sampling", SAMPLE)
+        assert (status, body["success"]) == (200, True), body
+        assert dev.recv()["sample"]["label"] == "wave"
+    finally:
+        dev.close()
+
+
+def test_edge_impulse_api_client_reaches_a_device_id_with_a_slash(server):
+    """edgeimpulse_api quotes a path parameter whole (safe=''): '/' goes as %2F, as its TypeScript client's
+    encodeURIComponent sends it, and Studio's routes decode it to the deviceId."""
+    dev = FakeDevice(server.ws_url)
+    try:
+        assert dev.say_hello(API_KEY, device_id=SLASHED) == {"hello": True}
+        api = studio(server)
+        assert api.get_device(project_id=1, device_id=SLASHED).device.device_id == SLASHED
+        started = api.start_sampling(
+            project_id=1,
+            device_id=SLASHED,
+            start_sampling_request=ei.StartSamplingRequest(
+                label="wave", length_ms=1000, category="training", interval_ms=10.0, sensor="Accelerometer"
+            ),
+        )
+        assert started.success
+        assert dev.recv()["sample"]["sensor"] == "Accelerometer"
+    finally:
+        dev.close()
+
+
+def test_a_device_named_like_a_route_is_still_its_own(server):
+    """A deviceId ending in '/start-sampling' is read by GET as a device, and start-sampling after it."""
+    named = "x/start-sampling"
+    dev = FakeDevice(server.ws_url)
+    try:
+        assert dev.say_hello(API_KEY, device_id=named) == {"hello": True}
+        status, body = request(server, "GET", "/v1/api/1/device/x%2Fstart-sampling")
+        assert body["success"] and body["device"]["deviceId"] == named, body
+        status, body = request(server, "POST", "/v1/api/1/device/x%2Fstart-sampling/start-sampling", SAMPLE)
+        assert body["success"], body
+        status, body = request(server, "POST", "/v1/api/1/device/x/start-sampling", SAMPLE)
+        assert body["success"] is False and "unknown device 'x'" in body["error"], body
+    finally:
+        dev.close()
+
+
+def test_an_unknown_device_id_with_a_slash_is_studios_refusal_not_a_404(server):
+    status, body = request(server, "POST", "/v1/api/1/device/a%2Fb/start-sampling", SAMPLE)
+    assert status == 200 and body["success"] is False and "unknown device 'a/b'" in body["error"], body
+    status, body = request(server, "GET", "/v1/api/1/device/a%2Fb")
+    assert status == 200 and body["success"] is False and "'a/b'" in body["error"], body
+
+
+# --- intervalMs against the sensor's frequencies (remote_device.SENSORS: Accelerometer 62.5 and 100 Hz,
+# Microphone 16000 Hz)
+
+
+@pytest.mark.parametrize(
+    "sensor, interval, highest",
+    [("Accelerometer", 0.001, "100 Hz"), ("Accelerometer", 5, "100 Hz"), ("Microphone", 0.01, "16000 Hz")],
+)
+def test_an_interval_faster_than_the_sensor_samples_is_refused_with_the_reason(server, sensor, interval, highest):
+    dev = FakeDevice(server.ws_url)
+    try:
+        assert dev.say_hello(API_KEY) == {"hello": True}
+        body = dict(SAMPLE, sensor=sensor, intervalMs=interval)
+        status, reply = request(server, "POST", "/v1/api/1/device/AA:BB:CC:00:11:22/start-sampling", body)
+        assert status == 200 and reply["success"] is False, reply  # Studio's refusal, as for every bad field
+        assert "intervalMs" in reply["error"] and highest in reply["error"] and sensor in reply["error"], reply
+        with pytest.raises(TimeoutError):  # nothing reached the device
+            dev.recv(timeout=0.3)
+        assert server.remote.snapshot()["devices"][0]["state"] == "idle"
+    finally:
+        dev.close()
+
+
+@pytest.mark.parametrize(
+    "sensor, interval",
+    [
+        ("Accelerometer", 10),  # 100 Hz, offered
+        ("Accelerometer", 16),  # 62.5 Hz, offered
+        ("Accelerometer", 9.9),  # 101 Hz: 1000/Hz rounded, within 5% of the highest
+        ("Accelerometer", 40),  # 25 Hz, slower than offered: the device picks its rate (ours logs it)
+        ("Microphone", 0.0625),  # 16000 Hz
+    ],
+)
+def test_an_interval_the_sensor_can_sample_is_passed_on(server, sensor, interval):
+    dev = FakeDevice(server.ws_url)
+    try:
+        assert dev.say_hello(API_KEY) == {"hello": True}
+        body = dict(SAMPLE, sensor=sensor, intervalMs=interval)
+        status, reply = request(server, "POST", "/v1/api/1/device/AA:BB:CC:00:11:22/start-sampling", body)
+        assert reply["success"] is True, reply
+        assert dev.recv()["sample"]["interval"] == interval
+    finally:
+        dev.close()
