@@ -64,8 +64,9 @@ store = Store(cfg["queue_dir"], cfg["queue_budget_bytes"], print)
 outbox = app.Outbox(client, store, cfg, print, lambda on: None, lambda: None)
 
 # -- the baselines, in the same heap ------------------------------------------
-import cbor2  # noqa: E402
 import hmac  # noqa: E402
+
+import cbor2  # noqa: E402
 
 # requests: micropython-lib's (from the baseline folder, else frozen into the port) or its ancestor urequests
 # (pfalcon's micropython-urequests: the same post()); `uingest bench` says which, by this argument
@@ -209,7 +210,7 @@ print("heap_live", gc.mem_alloc(), gc.mem_free())
 PATHS = (("app", app_path), ("mplib", mplib_path), ("app_local", app_local), ("mplib_local", mplib_local))
 results = [[] for _ in PATHS]
 iat = 1000
-for k in range(repeats):
+for _ in range(repeats):
     for i, (_, path) in enumerate(PATHS):
         results[i].append(run(path, iat))
         iat += windows
