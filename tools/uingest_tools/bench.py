@@ -223,7 +223,7 @@ def main(argv=None) -> int:
         "--app-windows",
         type=int,
         default=100,
-        help="windows per round of the app-path row (default 100, %d rounds)" % ROUNDS,
+        help="windows per round of the app-path row (default 100, %d rounds)" % APP_PATH_ROUNDS,
     )
     ap.add_argument(
         "--quick",
@@ -247,7 +247,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         build(tmp, march="host")  # what we ship: .mpy with the viper kernels
         r = run_message_bench(args.repeats, tmp, baselines)
-        app_path = app_path_line(tmp, baselines, args.app_windows, ROUNDS)
+        app_path = app_path_line(tmp, baselines, args.app_windows, APP_PATH_ROUNDS)
         uploads = upload_table(args.uploads, tmp)
         sampler = sampler_line(args.sampler_seconds, tmp)
         sampler_1khz = sampler_line(max(1, args.sampler_seconds // 6), tmp, rate=1000.0)  # test_sampler's drift
@@ -300,6 +300,7 @@ def main(argv=None) -> int:
 
 
 APP_PATH_HEAP_KB = 384  # an ESP32's ~150K of free heap, doubled as this port's objects are
+APP_PATH_ROUNDS = 9
 
 
 def app_path_line(bundle_dir: str, baselines: str | None, windows: int, repeats: int) -> str:
@@ -333,16 +334,24 @@ def app_path_line(bundle_dir: str, baselines: str | None, windows: int, repeats:
         )
     if proc.returncode != 0:
         raise SystemExit("app-path benchmark failed on MicroPython:\n" + proc.stdout + proc.stderr)
-    paths, part = {}, {}
+    rounds, part, live = [], {}, 0
     for line in proc.stdout.splitlines():
         words = line.split()
         if words[0] == "part":
             part[words[1]] = int(words[2])
         elif words[0] == "heap_live":
             live = int(words[1])
-        elif words[0] != "lib":
-            paths[words[0]] = windows / (int(words[1]) / 1e6)  # windows/s
-    app, mplib, app_local, mplib_local = (paths[k] for k in ("app", "mplib", "app_local", "mplib_local"))
+        elif words[0] == "round":
+            rounds.append([int(us) for us in words[1:]])
+
+    def median(values):
+        return sorted(values)[len(values) // 2]
+
+    # windows/s of each path, the median over the rounds; a ratio, the median of the rounds' own ratios (the
+    # paths of a round ran one after the other: the ratio of a round is the least touched by the machine's load)
+    app, mplib, app_local, mplib_local = (median([windows / (r[k] / 1e6) for r in rounds]) for k in range(4))
+    ratio = median([r[1] / r[0] for r in rounds])
+    ratio_local = median([r[3] / r[2] for r in rounds])
     return (
         "encode+sign+send where the app runs it: %d signed 200x3 windows, median of %d rounds, one MicroPython "
         "process with a %dK heap, %d KB of it live (the app's modules, config, window, outbox; the baselines; an "
@@ -362,10 +371,10 @@ def app_path_line(bundle_dir: str, baselines: str | None, windows: int, repeats:
             lib,
             where,
             mplib,
-            app / mplib,
+            ratio,
             app_local,
             mplib_local,
-            app_local / mplib_local,
+            ratio_local,
             part["app_message"],
             part["app_sign_pass"],
             part["app_send_pass_null"],

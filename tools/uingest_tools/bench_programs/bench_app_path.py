@@ -15,9 +15,10 @@
 #           again, requests.post (a new connection each post, as it does).
 # and both without the network (app_local: the send pass into a null sink;
 # mplib_local: the signed body made). Prints "lib NAME FILE", "heap_live
-# ALLOC FREE", then "NAME median_us windows" per path (the median of REPEATS
-# rounds of WINDOWS windows, the paths taking turns) and "part NAME median_us"
-# for each part of one window, timed on its own (the port has no profiler).
+# ALLOC FREE", then for each of REPEATS rounds "round APP MPLIB APP_LOCAL
+# MPLIB_LOCAL" (us for WINDOWS windows, the paths taking turns) and "part NAME
+# median_us" for each part of one window, timed on its own (the port has no
+# profiler).
 import gc
 import hashlib
 import json
@@ -206,16 +207,18 @@ app_path(0, 1)  # connect once: the app's connection is kept alive from its firs
 mplib_path(0, 2)
 gc.collect()
 print("heap_live", gc.mem_alloc(), gc.mem_free())
-# The paths take turns, round by round: a load that comes and goes on the machine falls on both.
-PATHS = (("app", app_path), ("mplib", mplib_path), ("app_local", app_local), ("mplib_local", mplib_local))
-results = [[] for _ in PATHS]
+# The paths take turns, round by round: a load that comes and goes on the machine falls on both. Each round
+# starts from a collected heap: a path pays for its own garbage (the collections its allocations trigger), not
+# for the one before it.
+PATHS = (app_path, mplib_path, app_local, mplib_local)
 iat = 1000
 for _ in range(repeats):
-    for i, (_, path) in enumerate(PATHS):
-        results[i].append(run(path, iat))
+    us = []
+    for path in PATHS:
+        gc.collect()
+        us.append(run(path, iat))
         iat += windows
-for (name, _), us in zip(PATHS, results):
-    print(name, median(us), windows)
+    print("round", *us)
 rounds = max(9, min(windows, 50))
 parts(
     (
