@@ -358,8 +358,9 @@ def app_path_line(bundle_dir: str, baselines: str | None, windows: int, repeats:
         "application's objects): the app's path (Message, sign pass, Outbox.send over one kept-alive connection, "
         "drain) %.0f windows/s; micropython-lib cbor2 + hmac + %s (%s; a connection each) %.0f windows/s: "
         "%.1fx (target 20x); without the network: %.0f vs %.0f windows/s = %.1fx\n"
-        "  per window, us: app: Message %d, sign pass %d, send pass into a null sink %d, headers %d, Outbox.send "
-        "(headers, send pass, socket writes, the reply) %d, drain %d; a gc.collect() in this heap %d (not in the "
+        "  per window, us: app: Message %d, sign pass %d, send pass into a null sink %d, headers %d (built once: "
+        "upload.send keeps them), Outbox.send "
+        "(send pass, socket writes, the reply) %d, drain %d; a gc.collect() in this heap %d (not in the "
         "path: App.record makes two); micropython-lib: the dict of lists %d, cbor2.dumps with the placeholder %d, "
         "hmac %d, cbor2.dumps signed %d, %s.post %d"
         % (
