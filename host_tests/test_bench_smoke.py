@@ -4,8 +4,12 @@ The figures are not judged here: they belong in the README."""
 import re
 import subprocess
 import sys
+import tempfile
+
+import pytest
 
 from uingest_tools import bench
+from uingest_tools.bundle import build
 
 
 def test_bench_runs_and_prints_every_table():
@@ -33,6 +37,8 @@ def test_bench_runs_and_prints_every_table():
             "6",
             "--large-window-mb",
             "2",
+            "--app-windows",
+            "2",
             # the heap searches of the whole app with remote management and TLS take minutes: `make bench` runs
             # them; remote management and TLS themselves are test_remote's and test_tls's
             "--quick",
@@ -44,9 +50,12 @@ def test_bench_runs_and_prints_every_table():
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
     # micropython-lib's cbor2 and hmac are optional: the row when they are installed, else the line saying how
-    baseline = "micropython-lib cbor2 + hmac" if bench.find_baselines() else bench.BASELINE_HINT
+    baselines = bench.find_baselines()
+    baseline = "micropython-lib cbor2 + hmac" if baselines else bench.BASELINE_HINT
+    app_path = "where the app runs it" if baselines and bench.find_requests(baselines) else bench.REQUESTS_HINT
     for needle in (
         baseline,
+        app_path,
         "json.dumps + uingest hmac",
         "16 kHz int16 audio",
         "minimal responder",
@@ -90,3 +99,21 @@ def test_bench_runs_and_prints_every_table():
     assert large, out[-2000:]
     assert large.group(1) == "2" and large.group(2) == "200"
     assert float(large.group(4)) < 4 and 0 < float(large.group(5)) <= float(large.group(6))
+
+
+def test_the_app_path_row_runs_when_its_baselines_are_there():
+    """The app's per-window path against cbor2 + hmac + requests, a few windows: the row's shape, not its figures."""
+    baselines = bench.find_baselines()
+    if baselines is None or bench.find_requests(baselines) is None:
+        pytest.skip(bench.REQUESTS_HINT)
+    with tempfile.TemporaryDirectory() as tmp:
+        build(tmp, march="host")
+        line = bench.app_path_line(tmp, baselines, windows=3, repeats=1)
+    m = re.search(
+        r"the app's path .* (\d+) windows/s; micropython-lib cbor2 \+ hmac \+ (u?requests) \(.*\) (\d+) windows/s: "
+        r"([\d.]+)x \(target 20x\); without the network: (\d+) vs (\d+) windows/s",
+        line,
+    )
+    assert m, line
+    assert all(float(m.group(k)) > 0 for k in (1, 3, 4, 5, 6)), line
+    assert "cbor2.dumps with the placeholder" in line and ".post " in line, line

@@ -146,20 +146,26 @@ class Client:
     # -- I/O that works on MicroPython sockets and CPython sockets alike ----
     def write(self, b):
         """Buffered send: the request head and the encoder's small chunks leave
-        in segments of up to _SEND bytes instead of one packet per chunk."""
+        in whole segments of _SEND bytes (the last one shorter) instead of one
+        packet per chunk: a 200x3 window's request is three writes, not four."""
         n = len(b)
         used = self._out_used
         if used + n <= _SEND:
             self._out[used : used + n] = b
             self._out_used = used + n
             return n
-        self.flush()
+        k = _SEND - used  # the segment is filled from b and sent whole
+        mv = memoryview(b)
+        self._out[used:] = mv[:k]
+        self._out_used = 0
+        self._send(self._out)
+        n -= k
         if n >= _SEND:
-            self._send(b)
+            self._send(mv[k:])
         else:
-            self._out[:n] = b
+            self._out[:n] = mv[k:]
             self._out_used = n
-        return n
+        return len(b)
 
     def flush(self):
         if self._out_used:

@@ -25,11 +25,34 @@ BASELINE_HINT = (
 )
 
 
-def _has_baselines(folder: str) -> bool:
-    def there(name):
-        return any(os.path.exists(os.path.join(folder, name + ext)) for ext in ("", ".py", ".mpy"))
+def _there(folder: str, name: str) -> bool:
+    """A module or package name in folder (as MicroPython imports it)."""
+    return any(os.path.exists(os.path.join(folder, name + ext)) for ext in ("", ".py", ".mpy"))
 
-    return os.path.isdir(folder) and there("cbor2") and there("hmac")
+
+def _has_baselines(folder: str) -> bool:
+    return os.path.isdir(folder) and _there(folder, "cbor2") and _there(folder, "hmac")
+
+
+# The app-path row's HTTP client, looked for beside cbor2 and hmac: micropython-lib's requests, else its
+# ancestor urequests (the same post()), else the requests frozen into the unix port (micropython-lib's too).
+REQUESTS_HINT = (
+    "bench: no app-path row (the app's per-window path against cbor2 + hmac + requests): install them with"
+    " `micropython -m mip install cbor2 hmac requests`, or pass --baseline DIR holding cbor2/, hmac.py and"
+    " requests/ or urequests/ (PyPI's micropython-urequests)"
+)
+
+
+def find_requests(baselines: str) -> tuple[str, str] | None:
+    """(module, where) of the app-path row's HTTP client beside the baselines (a folder), or None: see
+    REQUESTS_HINT."""
+    for name in ("requests", "urequests"):
+        if _there(baselines, name):
+            return name, baselines
+    frozen = subprocess.run(
+        [micropython(), "-c", "import requests"], capture_output=True, env=unix_port_env(), timeout=30
+    )
+    return ("requests", "frozen into the unix port") if frozen.returncode == 0 else None
 
 
 def find_baselines(given: str | None = None) -> str | None:
@@ -45,6 +68,7 @@ BENCH_UPLOAD = os.path.join(PROGRAMS, "bench_upload.py")
 BENCH_SAMPLER = os.path.join(PROGRAMS, "bench_sampler.py")
 BENCH_AUDIO_FLASH = os.path.join(PROGRAMS, "bench_audio_flash.py")
 BENCH_SERVE_BODIES = os.path.join(PROGRAMS, "bench_serve_bodies.py")
+BENCH_APP_PATH = os.path.join(PROGRAMS, "bench_app_path.py")
 BENCH_API_KEY = "ei_bench_key"
 ROUNDS = 5  # upload rounds per server; the table shows the median
 
@@ -196,6 +220,12 @@ def main(argv=None) -> int:
     ap.add_argument("--device-windows", type=int, default=25, help="windows each device posts (default 25)")
     ap.add_argument("--large-window-mb", type=int, default=40, help="size of the large-window run (default 40)")
     ap.add_argument(
+        "--app-windows",
+        type=int,
+        default=100,
+        help="windows per round of the app-path row (default 100, %d rounds)" % APP_PATH_ROUNDS,
+    )
+    ap.add_argument(
         "--quick",
         action="store_true",
         help="leave out the whole app's heap searches with remote management and TLS (minutes of runs)",
@@ -217,6 +247,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         build(tmp, march="host")  # what we ship: .mpy with the viper kernels
         r = run_message_bench(args.repeats, tmp, baselines)
+        app_path = app_path_line(tmp, baselines, args.app_windows, APP_PATH_ROUNDS)
         uploads = upload_table(args.uploads, tmp)
         sampler = sampler_line(args.sampler_seconds, tmp)
         sampler_1khz = sampler_line(max(1, args.sampler_seconds // 6), tmp, rate=1000.0)  # test_sampler's drift
@@ -252,6 +283,7 @@ def main(argv=None) -> int:
     print(table(r))
     if baselines is None:
         print(BASELINE_HINT)
+    print(app_path)
     print()
     print(uploads)
     print(link)
@@ -265,6 +297,100 @@ def main(argv=None) -> int:
         print(line)
     print("\n".join(serve_lines))
     return 0
+
+
+APP_PATH_HEAP_KB = 384  # an ESP32's ~150K of free heap, doubled as this port's objects are
+APP_PATH_ROUNDS = 9
+
+
+def app_path_line(bundle_dir: str, baselines: str | None, windows: int, repeats: int) -> str:
+    """Encode+sign+send where the app runs it (issue 16): bench_app_path.py in one unix-port process, the app's
+    per-window path against micropython-lib's cbor2 + hmac + requests, to a minimal responder. The row's two lines,
+    or REQUESTS_HINT when a baseline is missing."""
+    import tempfile
+
+    found = None if baselines is None else find_requests(baselines)
+    if baselines is None or found is None:
+        return REQUESTS_HINT
+    lib, where = found
+    with minimal_responder() as responder, tempfile.TemporaryDirectory() as queue:
+        proc = subprocess.run(
+            [
+                micropython(),
+                "-X",
+                "heapsize=%dK" % APP_PATH_HEAP_KB,
+                BENCH_APP_PATH,
+                responder.url,
+                queue,
+                str(windows),
+                str(repeats),
+                lib,
+            ],
+            input=BENCH_API_KEY + "\n",
+            capture_output=True,
+            text=True,
+            env=unix_port_env(bundle_dir, baselines),
+            timeout=600,
+        )
+    if proc.returncode != 0:
+        raise SystemExit("app-path benchmark failed on MicroPython:\n" + proc.stdout + proc.stderr)
+    rounds, part, live = [], {}, 0
+    for line in proc.stdout.splitlines():
+        words = line.split()
+        if words[0] == "part":
+            part[words[1]] = int(words[2])
+        elif words[0] == "heap_live":
+            live = int(words[1])
+        elif words[0] == "round":
+            rounds.append([int(us) for us in words[1:]])
+
+    def median(values):
+        return sorted(values)[len(values) // 2]
+
+    # windows/s of each path, the median over the rounds; a ratio, the median of the rounds' own ratios (the
+    # paths of a round ran one after the other: the ratio of a round is the least touched by the machine's load)
+    app, mplib, app_local, mplib_local = (median([windows / (r[k] / 1e6) for r in rounds]) for k in range(4))
+    ratio = median([r[1] / r[0] for r in rounds])
+    ratio_local = median([r[3] / r[2] for r in rounds])
+    return (
+        "encode+sign+send where the app runs it: %d signed 200x3 windows, median of %d rounds, one MicroPython "
+        "process with a %dK heap, %d KB of it live (the app's modules, config, window, outbox; the baselines; an "
+        "application's objects): the app's path (Message, sign pass, Outbox.send over one kept-alive connection, "
+        "drain) %.0f windows/s; micropython-lib cbor2 + hmac + %s (%s; a connection each) %.0f windows/s: "
+        "%.1fx (target 20x); without the network: %.0f vs %.0f windows/s = %.1fx\n"
+        "  per window, us: app: Message %d, sign pass %d, send pass into a null sink %d, headers %d (built once: "
+        "upload.send keeps them), Outbox.send "
+        "(send pass, socket writes, the reply) %d, drain %d; a gc.collect() in this heap %d (not in the "
+        "path: App.record makes two); micropython-lib: the dict of lists %d, cbor2.dumps with the placeholder %d, "
+        "hmac %d, cbor2.dumps signed %d, %s.post %d"
+        % (
+            windows,
+            repeats,
+            APP_PATH_HEAP_KB,
+            round(live / 1024),
+            app,
+            lib,
+            where,
+            mplib,
+            ratio,
+            app_local,
+            mplib_local,
+            ratio_local,
+            part["app_message"],
+            part["app_sign_pass"],
+            part["app_send_pass_null"],
+            part["app_headers"],
+            part["app_send"],
+            part["app_drain"],
+            part["app_gc_collect"],
+            part["mplib_dict"],
+            part["mplib_dumps_placeholder"],
+            part["mplib_hmac"],
+            part["mplib_dumps_signed"],
+            lib,
+            part["mplib_post"],
+        )
+    )
 
 
 def upload_table(n: int, bundle_dir: str) -> str:
