@@ -50,8 +50,11 @@ def _filler(fmt, typecode, width):
         if _fast and width < 24:  # _fast: _kernels was imported (the stubs see it may be None)
             return _kernels.cbor_f32 if typecode == "f" else _kernels.cbor_i16  # pyright: ignore[reportOptionalMemberAccess]
         return cbor.fill_f if typecode == "f" else cbor.fill_h
-    if _fast and typecode == "h":
-        return _kernels.json_i16  # pyright: ignore[reportOptionalMemberAccess]
+    if _fast:
+        if typecode == "h":
+            return _kernels.json_i16  # pyright: ignore[reportOptionalMemberAccess]
+        _kernels.json_f32_tables()  # pyright: ignore[reportOptionalMemberAccess]
+        return _kernels.json_f32  # pyright: ignore[reportOptionalMemberAccess]
     from . import jsonw
 
     return jsonw.fill_f if typecode == "f" else jsonw.fill_h
