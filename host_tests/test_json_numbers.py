@@ -9,6 +9,7 @@ checks the signature sees the signed bytes. Checked in Node
 (js/json_numbers.js) on the text the MicroPython unix port writes for 100,000
 random float32 bit patterns plus the edge cases."""
 
+import ast
 import json
 import os
 import random
@@ -262,26 +263,22 @@ class Pointer:
 
 
 def kernel_on_32_bits(signed_32):
-    """_kernels.json_f32 and its tables as plain Python over Word32s (the
-    module itself imports only on MicroPython)."""
-    import ast
-
-    with open(os.path.join(os.path.dirname(HERE), "firmware", "uingest", "_kernels.py")) as f:
+    """_json_kernel.json_f32 and its tables as plain Python over Word32s
+    (the module itself imports only on MicroPython)."""
+    with open(os.path.join(os.path.dirname(HERE), "firmware", "uingest", "_json_kernel.py")) as f:
         tree = ast.parse(f.read())
-    keep = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in ("json_f32_tables", "json_f32")]
-    keep += [n for n in tree.body if isinstance(n, ast.Assign) and "_F32_LIMBS" in ast.unparse(n)]
+    keep = tree.body[tree.body.index(next(n for n in tree.body if isinstance(n, ast.FunctionDef))) :]
     for n in keep:
         if isinstance(n, ast.FunctionDef):
-            n.decorator_list = []
+            n.decorator_list = []  # @micropython.viper
     space = {
         "ptr8": lambda b: Pointer(b, "B"),
         "ptr16": lambda b: Pointer(b, "H"),
         "ptr32": lambda b: Pointer(b, "I", signed_32),
         "int": Word32,  # viper's int(object)
-        "_f32_portable": lambda dst, pos, bits: kernel_portable(dst, int(pos), int(bits)),
     }
-    exec(compile(ast.Module(body=keep, type_ignores=[]), "_kernels.py", "exec"), space)
-    space["json_f32_tables"]()
+    exec(compile(ast.Module(body=keep, type_ignores=[]), "_json_kernel.py", "exec"), space)
+    space["_f32_portable"] = lambda dst, pos, bits: kernel_portable(dst, int(pos), int(bits))  # no package here
     return lambda src, row0, rows, width, dst, pos: space["json_f32"](
         src, Word32(row0), Word32(rows), Word32(width), dst, Word32(pos)
     )

@@ -78,7 +78,7 @@ def f32_bits_text(x):
     again (a verifier that re-serializes before checking the signature sees
     the same bytes). Any decimal of at most 15 digits is JS's shortest form
     of the double it parses to, so only the layout needs care: -0 is written
-    0 (JS cannot write -0). The viper kernel _kernels.json_f32 writes the
+    0 (JS cannot write -0). The viper kernel _json_kernel.json_f32 writes the
     same bytes; both are exact, so no port's float formatting matters."""
     expf = (x >> 23) & 0xFF
     mant = x & 0x7FFFFF
@@ -89,11 +89,14 @@ def f32_bits_text(x):
     m = mant | 0x800000 if expf else mant
     e = expf - 150 if expf else -149  # v = m * 2**e
     num, den = (m << e, 1) if e >= 0 else (m, 1 << -e)
-    k = (expf - 127) * 3 // 10 if expf else -40  # near floor(log10(v)): made exact below
-    while (num * 10 ** (-k) < den) if k < 0 else (num < den * 10**k):
-        k -= 1
-    while (num * 10 ** (-k - 1) >= den) if k < -1 else (num >= den * 10 ** (k + 1)):
-        k += 1
+    b = expf - 127  # 2**b <= v < 2**(b + 1)
+    if not expf:
+        b = -149
+        while m >> (b + 150):
+            b += 1
+    k = (b * 1233) >> 12  # floor(b * log10(2)): v < 10**(k + 1), or just above it
+    if (num * 10 ** (-k - 1) >= den) if k < -1 else (num >= den * 10 ** (k + 1)):
+        k += 1  # now k = floor(log10(v))
     p = 8 - k  # v * 10**p = xn / xd has 9 digits before the point
     xn, xd = (num * 10**p, den) if p >= 0 else (num, den * 10 ** (-p))
     d9, rem = divmod(xn, xd)

@@ -53,8 +53,9 @@ def _filler(fmt, typecode, width):
     if _fast:
         if typecode == "h":
             return _kernels.json_i16  # pyright: ignore[reportOptionalMemberAccess]
-        _kernels.json_f32_tables()  # pyright: ignore[reportOptionalMemberAccess]
-        return _kernels.json_f32  # pyright: ignore[reportOptionalMemberAccess]
+        from . import _json_kernel  # native code only JSON float windows pay for
+
+        return _json_kernel.json_f32
     from . import jsonw
 
     return jsonw.fill_f if typecode == "f" else jsonw.fill_h
