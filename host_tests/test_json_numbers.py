@@ -7,7 +7,11 @@ For every float32 sample v the firmware writes a text t with
 so a DataForwarder-style verifier that re-serializes the message before it
 checks the signature sees the signed bytes. Checked in Node
 (js/json_numbers.js) on the text the MicroPython unix port writes for 100,000
-random float32 bit patterns plus the edge cases."""
+random float32 bit patterns plus the edge cases, by the viper kernel and by
+the portable path, which must write the same bytes (as the portable path does
+on CPython); the digits against an independent oracle (CPython's %g, exact
+Decimal intervals, numpy's read-back); and the kernel's own code run here
+with every intermediate checked to fit the ESP32's 32-bit viper int."""
 
 import ast
 import json
@@ -25,6 +29,7 @@ from uingest import jsonw, message
 from uingest.window import Window
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+FIRMWARE = os.path.join(os.path.dirname(HERE), "firmware")
 CHECK_JS = os.path.join(HERE, "js", "json_numbers.js")
 RANDOM_VALUES = 100_000
 
@@ -87,14 +92,15 @@ def bits_file(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def written(mpy, bits_file):
-    """{path: the message the unix port writes for the bits}, path "kernel"
-    (the viper kernel _kernels.json_f32, as a board runs it) and "portable"."""
+def written(mpy, bundle, bits_file):
+    """{path: the message the unix port writes for the bits}: "kernel" (the
+    viper kernel _json_kernel.json_f32 compiled from source by the port),
+    "shipped" (the same kernel from the .mpy a board gets) and "portable"."""
     path, _ = bits_file
     bodies = {}
-    for way in ("kernel", "portable"):
-        proc = mpy.run_program("json_of_float32_bits.py", path, way, heap="16M")
-        assert proc.stderr.decode().split() == ["kernels", str(way == "kernel")]  # the path it claims to be
+    for way, firmware in (("kernel", FIRMWARE), ("shipped", bundle), ("portable", FIRMWARE)):
+        proc = mpy.run_program("json_of_float32_bits.py", path, way, heap="16M", path=firmware)
+        assert proc.stderr.decode().split() == ["kernels", str(way != "portable")]  # the path it claims to be
         bodies[way] = proc.stdout
     return bodies
 
@@ -126,7 +132,7 @@ def test_the_kernel_and_the_portable_path_write_the_same_bytes(bits_file, writte
     w.rows = len(bits) // 3
     here = message.encode(w, "json")
     assert len(values_texts(here)) == len(bits)
-    for way in ("kernel", "portable"):
+    for way in ("kernel", "shipped", "portable"):
         if written[way] != here:
             first = next(i for i, (a, b) in enumerate(zip(values_texts(written[way]), values_texts(here))) if a != b)
             pytest.fail(
@@ -265,7 +271,7 @@ class Pointer:
 def kernel_on_32_bits(signed_32):
     """_json_kernel.json_f32 and its tables as plain Python over Word32s
     (the module itself imports only on MicroPython)."""
-    with open(os.path.join(os.path.dirname(HERE), "firmware", "uingest", "_json_kernel.py")) as f:
+    with open(os.path.join(FIRMWARE, "uingest", "_json_kernel.py")) as f:
         tree = ast.parse(f.read())
     keep = tree.body[tree.body.index(next(n for n in tree.body if isinstance(n, ast.FunctionDef))) :]
     for n in keep:
