@@ -94,7 +94,7 @@ def bits_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def written(mpy, bundle, bits_file):
     """{path: the message the unix port writes for the bits}: "kernel" (the
-    viper kernel _json_kernel.json_f32 compiled from source by the port),
+    viper kernel _json_kernel.fill_f compiled from source by the port),
     "shipped" (the same kernel from the .mpy a board gets) and "portable"."""
     path, _ = bits_file
     bodies = {}
@@ -269,7 +269,7 @@ class Pointer:
 
 
 def kernel_on_32_bits(signed_32):
-    """_json_kernel.json_f32 and its tables as plain Python over Word32s
+    """_json_kernel.fill_f and its tables as plain Python over Word32s
     (the module itself imports only on MicroPython)."""
     with open(os.path.join(FIRMWARE, "uingest", "_json_kernel.py")) as f:
         tree = ast.parse(f.read())
@@ -285,7 +285,7 @@ def kernel_on_32_bits(signed_32):
     }
     exec(compile(ast.Module(body=keep, type_ignores=[]), "_json_kernel.py", "exec"), space)
     space["_f32_portable"] = lambda dst, pos, bits: kernel_portable(dst, int(pos), int(bits))  # no package here
-    return lambda src, row0, rows, width, dst, pos: space["json_f32"](
+    return lambda src, row0, rows, width, dst, pos: space["fill_f"](
         src, Word32(row0), Word32(rows), Word32(width), dst, Word32(pos)
     )
 

@@ -1,7 +1,8 @@
-# The viper kernel for float32 samples as JSON text, apart from _kernels so
-# that only a board that sends JSON float windows holds its native code (about
-# 5.7 KB on the ESP32; message.py imports it at the first such window). Native
-# code like _kernels, loaded the same way (read _kernels' header).
+# The viper kernel for float32 samples as JSON text (fill_f, as jsonw.fill_f
+# and cbor.fill_f are the portable fillers), apart from _kernels so that only a
+# board that sends JSON float windows holds its native code (a 5.8 KB .mpy for
+# the ESP32; jsonw._filler imports it at the first such window). Native code
+# like _kernels, loaded the same way (read _kernels' header).
 import sys
 
 import micropython
@@ -10,7 +11,7 @@ if sys.implementation.name != "micropython" or sys.byteorder != "little":
     raise ImportError("viper kernels need MicroPython on a little-endian CPU")
 
 
-# json_f32's tables, built at import: for each binary exponent b of v
+# fill_f's tables, built at import: for each binary exponent b of v
 # (2**b <= v < 2**(b+1), b from -149 to 24) K = floor(log10(2**b)) and the
 # 24-bit significand T at which v reaches 10**(K+1), as T | (K + 46) << 25;
 # 5**p for p from 0 to 53 in 15-bit limbs (least significant first) with each
@@ -41,18 +42,19 @@ _F32_LIMBS = bytearray(32)
 del _tables
 
 
+portable_text = None  # jsonw.f32_bits_text, set by jsonw (which imports this module: no circle)
+
+
 def _f32_portable(dst, pos, bits):
     # |v| >= 2**25, beyond the kernel's exact range: the portable text
-    from .jsonw import f32_bits_text
-
-    b = f32_bits_text(bits).encode()
+    b = portable_text(bits).encode()  # pyright: ignore[reportOptionalCall]
     end = pos + len(b)
     dst[pos:end] = b
     return end
 
 
 @micropython.viper
-def json_f32(src, row0: int, rows: int, width: int, dst, pos: int) -> int:
+def fill_f(src, row0: int, rows: int, width: int, dst, pos: int) -> int:
     # float32 as JSON numbers, the same bytes as jsonw.f32_bits_text (read
     # its rule first), from the IEEE bits in integers only; -1 if a value is
     # NaN or infinite. Every intermediate fits a signed 32-bit word (the

@@ -78,7 +78,7 @@ def f32_bits_text(x):
     again (a verifier that re-serializes before checking the signature sees
     the same bytes). Any decimal of at most 15 digits is JS's shortest form
     of the double it parses to, so only the layout needs care: -0 is written
-    0 (JS cannot write -0). The viper kernel _json_kernel.json_f32 writes the
+    0 (JS cannot write -0). The viper kernel _json_kernel.fill_f writes the
     same bytes; both are exact, so no port's float formatting matters."""
     expf = (x >> 23) & 0xFF
     mant = x & 0x7FFFFF
@@ -159,6 +159,21 @@ def _put(dst, pos, text):
     n = len(b)
     dst[pos : pos + n] = b
     return pos + n
+
+
+def _filler(typecode, kernels):
+    """message's filler for JSON rows: fill_f or fill_h, or with kernels (the
+    module uingest._kernels, when message uses the viper kernels) int16 text
+    from there and float text from _json_kernel, imported at the first JSON
+    float window."""
+    if kernels is None:
+        return fill_f if typecode == "f" else fill_h
+    if typecode == "h":
+        return kernels.json_i16
+    from . import _json_kernel
+
+    _json_kernel.portable_text = f32_bits_text  # for the values beyond its exact range
+    return _json_kernel.fill_f
 
 
 def fill_f(src, row0, rows, width, dst, pos):

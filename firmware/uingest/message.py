@@ -50,15 +50,9 @@ def _filler(fmt, typecode, width):
         if _fast and width < 24:  # _fast: _kernels was imported (the stubs see it may be None)
             return _kernels.cbor_f32 if typecode == "f" else _kernels.cbor_i16  # pyright: ignore[reportOptionalMemberAccess]
         return cbor.fill_f if typecode == "f" else cbor.fill_h
-    if _fast:
-        if typecode == "h":
-            return _kernels.json_i16  # pyright: ignore[reportOptionalMemberAccess]
-        from . import _json_kernel  # native code only JSON float windows pay for
+    from . import jsonw  # JSON's fillers choose there: their names cost only boards that send JSON
 
-        return _json_kernel.json_f32
-    from . import jsonw
-
-    return jsonw.fill_f if typecode == "f" else jsonw.fill_h
+    return jsonw._filler(typecode, _kernels if _fast else None)
 
 
 class Message:
@@ -193,7 +187,7 @@ class Message:
         sink.write(self._head)
         return len(self._head) + self._chunks(sink.write)
 
-    def _one_pass(self, room=0):
+    def _one_pass(self, size=0):
         # Rows of bounded size (CBOR, int16 text) go straight into a buffer
         # sized for the longest rows and are signed there; float text (1 to 22
         # bytes a value) too when the buffer has room for the longest (one
@@ -202,7 +196,7 @@ class Message:
         # chunks) always are.
         if self._file or self.signature is not None:
             return False
-        return self.fmt == "cbor" or self.window.typecode == "h" or room >= self.max_length()
+        return self.fmt == "cbor" or self.window.typecode == "h" or size >= self.max_length()
 
     def max_length(self):
         """A buffer size that takes this message whatever the samples are (for
