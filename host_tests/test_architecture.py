@@ -18,6 +18,7 @@ FIRMWARE_LAYERS = [
     # 0: pure building blocks: encoders, the hash, the window, the sampler, the service's rules
     [
         "uingest._kernels",
+        "uingest._json_kernel",
         "uingest.cbor",
         "uingest.jsonw",
         "uingest.hmac",

@@ -116,8 +116,9 @@ def json_i16(src, row0: int, rows: int, width: int, dst, pos: int) -> int:
                 n = 1
             k = pos + n - 1
             while k >= pos:
-                d[k] = 0x30 + v % 10
-                v = v // 10
+                q = (v * 52429) >> 19  # v // 10 for v <= 32768, and v * 52429 < 2**31
+                d[k] = 0x30 + v - q * 10
+                v = q
                 k -= 1
             pos += n
             i += 1

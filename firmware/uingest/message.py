@@ -50,11 +50,9 @@ def _filler(fmt, typecode, width):
         if _fast and width < 24:  # _fast: _kernels was imported (the stubs see it may be None)
             return _kernels.cbor_f32 if typecode == "f" else _kernels.cbor_i16  # pyright: ignore[reportOptionalMemberAccess]
         return cbor.fill_f if typecode == "f" else cbor.fill_h
-    if _fast and typecode == "h":
-        return _kernels.json_i16  # pyright: ignore[reportOptionalMemberAccess]
-    from . import jsonw
+    from . import jsonw  # JSON's fillers choose there: their names cost only boards that send JSON
 
-    return jsonw.fill_f if typecode == "f" else jsonw.fill_h
+    return jsonw._filler(typecode, _kernels if _fast else None)
 
 
 class Message:
@@ -189,12 +187,16 @@ class Message:
         sink.write(self._head)
         return len(self._head) + self._chunks(sink.write)
 
-    def _one_pass(self):
+    def _one_pass(self, size=0):
         # Rows of bounded size (CBOR, int16 text) go straight into a buffer
-        # sized for the longest rows and are signed there; float text (2 to 17
-        # bytes a value) and file windows (read in chunks) are measured (and
-        # signed) first, then written.
-        return not self._file and self.signature is None and (self.fmt == "cbor" or self.window.typecode == "h")
+        # sized for the longest rows and are signed there; float text (1 to 22
+        # bytes a value) too when the buffer has room for the longest (one
+        # pass costs half of two, and the chunks' overhead); else it is
+        # measured (and signed) first, then written, as file windows (read in
+        # chunks) always are.
+        if self._file or self.signature is not None:
+            return False
+        return self.fmt == "cbor" or self.window.typecode == "h" or size >= self.max_length()
 
     def max_length(self):
         """A buffer size that takes this message whatever the samples are (for
@@ -206,7 +208,7 @@ class Message:
         """Write the whole message into buf (a bytearray or writable memoryview
         of max_length() bytes, made once and reused: nothing that grows with
         the window is allocated); returns the message's length."""
-        one_pass = self._one_pass()
+        one_pass = self._one_pass(len(buf))
         need = self.max_length() if one_pass else self.length
         if len(buf) < need:
             raise ValueError("buffer: %d bytes, the message needs up to %d" % (len(buf), need))

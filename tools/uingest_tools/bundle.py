@@ -27,7 +27,7 @@ def sources_root() -> str:
 
 FIRMWARE = os.path.join(sources_root(), "firmware")
 BOARDS = os.path.join(sources_root(), "boards")
-NATIVE_MODULES = {"_kernels.py"}
+NATIVE_MODULES = {"_kernels.py", "_json_kernel.py"}
 
 
 def firmware_sources(root: str = FIRMWARE) -> list[str]:

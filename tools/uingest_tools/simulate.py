@@ -98,7 +98,7 @@ def run_app(device_dir: str, config: dict, max_windows: int, heap: str = "128K",
 
 
 # The smallest heap each format posted windows of 6 axes in, on the unix port (x64), measured with
-# `uingest simulate --heap`: cbor 60K (200 rows), 72K (800), 88K (2000); json 68K, 80K, 88K; https (TLS)
+# `uingest simulate --heap`: cbor 60K (200 rows), 72K (800), 88K (2000); json 72K, 80K, 92K; https (TLS)
 # needs about 8-12K more. The defaults leave room above those.
 DEFAULT_HEAP_K = {"cbor": 64, "json": 80}  # for 200 rows (2 s at 100 Hz) over http
 TLS_HEAP_K = 16
