@@ -17,6 +17,8 @@ when it fires):
 - idle: a kept-alive connection with no new request for ``idle`` seconds is closed, as any HTTP server does.
 
 While the application works on a request (after the body, until the reply is sent) no client deadline runs.
+A request head (line and headers) over MAX_HEAD bytes gets 431 and the close: the C parser under uvicorn's
+httptools protocol sets no limit of its own, so headers dripped within their deadline could fill the memory.
 A client that had sent part of a request gets a 408 with the reason before the close; a silent or idle one is
 just closed. Closes are counted and logged in one line at most once a minute.
 
@@ -36,14 +38,14 @@ import logging
 import math
 import time
 
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger("uingest.serve")
 
 REPORT_EVERY_S = 60.0
 FILES_KEPT_FOR_THE_SERVER = 64  # descriptors left for the data folder, spools, the index, logs
 MOST_CONNECTIONS = 10000  # the default cap when the open-file limit is higher still
+MAX_HEAD = 64 * 1024  # the request line and headers: Edge Impulse's clients send well under 4 KB
 
 # phases
 _REQUEST, _HEADERS, _BODY, _APP, _IDLE = "request", "headers", "body", "app", "idle"
@@ -102,6 +104,8 @@ class _Report:
         for what, n in sorted(self.counts.items()):
             if what == "refused":
                 text = "refused over the cap of %d connections (--max-connections)" % self.limits.max_connections
+            elif what == "head":
+                text = "sent a request head over %d bytes (431)" % MAX_HEAD
             elif what == "evicted":
                 text = "closed to make room under --max-connections %d" % self.limits.max_connections
             else:
@@ -112,8 +116,9 @@ class _Report:
         self.last = time.monotonic()
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol with the deadlines and the cap above. Made by guarded_protocol()."""
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol (httptools, a C parser) with the deadlines, the head limit and the cap above.
+    Made by guarded_protocol()."""
 
     limits = Limits()
     report: _Report
@@ -124,10 +129,16 @@ class GuardedH11Protocol(H11Protocol):
         self._deadline = math.inf
         self._got_bytes = False  # of the current request
         self._line_done = False
+        self._head_bytes = 0  # bytes of the current request's head so far
+        self._running = None  # the request cycle being received or answered (self.cycle: the last one parsed)
         self._since = self.loop.time()  # when the current phase began
         self._enter(_REQUEST, self.limits.request)
         if len(self.connections) > self.limits.max_connections and not self._make_room():
             self._refuse()
+
+    def _start_asgi_task(self, cycle, app) -> None:
+        self._running = cycle
+        super()._start_asgi_task(cycle, app)
 
     # --- phases and the timer
 
@@ -168,18 +179,13 @@ class GuardedH11Protocol(H11Protocol):
         self.report.note(phase, self.loop)
         reason = _EXPIRED[phase] % getattr(self.limits, _LIMIT_FOR[phase])
         reply = "request timeout: " + reason.replace("sent", "you sent").replace("paused their", "your")
-        if phase in (_REQUEST, _HEADERS) or not self.cycle.response_started:
+        if phase in (_REQUEST, _HEADERS) or not self._running.response_started:
             # mid-body too, before the application answered: it then sees a disconnect and stores nothing
             self._reply_and_close(408, "Request Timeout", reply)
         else:
             self._close()
 
     def _close(self) -> None:
-        if self.conn.our_state not in (h11.ERROR, h11.CLOSED):
-            try:
-                self.conn.send(h11.ConnectionClosed())
-            except h11.LocalProtocolError:
-                pass
         self.transport.close()
 
     def _reply_and_close(self, status: int, phrase: str, text: str, extra: bytes = b"") -> None:
@@ -222,45 +228,57 @@ class GuardedH11Protocol(H11Protocol):
     # --- what moves a connection from phase to phase
 
     def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return  # refused, timed out or too large: what follows is not read
         phase = self._phase
         if phase in (_IDLE, _REQUEST) and not self._got_bytes:
             self._got_bytes = True
             if phase == _IDLE:  # the next request on a kept-alive connection
                 self._enter(_REQUEST, self.limits.request)
+        if self._phase in (_REQUEST, _HEADERS):
+            self._head_bytes += len(data)
         if self._phase == _REQUEST and not self._line_done and b"\n" in data:
             self._line_done = True
             self._enter(_HEADERS, self.limits.headers)
         elif self._phase == _BODY:
             self._deadline = self.loop.time() + self.limits.body
-        cycle = self.cycle
+        running = self._running
         super().data_received(data)
-        if self._phase in (_REQUEST, _HEADERS) and self.cycle is not cycle:
-            self._headers_done()
-        if self._phase == _BODY and not self.cycle.more_body:
+        if self._phase in (_REQUEST, _HEADERS):
+            if self._running is not running:
+                self._headers_done()
+            elif self._head_bytes > MAX_HEAD and not self.transport.is_closing():
+                self.report.note("head", self.loop)
+                self._reply_and_close(
+                    431, "Request Header Fields Too Large", "request head over %d bytes: not read" % MAX_HEAD
+                )
+                return
+        if self._phase == _BODY and not self._running.more_body:
             self._enter(_APP, 0)
 
     def _headers_done(self) -> None:
-        if self.cycle.more_body:
+        self._head_bytes = 0
+        if self._running.more_body:
             self._enter(_BODY, self.limits.body)
         else:
             self._enter(_APP, 0)
 
     def on_response_complete(self) -> None:
-        cycle = self.cycle
-        super().on_response_complete()
+        running = self._running
+        super().on_response_complete()  # starts the next pipelined request, parsed already, if there is one
         if self.transport.is_closing():
             return
         self._got_bytes = self._line_done = False
-        if self.cycle is not cycle and not self.cycle.response_complete:  # a pipelined request, parsed already
+        if self._running is not running:
             self._got_bytes = self._line_done = True
             self._headers_done()
         else:
             self._enter(_IDLE, self.limits.idle)
 
 
-def guarded_protocol(limits: Limits) -> type[GuardedH11Protocol]:
+def guarded_protocol(limits: Limits) -> type[GuardedHttpProtocol]:
     """The protocol class for uvicorn.Config(http=...), bound to limits (one report per server)."""
-    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"limits": limits, "report": _Report(limits)})
+    return type("GuardedHttpProtocol", (GuardedHttpProtocol,), {"limits": limits, "report": _Report(limits)})
 
 
 def raise_open_file_limit() -> tuple[int, int]:
