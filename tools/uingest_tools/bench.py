@@ -194,6 +194,13 @@ def main(argv=None) -> int:
         help="idle connections held open during the second larger run, half silent, half kept alive (default 500)",
     )
     ap.add_argument("--device-windows", type=int, default=25, help="windows each device posts (default 25)")
+    ap.add_argument(
+        "--open-loop-rate",
+        type=float,
+        default=1000,
+        help="windows/s the --load-devices offer in all in the open-loop runs, each at its own pace (default 1000)",
+    )
+    ap.add_argument("--open-loop-seconds", type=float, default=5, help="length of each open-loop run (default 5)")
     ap.add_argument("--large-window-mb", type=int, default=40, help="size of the large-window run (default 40)")
     ap.add_argument(
         "--quick",
@@ -237,12 +244,17 @@ def main(argv=None) -> int:
         )
         link = delayed_link_line(tmp, args.link_windows)
         per_device = args.device_windows
-        bodies, hdrs = serve_bodies(tmp, max(args.devices, args.load_devices), per_device)
+        encoders = max(args.devices, args.load_devices)
+        open_windows = round(args.open_loop_rate * args.open_loop_seconds / args.load_devices) * args.load_devices
+        bodies, hdrs = serve_bodies(tmp, encoders, max(per_device, -(-open_windows // encoders)))  # all distinct
+        open_loop = (bodies, hdrs, args.load_devices, args.open_loop_rate, args.open_loop_seconds)
         serve_lines = [
             serve_load_line(serve_load(bodies, hdrs, args.devices, per_device)),
             serve_load_line(serve_load(bodies, hdrs, args.load_devices, per_device)),
             serve_load_line(serve_load(bodies, hdrs, args.load_devices, per_device, idle=args.idle_connections)),
             serve_load_line(serve_load(bodies, hdrs, args.load_devices, per_device, on_disk=True)),
+            serve_open_loop_line(serve_open_loop(*open_loop)),
+            serve_open_loop_line(serve_open_loop(*open_loop, on_disk=True)),
             large_window_line(bodies, hdrs, args.large_window_mb),
         ]
     print(
