@@ -150,9 +150,10 @@ def server_config(app, limits: Limits, **options) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         http=guarded_protocol(limits),
-        # asyncio's loop, not uvloop even where it is installed: uvloop closes the listening socket when accept()
-        # runs out of descriptors twice running (libuv's spare-descriptor trick spent), and says nothing; measured
-        # at 1000-1500 windows/s it used no less CPU here (the Python above it is the cost)
+        # asyncio's loop, not uvloop even where it is installed: measured at 1000-1500 windows/s uvloop used no less
+        # CPU (the Python above it is the cost), and its server closes the listening socket, silently, when libuv
+        # reports accept() out of descriptors (its spare descriptor spent; read in uvloop's source), where asyncio
+        # retries and AcceptErrors says so once a minute
         loop="asyncio",
         timeout_keep_alive=limits.idle,  # type: ignore[arg-type]  # uvicorn's own idle timer: the same deadline
         log_config=None,
