@@ -39,6 +39,10 @@ def test_bench_runs_and_prints_every_table():
             "2",
             "--app-windows",
             "2",
+            "--open-loop-rate",
+            "40",
+            "--open-loop-seconds",
+            "1",
             # the heap searches of the whole app with remote management and TLS take minutes: `make bench` runs
             # them; remote management and TLS themselves are test_remote's and test_tls's
             "--quick",
@@ -89,6 +93,19 @@ def test_bench_runs_and_prints_every_table():
     total, silent, kept, at_start, at_end, held_at_end, refused = map(int, runs[2][9:])
     assert (total, silent, kept, refused) == (6, 3, 3, 0)
     assert at_start == total and at_end == total and held_at_end == total
+
+    # the open-loop lines: the 4 devices at 10 windows/s each for 1 s, in memory then on disk
+    paced = re.compile(
+        r"uingest serve, open loop: (\d+) devices each posting ([\d.]+) signed 200x3 windows/s on a kept-alive "
+        r"connection \((\d+) opened\)(, data folder on disk)?: (\d+) windows/s offered, (\d+) achieved \((\d+) of "
+        r"(\d+) accepted\), latency from the time each was due p50 ([\d.]+) ms p99 ([\d.]+) ms max ([\d.]+) ms, "
+        r"\d+ sent late, server peak RSS (\d+) MB"
+    )
+    paced_runs = [m.groups() for m in paced.finditer(out)]
+    assert [(r[0], r[1], r[3]) for r in paced_runs] == [("4", "10", None), ("4", "10", ", data folder on disk")], out
+    for _, _, opened, _, offered, achieved, accepted, sent, p50, p99, peak, rss in paced_runs:
+        assert opened == "4" and offered == "40" and accepted == sent == "40" and int(achieved) > 0
+        assert 0 <= float(p50) <= float(p99) <= float(peak) and int(rss) > 0
 
     large = re.search(
         r"uingest serve: one (\d+) MB float32 window \(status (\d+)\) stored in [\d.]+ s, "

@@ -472,7 +472,7 @@ def test_giant_declared_lengths(server, body):
 )
 def test_random_headers(server, headers, path, method, body):
     h = [("x-api-key", API_KEY), ("Content-Type", "application/cbor"), ("x-file-name", "r.cbor")] + headers
-    # a header sent twice, or one h11 refuses (Transfer-Encoding, bad bytes): still a 4xx at worst
+    # a header sent twice, or one the HTTP parser refuses (bad bytes): still a 4xx at worst
     h = [(k, v) for k, v in h if k.lower() not in ("content-length", "host")]
     check_replies(exchange(server.port, head(method, path, h, None, body) + body))
 

@@ -316,9 +316,10 @@ def test_raw_crlf_in_label(client, header):
     expect_rejected(client, 400, "", lambda: raw_post(client.port, header, msg_bytes()))
 
 
-def test_obsolete_line_folding_reaches_the_label_as_a_space(client):
+def test_obsolete_line_folding_is_refused(client):
+    # RFC 9112 5.2: a server refuses an obs-fold with 400 or joins it with a space; the parser (httptools) refuses
     status, _, reply = raw_post(client.port, b"x-label: idle\r\n folded\r\n", msg_bytes())
-    assert status == 200 and client.index()[0]["label"] == "idle folded"
+    assert status == 400 and client.index() == []
 
 
 def test_metadata(client):
@@ -759,7 +760,8 @@ def test_the_log_line_shows_what_a_client_sent_escaped(client, caplog):
     caplog.set_level(logging.INFO, logger="uingest.serve")
     forged = "/api/training/data%0D%0A2026-01-01 INFO uingest.serve: POST /x 200%1B[2J%C2%9B%E2%80%AE%E2%80%A8%5C"
     assert client.request("POST", forged.replace(" ", "%20"), msg_bytes(), {"x-api-key": API_KEY})[0] == 404
-    assert client.post_data(msg_bytes(), **{"x-label": "a\x1b[2Jb"})[0] == 400
+    assert client.post_data(msg_bytes(), **{"x-label": "a\x1b[2Jb"})[0] == 400  # the HTTP parser's refusal: no line
+    assert client.post_data(msg_bytes(), **{"x-label": "a%1B[2Jb"})[0] == 400  # the label check's, logged
 
     def lines_now():
         return [r.getMessage() for r in caplog.records if r.name == "uingest.serve"]

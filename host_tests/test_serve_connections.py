@@ -213,6 +213,28 @@ def test_over_the_cap_with_nothing_to_close_the_new_connection_gets_503(start):
             s.close()
 
 
+def test_a_request_head_over_the_limit_gets_431_and_the_close(start):
+    from uingest_tools.connections import HEAD_BYTES
+
+    srv = start(Limits(request=30, headers=30, body=30, idle=30))
+    with connect(srv) as s:
+        s.sendall(b"POST /api/training/data HTTP/1.1\r\nHost: x\r\n")
+        for _ in range(HEAD_BYTES // 1000 + 1):  # headers within their deadline, never ending
+            s.sendall(b"x-pad: " + b"p" * 991 + b"\r\n")
+        got, took = read_until_closed(s)
+    assert got.startswith(b"HTTP/1.1 431 ") and b"over %d bytes" % HEAD_BYTES in got and took < 3.0
+    assert post(srv) == 200  # and the server goes on
+
+
+def test_pipelined_requests_are_answered_in_order_then_the_connection_idles(start):
+    srv = start()
+    with connect(srv) as s:
+        s.sendall(request_head(label="one") + BODY + request_head(label="two") + BODY)
+        got, took = read_until_closed(s)
+    assert got.count(b"HTTP/1.1 200 ") == 2 and 0.9 < took < 3.0  # closed by the idle timeout, not before
+    assert [r["label"] for r in read_index(srv.data_dir)] == ["one", "two"]
+
+
 def test_closes_are_logged_in_one_line_not_one_per_connection(start, caplog):
     srv = start(Limits(request=0.3, headers=0.3, body=0.3, idle=0.3))
     caplog.set_level(logging.WARNING, logger="uingest.serve")

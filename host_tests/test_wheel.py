@@ -169,7 +169,8 @@ def test_deploy_dry_run(installed):
 
 def test_a_short_bench(installed):
     small = "--repeats 1 --uploads 2 --sampler-seconds 1 --link-windows 1 --devices 1 --device-windows 1"
-    small += " --load-devices 1 --idle-connections 2 --large-window-mb 1 --quick"  # bench_smoke runs the rest
+    small += " --load-devices 1 --idle-connections 2 --large-window-mb 1 --open-loop-rate 10 --open-loop-seconds 1"
+    small += " --quick"  # bench_smoke runs the rest
     proc = run(installed, "bench", *small.split(), timeout=300)
     for needle in ("uingest CBOR", "minimal responder", "sampler at 100 Hz", "run in place from ROMFS", "whole app"):
         assert needle in proc.stdout, needle

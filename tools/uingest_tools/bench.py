@@ -228,6 +228,13 @@ def main(argv=None) -> int:
         help="idle connections held open during the second larger run, half silent, half kept alive (default 500)",
     )
     ap.add_argument("--device-windows", type=int, default=25, help="windows each device posts (default 25)")
+    ap.add_argument(
+        "--open-loop-rate",
+        type=float,
+        default=1000,
+        help="windows/s the --load-devices offer in all in the open-loop runs, each at its own pace (default 1000)",
+    )
+    ap.add_argument("--open-loop-seconds", type=float, default=5, help="length of each open-loop run (default 5)")
     ap.add_argument("--large-window-mb", type=int, default=40, help="size of the large-window run (default 40)")
     ap.add_argument(
         "--app-windows",
@@ -278,12 +285,17 @@ def main(argv=None) -> int:
         )
         link = delayed_link_line(tmp, args.link_windows)
         per_device = args.device_windows
-        bodies, hdrs = serve_bodies(tmp, max(args.devices, args.load_devices), per_device)
+        encoders = max(args.devices, args.load_devices)
+        open_windows = round(args.open_loop_rate * args.open_loop_seconds / args.load_devices) * args.load_devices
+        bodies, hdrs = serve_bodies(tmp, encoders, max(per_device, -(-open_windows // encoders)))  # all distinct
+        open_loop = (bodies, hdrs, args.load_devices, args.open_loop_rate, args.open_loop_seconds)
         serve_lines = [
             serve_load_line(serve_load(bodies, hdrs, args.devices, per_device)),
             serve_load_line(serve_load(bodies, hdrs, args.load_devices, per_device)),
             serve_load_line(serve_load(bodies, hdrs, args.load_devices, per_device, idle=args.idle_connections)),
             serve_load_line(serve_load(bodies, hdrs, args.load_devices, per_device, on_disk=True)),
+            serve_open_loop_line(serve_open_loop(*open_loop)),
+            serve_open_loop_line(serve_open_loop(*open_loop, on_disk=True)),
             large_window_line(bodies, hdrs, args.large_window_mb),
         ]
     print(
@@ -791,6 +803,151 @@ def serve_load(
     latencies.sort()
     return LoadRun(
         devices, per_device, accepted[0], opened[0], elapsed, latencies, peak, server_cpu, load_cpu, count, on_disk
+    )
+
+
+class OpenLoopRun(NamedTuple):
+    """What one open-loop serve-load run measured."""
+
+    devices: int
+    rate: float  # windows/s offered in all (each device rate / devices)
+    sent: int
+    accepted: int
+    opened: int  # device connections opened: devices when every one stayed kept alive
+    span: float  # seconds from the first scheduled send to the last reply
+    latencies: list[float]  # seconds from each window's scheduled send to its whole reply, sorted
+    late: int  # windows sent over 10 ms after their time (the device's previous reply was not back yet)
+    peak_mb: float
+    server_cpu: float
+    load_cpu: float
+    on_disk: bool
+
+
+def serve_open_loop(
+    bodies: list[bytes], hdrs: dict[str, str], devices: int, rate: float, seconds: float, on_disk: bool = False
+) -> OpenLoopRun:
+    """`uingest serve` as its own process, and devices that post at their window rate: each device a kept-alive
+    connection posting one window every devices / rate seconds, the devices' start times spread over one such
+    period, for seconds. A window is timed from the moment it was due, not from when it could be sent: a window
+    held back by a slow reply to the one before counts its wait (no coordinated omission). One thread, one event
+    loop, non-blocking sockets (the generator must offer the rate on a shared 2-core machine)."""
+    import asyncio
+    import tempfile
+    import time
+
+    per_device = max(1, round(rate * seconds / devices))
+    if len(bodies) < devices * per_device:
+        raise ValueError("need %d distinct bodies, have %d" % (devices * per_device, len(bodies)))
+    period = devices / rate
+    where = os.path.expanduser("~") if on_disk else "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(dir=where) as data:
+        env = dict(os.environ, UINGEST_API_KEY=BENCH_API_KEY, UINGEST_HMAC_KEY="k")
+        try:
+            srv = start_serve("--data-dir", data, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        except RuntimeError as e:
+            raise SystemExit("bench: %s" % e)
+        head = "POST /api/training/data HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % srv.port
+        head += "".join("%s: %s\r\n" % kv for kv in hdrs.items())
+        requests = [(head + "Content-Length: %d\r\n\r\n" % len(b)).encode() + b for b in bodies]
+        latencies: list[float] = []
+        counts = {"accepted": 0, "opened": 0, "late": 0, "sent": 0}
+
+        async def connect():
+            counts["opened"] += 1
+            return await asyncio.open_connection("127.0.0.1", srv.port)
+
+        async def device(d: int, start: float, ready) -> None:
+            loop = asyncio.get_running_loop()
+            reader, writer = await connect()
+            await ready
+            first = start + d * period / devices
+            for i in range(per_device):
+                due = first + i * period
+                wait = due - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                elif wait < -0.01:
+                    counts["late"] += 1
+                if writer.is_closing():
+                    reader, writer = await connect()
+                counts["sent"] += 1
+                try:
+                    writer.write(requests[d * per_device + i])
+                    status_head = await reader.readuntil(b"\r\n\r\n")
+                    status = int(status_head.split(b" ", 2)[1])
+                    length, close = 0, False
+                    for line in status_head.lower().split(b"\r\n")[1:]:
+                        if line.startswith(b"content-length:"):
+                            length = int(line[15:])
+                        elif line.startswith(b"connection:") and b"close" in line:
+                            close = True
+                    await reader.readexactly(length)
+                    counts["accepted"] += status == 200
+                    if close:
+                        writer.close()
+                except (OSError, asyncio.IncompleteReadError, ValueError):
+                    writer.close()
+                latencies.append(loop.time() - due)
+            writer.close()
+
+        async def run() -> float:
+            loop = asyncio.get_running_loop()
+            ready = loop.create_future()
+            start = loop.time() + 0.5  # every device connected by then
+            tasks = [asyncio.ensure_future(device(d, start, ready)) for d in range(devices)]
+            await asyncio.sleep(start - loop.time())
+            ready.set_result(None)
+            await asyncio.gather(*tasks)
+            return loop.time() - start
+
+        try:
+            cpu0, server_cpu0 = time.process_time(), _cpu_seconds(srv.pid)
+            span = asyncio.run(run())
+            load_cpu, server_cpu = time.process_time() - cpu0, _cpu_seconds(srv.pid) - server_cpu0
+            peak = _peak_rss_mb(srv.pid)
+        finally:
+            srv.terminate()
+            srv.wait(20)
+    latencies.sort()
+    return OpenLoopRun(
+        devices,
+        rate,
+        counts["sent"],
+        counts["accepted"],
+        counts["opened"],
+        span,
+        latencies,
+        counts["late"],
+        peak,
+        server_cpu,
+        load_cpu,
+        on_disk,
+    )
+
+
+def serve_open_loop_line(run: OpenLoopRun) -> str:
+    return (
+        "uingest serve, open loop: %d devices each posting %g signed 200x3 windows/s on a kept-alive connection "
+        "(%d opened)%s: %.0f windows/s offered, %.0f achieved (%d of %d accepted), latency from the time each was "
+        "due p50 %.1f ms p99 %.1f ms max %.1f ms, %d sent late, server peak RSS %.0f MB; CPU of the run: server "
+        "%.0f%%, load generator (one thread, asyncio) %.0f%% of a core"
+        % (
+            run.devices,
+            run.rate / run.devices,
+            run.opened,
+            ", data folder on disk" if run.on_disk else "",
+            run.rate,
+            run.accepted / run.span,
+            run.accepted,
+            run.sent,
+            _percentile(run.latencies, 50) * 1000,
+            _percentile(run.latencies, 99) * 1000,
+            (run.latencies[-1] if run.latencies else float("nan")) * 1000,
+            run.late,
+            run.peak_mb,
+            100 * run.server_cpu / run.span,
+            100 * run.load_cpu / run.span,
+        )
     )
 
 

@@ -41,8 +41,7 @@ import logging
 import math
 import time
 
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger("uingest.serve")
 
@@ -122,8 +121,9 @@ class _Report:
         self.last = time.monotonic()
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol with the deadlines and the cap above. Made by guarded_protocol()."""
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol (httptools, a C parser) with the deadlines, the head limit and the cap above.
+    Made by guarded_protocol()."""
 
     limits = Limits()
     report: _Report
@@ -134,6 +134,7 @@ class GuardedH11Protocol(H11Protocol):
         self._deadline = math.inf
         self._got_bytes = False  # of the current request
         self._line_done = False
+        self._running = None  # the request cycle being received or answered (self.cycle: the last one parsed)
         self._head_seen = 0  # bytes of the current request's line and headers so far
         self._line_bytes = -1  # the request line's length once its end is seen
         self._head_tail = b""  # the last bytes of them, where the blank line ending them may begin
@@ -141,6 +142,10 @@ class GuardedH11Protocol(H11Protocol):
         self._enter(_REQUEST, self.limits.request)
         if len(self.connections) > self.limits.max_connections and not self._make_room():
             self._refuse()
+
+    def _start_asgi_task(self, cycle, app) -> None:
+        self._running = cycle
+        super()._start_asgi_task(cycle, app)
 
     # --- phases and the timer
 
@@ -181,18 +186,13 @@ class GuardedH11Protocol(H11Protocol):
         self.report.note(phase, self.loop)
         reason = _EXPIRED[phase] % getattr(self.limits, _LIMIT_FOR[phase])
         reply = "request timeout: " + reason.replace("sent", "you sent").replace("paused their", "your")
-        if phase in (_REQUEST, _HEADERS) or not self.cycle.response_started:
+        if phase in (_REQUEST, _HEADERS) or not self._running.response_started:
             # mid-body too, before the application answered: it then sees a disconnect and stores nothing
             self._reply_and_close(408, "Request Timeout", reply)
         else:
             self._close()
 
     def _close(self) -> None:
-        if self.conn.our_state not in (h11.ERROR, h11.CLOSED):
-            try:
-                self.conn.send(h11.ConnectionClosed())
-            except h11.LocalProtocolError:
-                pass
         self.transport.close()
 
     def _reply_and_close(self, status: int, phrase: str, text: str, extra: bytes = b"") -> None:
@@ -273,6 +273,8 @@ class GuardedH11Protocol(H11Protocol):
         return True
 
     def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return  # refused, timed out or too large: what follows is not read
         phase = self._phase
         if phase == _DRAIN:  # dropped; closed once the client pauses (TLS cannot half-close: it may wait for it)
             self._deadline = min(self.loop.time() + LINGER_S, self._drain_end)
@@ -288,36 +290,36 @@ class GuardedH11Protocol(H11Protocol):
             self._deadline = self.loop.time() + self.limits.body
         if self._phase in (_REQUEST, _HEADERS) and self._head_too_large(data):
             return
-        cycle = self.cycle
+        running = self._running
         super().data_received(data)
-        if self._phase in (_REQUEST, _HEADERS) and self.cycle is not cycle:
+        if self._phase in (_REQUEST, _HEADERS) and self._running is not running:
             self._headers_done()
-        if self._phase == _BODY and not self.cycle.more_body:
+        if self._phase == _BODY and not self._running.more_body:
             self._enter(_APP, 0)
 
     def _headers_done(self) -> None:
-        if self.cycle.more_body:
+        if self._running.more_body:
             self._enter(_BODY, self.limits.body)
         else:
             self._enter(_APP, 0)
 
     def on_response_complete(self) -> None:
-        cycle = self.cycle
-        super().on_response_complete()
+        running = self._running
+        super().on_response_complete()  # starts the next pipelined request, parsed already, if there is one
         if self.transport.is_closing():
             return
         self._got_bytes = self._line_done = False
         self._head_seen, self._line_bytes, self._head_tail = 0, -1, b""
-        if self.cycle is not cycle and not self.cycle.response_complete:  # a pipelined request, parsed already
+        if self._running is not running:
             self._got_bytes = self._line_done = True
             self._headers_done()
         else:
             self._enter(_IDLE, self.limits.idle)
 
 
-def guarded_protocol(limits: Limits) -> type[GuardedH11Protocol]:
+def guarded_protocol(limits: Limits) -> type[GuardedHttpProtocol]:
     """The protocol class for uvicorn.Config(http=...), bound to limits (one report per server)."""
-    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"limits": limits, "report": _Report(limits)})
+    return type("GuardedHttpProtocol", (GuardedHttpProtocol,), {"limits": limits, "report": _Report(limits)})
 
 
 def raise_open_file_limit() -> tuple[int, int]:
