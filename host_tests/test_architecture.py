@@ -37,9 +37,11 @@ FIRMWARE_LAYERS = [
         "uingest.config",
         "uingest.wifi",
         "uingest.ws",
+        "uingest.wscold",
         "uingest.flashrecorder",
         "uingest.remote",
         "uingest.remotecold",
+        "uingest.remotereq",
         "uingest.app",
     ],
     # 5: the entry point a board runs

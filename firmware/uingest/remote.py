@@ -9,14 +9,12 @@
 # The session is JSON text (the protocol's encoding is the hello's, so the
 # server answers in it too): a CBOR session would need a CBOR decoder on the
 # board for the server's messages, heap this module does not spend.
-import gc
 import json
-import sys
 import time
 
 from micropython import const
 
-from . import ws
+from . import http, ws
 
 _PROGRESS_MS = const(1000)  # a long recording reports its progress this often
 _LONG_MS = const(3000)  # recordings longer than this report progress
@@ -39,7 +37,7 @@ class Remote:
         # 768: a sample request with a 128-byte label escaped to \uXXXX (~650 bytes) fits; a bigger message
         # closes the session (it reconnects). 1024 made the whole app's smallest heap 2K larger (bench)
         self.ws = ws.Client(cfg["remote_url"], cfg["timeout_ms"], cfg["ca_file"], cfg["insecure"], 768)
-        self._hello, self.sensor, self.max_rows = self._cold("hello", (cfg, rows, to_flash))
+        self.sensor, self.max_rows = ws.cold("remotecold", "setup", self, (cfg, rows, to_flash))
         self.state = CLOSED
         # an accepted request: (label, category, hmac key, rows); () while it
         # is recorded and uploaded (busy); None: none
@@ -55,7 +53,7 @@ class Remote:
         c = self.ws
         if c.closed and reconnect and c.ensure():
             self.state = HELLO
-            self.ws.send(self._hello)
+            ws.cold("remotecold", "hello", self, None)
         for _ in range(4):
             m = c.poll()
             if m is None:
@@ -82,7 +80,7 @@ class Remote:
                 self.app.log("remote: session open, sensor %r" % self.sensor)
             else:
                 self.state = CLOSED
-                self._cold("refused", msg)
+                ws.cold("remotecold", "refused", self, msg)
             return
         if not isinstance(req, dict) or self.state != OPEN:
             return  # snapshot streaming, model updates, newer fields: not for this board
@@ -90,21 +88,7 @@ class Remote:
             self.app.log("remote: sample refused: busy")
             self.ws.send('{"sample":false,"error":"busy: a sample is being recorded"}')
             return
-        self.pending = self._cold("request", req)  # its checks, and the reply
-
-    def _cold(self, name, arg):
-        # remotecold's function name(self, arg): the module is loaded when
-        # needed and unloaded right after, as the app does the config check
-        gc.collect()  # room for the module: the request's JSON left garbage
-        from . import remotecold
-
-        try:
-            return getattr(remotecold, name)(self, arg)
-        finally:
-            del sys.modules["uingest.remotecold"]
-            import uingest
-
-            delattr(uingest, "remotecold")
+        self.pending = ws.cold("remotereq", "request", self, req)  # its checks, and the reply
 
     def run(self):
         """Record the pending request (through app.record), reporting each
@@ -127,7 +111,17 @@ class Remote:
                 out = "the sensor or the flash failed (%s)" % e
             self._ms = 0
             self.serve()  # what came during the upload: a request now is busy
-            self._cold("finished", (label, out))
+            # None: queued behind older windows; sent with them when the queue is empty now
+            if (
+                isinstance(out, http.Outcome)
+                and out.kind == http.ACCEPTED
+                or out is None
+                and not len(self.app.outbox.store)
+            ):
+                self.ws.send('{"sampleFinished":true}')
+                self.app.log("remote: sample %r finished" % label)
+            else:  # the error: in the cold path
+                ws.cold("remotecold", "finished", self, (label, out))
         finally:
             self.pending = None
 
