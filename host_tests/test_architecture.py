@@ -40,6 +40,7 @@ FIRMWARE_LAYERS = [
         "uingest.wscold",
         "uingest.flashrecorder",
         "uingest.remote",
+        "uingest.remotecbor",
         "uingest.remotecold",
         "uingest.remotereq",
         "uingest.app",

@@ -10,10 +10,19 @@ from . import http
 
 
 def setup(r, arg):
-    """(the name of the board's one sensor entry, the longest recording in
-    rows: the RAM window's rows, or with to_flash what the queue's budget
-    holds) for r (a remote.Remote); arg: (cfg, rows, to_flash)."""
+    """(send, _cbor, the name of the board's one sensor entry, the longest
+    recording in rows: the RAM window's rows, or with to_flash what the
+    queue's budget holds) for r (a remote.Remote); arg: (cfg, rows,
+    to_flash)."""
     cfg, rows, to_flash = arg
+    # send(text): the session's JSON texts as they are, or with remote_format "cbor" re-encoded by
+    # uingest.remotecbor, loaded (and held) only then, which also decodes the server's messages
+    send = r.ws.send
+    cb = None
+    if cfg.get("remote_format") == "cbor":  # absent: "json"
+        from . import remotecbor as cb
+
+        send = cb.sender(r.ws)
     s = r.app.hw.sensor
     if to_flash:
         if cfg["format"] == "cbor":
@@ -40,7 +49,7 @@ def setup(r, arg):
             break
         if k not in kinds:
             kinds.append(k)
-    return " + ".join(kinds), rows
+    return send, cb, " + ".join(kinds), rows
 
 
 def hello(r, _):
@@ -50,7 +59,7 @@ def hello(r, _):
     cfg = app.cfg
     rate = cfg["sample_rate_hz"]
     d = json.dumps
-    r.ws.send(
+    r.send(
         '{"hello":{"version":3,"apiKey":%s,"deviceId":%s,"deviceType":%s,"connection":"ip","sensors":[{"name":%s,'
         '"maxSampleLengthS":%s,"frequencies":[%s]}],"supportsSnapshotStreaming":false}}'
         % (
@@ -86,7 +95,7 @@ def finished(r, arg):
     else:
         why = "upload: %d %s%s" % (out.status, out.detail, " (queued)" if out.kind == http.RETRY else "")
     r.app.log("remote: sample %r: %s" % (label, why))
-    r.ws.send('{"sample":false,"error":%s}' % json.dumps(why))
+    r.send('{"sample":false,"error":%s}' % json.dumps(why))
 
 
 def _unique_id():

@@ -16,11 +16,14 @@ def request(r, req):
     cfg = r.app.cfg
     rate = cfg["sample_rate_hz"]
     path = req.get("path") or "/api/%s/data" % cfg["category"]
-    category = path[5:-5] if path[:5] == "/api/" and path[-5:] == "/data" else None
+    # a path, a label of another type (a number, CBOR bytes): refused below, never raised
+    category = path[5:-5] if isinstance(path, str) and path[:5] == "/api/" and path[-5:] == "/data" else None
     key = req.get("hmacKey") or cfg["hmac_key"]
     rows = 0
     why = "length, interval: expected numbers of ms"
     try:
+        if not isinstance(label, str):
+            raise ValueError("label: expected a string")
         check_label(label)
         rows = int(length * rate / 1000 + 0.5)
         interval = 1000 / interval
@@ -28,7 +31,7 @@ def request(r, req):
             why = None
     except ValueError as e:  # the label's
         why = str(e)
-    except (TypeError, ZeroDivisionError):
+    except (TypeError, ZeroDivisionError, OverflowError):  # OverflowError: an infinite length (CBOR)
         pass
     if req.get("sensor", r.sensor) != r.sensor:
         why = "unknown sensor: this board has %r" % r.sensor
@@ -42,9 +45,9 @@ def request(r, req):
         why = "hmacKey: expected a string"
     if why:
         r.app.log("remote: sample refused: %s" % why)
-        r.ws.send('{"sample":false,"error":%s}' % json.dumps(why))
+        r.send('{"sample":false,"error":%s}' % json.dumps(why))
         return None
-    r.ws.send('{"sample":true}')
+    r.send('{"sample":true}')
     # the sensor samples at its configured rate only: the nearest one to any asked
     r.app.log("remote: sample %r of %s ms for %s, at %s Hz (%g Hz asked)" % (label, length, category, rate, interval))
     return label, category, key, rows

@@ -38,16 +38,11 @@ class Client:
     timeout_ms: int
     ping_ms: int
     dead_ms: int
-    max_message: int
     connections: int
-    _buf: bytearray
     _mv: memoryview
-    _ctl: bytearray
     _cv: memoryview
-    _hdr: bytearray
     _hv: memoryview
     _hx: memoryview
-    _out: bytearray
     _ov: memoryview
 
     def __init__(
@@ -96,10 +91,10 @@ class Client:
         if s is not None:
             if code:
                 try:  # the network may be gone already
-                    self._ctl[0] = code >> 8
-                    self._ctl[1] = code & 255
+                    self._cv[0] = code >> 8
+                    self._cv[1] = code & 255
                     self._deadline = time.ticks_add(time.ticks_ms(), self.timeout_ms)
-                    self._frame(8, self._ctl, 2)
+                    self._frame(8, self._cv, 2)
                 except Exception:
                     pass
             try:
@@ -134,9 +129,9 @@ class Client:
             return False
 
     def _frame(self, op, data, n):
-        # Head, mask key and the payload masked, into _out and out in pieces
+        # Head, mask key and the payload masked, into _ov and out in pieces
         # of up to its size (wscold._SEND) bytes: no copy of the message is made.
-        out = self._out
+        out = self._ov
         size = len(out)
         out[0] = 0x80 | op  # FIN: never fragmented
         if n < 126:
@@ -147,7 +142,7 @@ class Client:
             out[2] = n >> 8
             out[3] = n & 255
             k = 4
-        key = self._hdr
+        key = self._hv
         r = os.urandom(4)  # a fresh key for every frame
         key[10:14] = r
         out[k : k + 4] = r
@@ -225,15 +220,15 @@ class Client:
                 return None
             now = time.ticks_ms()
             if self._hn and time.ticks_diff(now, self._t0) > self.timeout_ms:
-                self._drop("a frame took over %d ms" % self.timeout_ms, 1002)
+                cold("wscold", "fault", self, 11)
             elif not self._pinged:
                 if time.ticks_diff(now, self._rx) > self.ping_ms:
                     self._deadline = time.ticks_add(now, self.timeout_ms)
-                    self._frame(9, self._ctl, 0)
+                    self._frame(9, self._cv, 0)
                     self._pinged = True
                     self._rx = now  # from now on the quiet is the wait for an answer
             elif time.ticks_diff(now, self._rx) > self.dead_ms:
-                self._drop("no answer to a ping in %d ms" % self.dead_ms)
+                cold("wscold", "fault", self, 12)
             if self._opened is not None and time.ticks_diff(now, self._opened) > _STABLE_MS:
                 self._opened = None
                 self.backoff_ms = BACKOFF_MIN_MS
@@ -244,7 +239,7 @@ class Client:
     def _step(self):
         # One frame, as far as its bytes have come: 0 nothing more now (or
         # closed), 1 a frame done, 2 a message done.
-        h = self._hdr
+        h = self._hv
         fault = 0  # else what is wrong: a number of wscold.fault
         if self._left < 0:
             while self._hn < self._need:
@@ -291,7 +286,7 @@ class Client:
                     return cold("wscold", "fault", self, 8)
                 # 2**30 or more is over any bound, and no big int is made for it
                 n = -1 if h[2] | h[3] | h[4] | h[5] or h[6] & 0xC0 else h[6] << 24 | h[7] << 16 | h[8] << 8 | h[9]
-            if h[0] & 8 == 0 and (n < 0 or self._fill + n > self.max_message):
+            if h[0] & 8 == 0 and (n < 0 or self._fill + n > len(self._mv)):
                 return cold("wscold", "fault", self, 10)
             self._left = n
         op = h[0] & 15
@@ -321,17 +316,12 @@ class Client:
             return 2 if self._ready else 1
         n = self._cn
         self._cn = 0
-        c = self._ctl
+        c = self._cv
         if op == 9:  # a ping: the pong carries its payload
             self._deadline = time.ticks_add(time.ticks_ms(), self.timeout_ms)
             self._frame(10, c, n)
         elif op == 8:  # a close: answered with its code, then closed
-            if n == 1:
-                return cold("wscold", "fault", self, 9)
-            code = c[0] << 8 | c[1] if n else 1000
-            # its reason in printable ASCII only: it goes to the log
-            why = "".join(chr(b) if 31 < b < 127 else "?" for b in c[2 : min(n, 62)])
-            self._drop(("closed by the server: %d " % code + why).rstrip(), code)
+            cold("wscold", "fault", self, 0, n)
             return 0
         return 1
 

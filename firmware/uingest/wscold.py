@@ -23,17 +23,16 @@ def setup(c, url, timeout_ms, ca_file, insecure, max_message, ping_ms, dead_ms):
     """ws.Client.__init__ for c: every attribute it will have, set here, so
     that its dict is sized once, before the heap is fragmented (a dict grown
     later needs a new, larger block)."""
-    c.tls = url.startswith("wss://")
-    if not (c.tls or url.startswith("ws://")):
+    tls = url.startswith("wss://")
+    if not (tls or url.startswith("ws://")):
         raise ValueError("url: expected ws://... or wss://..., got %r" % (url,))
     # http's scheme (and ports: 80, 443 for wss): http.Client._connect reads it
     c.scheme, c.host, c.port, c.path = parse_url("http" + url[2:])
     host = "[%s]" % c.host if ":" in c.host else c.host
-    c._host = host if c.port == (443 if c.tls else 80) else "%s:%d" % (host, c.port)
+    c._host = host if c.port == (443 if tls else 80) else "%s:%d" % (host, c.port)
     c.timeout_ms = timeout_ms  # connecting (DNS, TCP, TLS, upgrade) whole; each send; each frame
     c.ca_file = ca_file
     c.insecure = insecure
-    c.max_message = max_message
     c.ping_ms = ping_ms  # nothing has come this long: ping
     c.dead_ms = dead_ms  # then nothing for this long: the peer is gone
     c.closed = True
@@ -43,15 +42,13 @@ def setup(c, url, timeout_ms, ca_file, insecure, max_message, ping_ms, dead_ms):
     c._next_try = None  # ticks_ms of the next reconnect; None: now
     c._sock = c._raw = c._poll = c._addr = None
     c._deadline = c._opened = c._rx = 0  # _opened: ticks_ms until it counts as stable (None: it does)
-    c._buf = bytearray(max(max_message, _MAX_LINE))  # the message; before it, the handshake's lines
-    c._mv = memoryview(c._buf)
-    c._ctl = bytearray(125)  # a control frame's payload: a ping may come inside a fragmented message
-    c._cv = memoryview(c._ctl)
-    c._hdr = bytearray(14)  # a frame's head as it comes (2 + up to 8 bytes); [10:14] the mask key sent
-    c._hv = memoryview(c._hdr)
+    # The buffers, each held by its view only (an attribute less each: the dict stays at 37 entries, not 47).
+    # The message, its length the bound (max_message, 128 at least); before it, the handshake's lines
+    c._mv = memoryview(bytearray(max(max_message, _MAX_LINE)))
+    c._cv = memoryview(bytearray(125))  # a control frame's payload: a ping may come inside a fragmented message
+    c._hv = memoryview(bytearray(14))  # a frame's head as it comes (2 + up to 8 bytes); [10:14] the mask key sent
     c._hx = c._hv[2:10]  # the length after the first two bytes: made once, like _hv
-    c._out = bytearray(_SEND)
-    c._ov = memoryview(c._out)
+    c._ov = memoryview(bytearray(_SEND))  # a frame on its way out
     _fresh(c)
 
 
@@ -112,11 +109,11 @@ def handshake(c):
 
 def _line(c):
     # A byte at a time: the frames after the reply stay in the socket.
-    b = c._buf
+    b = c._mv
     n = 0
     while True:
         c._read(c._cv, 1, True)
-        ch = c._ctl[0]
+        ch = c._cv[0]
         if ch == 10:
             break
         if n < _MAX_LINE:
@@ -125,7 +122,7 @@ def _line(c):
     return bytes(c._mv[: n - 1 if n and b[n - 1] == 13 else n])
 
 
-# Why a server's frame closes the connection: ws.Client._step's fault numbers, from 1
+# Why the connection closes: ws.Client's fault numbers, from 1
 _FAULTS = (
     "a frame with reserved bits set",
     "a masked frame from the server",
@@ -137,16 +134,27 @@ _FAULTS = (
     "a 64-bit length with the top bit set",
     "a close frame of 1 byte",
     "a message over %d bytes",
+    "a frame took over %d ms",
+    "no answer to a ping in %d ms",
 )
 
 
-def fault(c, n):
-    """Close c for the server's fault n, with one line and the close code
-    (1009 for a message over the bound, else 1002): on the cold path, so
-    that the texts cost the heap only when a server misbehaves."""
+def fault(c, n, size=0):
+    """Close c with one line: for fault n (1-12, _FAULTS) with its close
+    code (1009 for a message over the bound, none for a dead peer, else
+    1002); for 0, the server's close frame, size bytes of it in c._cv,
+    answered with its code. On the cold path: the texts cost the heap only
+    when a connection closes."""
+    if n == 0:
+        if size == 1:
+            n = 9
+        else:
+            cv = c._cv
+            code = cv[0] << 8 | cv[1] if size else 1000
+            # its reason in printable ASCII only: it goes to the log
+            why = "".join(chr(b) if 31 < b < 127 else "?" for b in cv[2 : min(size, 62)])
+            return c._drop(("closed by the server: %d " % code + why).rstrip(), code)
     why = _FAULTS[n - 1]
-    if n == 3:
-        why %= c._hdr[0] & 15
-    elif n == 10:
-        why %= c.max_message
-    c._drop(why, 1009 if n == 10 else 1002)
+    if "%" in why:
+        why %= (c._hv[0] & 15, len(c._mv), c.timeout_ms, c.dead_ms)[(3, 10, 11, 12).index(n)]
+    c._drop(why, 1009 if n == 10 else 0 if n == 12 else 1002)
