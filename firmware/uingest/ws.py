@@ -9,7 +9,7 @@
 # link's backoff and jitter.
 #
 # Text is handed over as bytes, its UTF-8 not checked: the layer above parses
-# it (JSON) and refuses what does not parse; a check of every byte in Python
+# it (JSON or CBOR) and refuses what does not parse; a check of every byte in Python
 # would cost the board more than it saves.
 import gc
 import os
@@ -31,8 +31,8 @@ _STABLE_MS = const(30000)  # a connection open this long resets the backoff (a r
 
 class Client:
     """One WebSocket connection to url (ws://host[:port]/path or wss://...).
-    Its rarely run code (the constructor, the opening handshake) is in
-    uingest.wscold, in the heap only while it runs (cold)."""
+    Its rarely run code (the constructor, the opening handshake, the lines
+    of a close) is in uingest.wscold, in the heap only while it runs."""
 
     # set by wscold.setup (for pyright: annotations alone make nothing at run time)
     timeout_ms: int
@@ -64,6 +64,7 @@ class Client:
             self._drop("reconnecting", 1000)
         self._deadline = time.ticks_add(time.ticks_ms(), self.timeout_ms)
         try:
+            self._connect()  # TCP and TLS first: the TLS handshake's peak is not the cold path's too
             cold("wscold", "handshake", self)
         except Exception as e:  # MemoryError too: loading the cold path
             self._addr = None

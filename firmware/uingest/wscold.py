@@ -65,11 +65,10 @@ def _fresh(c):
 
 
 def handshake(c):
-    """Open c (a closed ws.Client whose deadline is set): DNS, TCP and TLS
-    by http.Client's own code, then the upgrade. Raises on any failure (the
-    caller closes c and says why)."""
+    """The upgrade, on c (a closed ws.Client, its deadline set, just
+    connected by http.Client's own code: TCP and TLS). Raises on any failure
+    (the caller closes c and says why)."""
     _fresh(c)
-    c._connect()
     if c._raw is not None:  # MicroPython: reads are non-blocking, waits are poll's
         c._raw.settimeout(0)
     key = b2a_base64(os.urandom(16))[:-1]
