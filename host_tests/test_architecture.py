@@ -38,9 +38,12 @@ FIRMWARE_LAYERS = [
         "uingest.config",
         "uingest.wifi",
         "uingest.ws",
+        "uingest.wscold",
         "uingest.flashrecorder",
         "uingest.remote",
+        "uingest.remotecbor",
         "uingest.remotecold",
+        "uingest.remotereq",
         "uingest.app",
     ],
     # 5: the entry point a board runs

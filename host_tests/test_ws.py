@@ -435,15 +435,15 @@ def test_urls():
     from uingest import ws
 
     c = ws.Client("wss://remote-mgmt.edgeimpulse.com")
-    assert (c.tls, c.host, c.port, c.path, c._host) == (
-        True,
+    assert (c.scheme, c.host, c.port, c.path, c._host) == (  # scheme: http's, which http.Client._connect reads
+        "https",
         "remote-mgmt.edgeimpulse.com",
         443,
         "/",
         "remote-mgmt.edgeimpulse.com",
     )
     c = ws.Client("ws://[::1]:4810/remote?x=1")
-    assert (c.tls, c.host, c.port, c.path, c._host) == (False, "::1", 4810, "/remote?x=1", "[::1]:4810")
+    assert (c.scheme, c.host, c.port, c.path, c._host) == ("http", "::1", 4810, "/remote?x=1", "[::1]:4810")
     for bad in ("http://x", "ws:/x", "wss://", "ws://x:99999"):
         with pytest.raises(ValueError):
             ws.Client(bad)

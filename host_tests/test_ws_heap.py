@@ -11,7 +11,7 @@ import random
 from ws_servers import EchoServer, RawServer, frame, pattern
 
 SLACK = 64  # bytes: two of the x64 port's GC blocks
-IMPORT_CAP = 10 * 1024  # measured 10048 (the .mpy loaded into the heap; 5088 run in place from ROMFS)
+IMPORT_CAP = 8 * 1024  # measured 7104 (the .mpy loaded into the heap); 10048 before the cold path moved to wscold
 PER_MESSAGE = 64  # a 2-tuple and a memoryview
 
 
@@ -39,7 +39,10 @@ def test_receiving_costs_a_fixed_amount_per_message_whatever_its_size(mpy, bundl
     assert max(used.values()) <= 100 * PER_MESSAGE, used
     assert out["idle"] == 0
     assert out["import"] <= IMPORT_CAP
-    assert out["client"] <= 2048 + 1536  # the 2 KB message buffer, 256 to send, 125 for control frames, views
+    # the 2 KB message buffer, 256 to send, 125 for control frames, views; its attribute dict at its full size
+    # (752 B on x64: made by the constructor, not grown at the first connect) and the names of uingest.wscold,
+    # loaded for the first time (interned for good). Import and client together: 12K, from 13.5K
+    assert out["client"] <= 2048 + 2048
 
 
 def test_a_message_in_pieces_costs_a_view_per_piece_not_per_poll(mpy, bundle):

@@ -55,6 +55,8 @@ FIELDS = (
         "wsurl",
         "the remote management URL, ws://host[:port] or wss://...",
     ),
+    # absent when not given (JSON): a key less in the config dict the app holds
+    ("remote_format", OPTIONAL, "format", "'json' or 'cbor': the remote management session's encoding"),
     # board options, read by boards/<name>/board.py setup()
     ("gyro", OPTIONAL, "bool", "true to add the IMU's gyroscope axes, else false"),
     ("accel_range_g", OPTIONAL, "g", "the accelerometer range: 2, 4, 8 or 16 (g)"),

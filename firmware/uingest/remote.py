@@ -6,17 +6,17 @@
 # when config "mode" is "remote" or "both": a stream-only board never imports
 # it, nor uingest.ws.
 #
-# The session is JSON text (the protocol's encoding is the hello's, so the
-# server answers in it too): a CBOR session would need a CBOR decoder on the
-# board for the server's messages, heap this module does not spend.
-import gc
+# The session is JSON text, or with config remote_format "cbor" CBOR in
+# binary frames (the protocol's encoding is the hello's, and the server
+# answers in it): uingest.remotecbor, loaded only then, encodes the board's
+# messages (written here as JSON text, one home each) and decodes the
+# server's.
 import json
-import sys
 import time
 
 from micropython import const
 
-from . import ws
+from . import http, ws
 
 _PROGRESS_MS = const(1000)  # a long recording reports its progress this often
 _LONG_MS = const(3000)  # recordings longer than this report progress
@@ -39,7 +39,9 @@ class Remote:
         # 768: a sample request with a 128-byte label escaped to \uXXXX (~650 bytes) fits; a bigger message
         # closes the session (it reconnects). 1024 made the whole app's smallest heap 2K larger (bench)
         self.ws = ws.Client(cfg["remote_url"], cfg["timeout_ms"], cfg["ca_file"], cfg["insecure"], 768)
-        self._hello, self.sensor, self.max_rows = self._cold("hello", (cfg, rows, to_flash))
+        # send(text): the JSON texts below as they are, or in a CBOR session re-encoded; _cbor: uingest.remotecbor
+        # in a CBOR session, else None
+        self.send, self._cbor, self.sensor, self.max_rows = ws.cold("remotecold", "setup", self, (cfg, rows, to_flash))
         self.state = CLOSED
         # an accepted request: (label, category, hmac key, rows); () while it
         # is recorded and uploaded (busy); None: none
@@ -55,24 +57,34 @@ class Remote:
         c = self.ws
         if c.closed and reconnect and c.ensure():
             self.state = HELLO
-            self.ws.send(self._hello)
+            try:
+                ws.cold("remotecold", "hello", self, None)
+            except MemoryError:  # loading it, or encoding the hello: closed (one line below), tried again later
+                c.close("no room for the hello")
         for _ in range(4):
             m = c.poll()
             if m is None:
                 break
-            self._message(m[1])
+            self._message(m)
         if c.closed and (self.state != CLOSED or c.reason != self._why):  # says once why it is closed
             self.state = CLOSED
             self._why = c.reason
             self.app.log("remote: closed: %s; again in ~%d s" % (c.reason, c.backoff_ms // 2000))
 
-    def _message(self, data):
+    def _message(self, m):
+        kind, data = m
+        cb = self._cbor if kind == ws.BINARY else None  # a CBOR session's messages are binary frames
         try:
-            try:
-                msg = json.loads(data)  # MicroPython's json reads a memoryview in place
-            except TypeError:  # CPython's does not
-                msg = json.loads(bytes(data))
-        except ValueError:
+            if cb is not None:
+                msg = cb.loads(data)
+            else:
+                try:
+                    msg = json.loads(data)  # MicroPython's json reads a memoryview in place
+                except TypeError:  # CPython's does not
+                    msg = json.loads(bytes(data))
+        except ValueError as e:
+            if cb is not None:  # the session is out of step: closed (one line, by serve), it reconnects
+                return self.ws.close("a malformed CBOR message: %s" % e)
             msg = None
         req = msg.get("sample") if isinstance(msg, dict) else None
         if isinstance(msg, dict) and "hello" in msg and self.state == HELLO:
@@ -82,29 +94,15 @@ class Remote:
                 self.app.log("remote: session open, sensor %r" % self.sensor)
             else:
                 self.state = CLOSED
-                self._cold("refused", msg)
+                ws.cold("remotecold", "refused", self, msg)
             return
         if not isinstance(req, dict) or self.state != OPEN:
             return  # snapshot streaming, model updates, newer fields: not for this board
         if self.pending is not None:  # busy; here: a request during a recording loads no module
             self.app.log("remote: sample refused: busy")
-            self.ws.send('{"sample":false,"error":"busy: a sample is being recorded"}')
+            self.send('{"sample":false,"error":"busy: a sample is being recorded"}')
             return
-        self.pending = self._cold("request", req)  # its checks, and the reply
-
-    def _cold(self, name, arg):
-        # remotecold's function name(self, arg): the module is loaded when
-        # needed and unloaded right after, as the app does the config check
-        gc.collect()  # room for the module: the request's JSON left garbage
-        from . import remotecold
-
-        try:
-            return getattr(remotecold, name)(self, arg)
-        finally:
-            del sys.modules["uingest.remotecold"]
-            import uingest
-
-            delattr(uingest, "remotecold")
+        self.pending = ws.cold("remotereq", "request", self, req)  # its checks, and the reply
 
     def run(self):
         """Record the pending request (through app.record), reporting each
@@ -115,19 +113,29 @@ class Remote:
         label, category, key, rows = req
         self.pending = ()
         try:
-            self.ws.send('{"sampleStarted":true}')
+            self.send('{"sampleStarted":true}')
             ms = int(rows * 1000 / self.app.cfg["sample_rate_hz"])
             self._ms = ms if ms > _LONG_MS else 0  # 0: too short for progress reports
             self._t0 = self._said = time.ticks_ms()
             try:
                 out = self.app.record(
-                    label, category, key, rows, self.tick, lambda: self.ws.send('{"sampleUploading":true}')
+                    label, category, key, rows, self.tick, lambda: self.send('{"sampleUploading":true}')
                 )
             except OSError as e:
                 out = "the sensor or the flash failed (%s)" % e
             self._ms = 0
             self.serve()  # what came during the upload: a request now is busy
-            self._cold("finished", (label, out))
+            # None: queued behind older windows; sent with them when the queue is empty now
+            if (
+                isinstance(out, http.Outcome)
+                and out.kind == http.ACCEPTED
+                or out is None
+                and not len(self.app.outbox.store)
+            ):
+                self.send('{"sampleFinished":true}')
+                self.app.log("remote: sample %r finished" % label)
+            else:  # the error: in the cold path
+                ws.cold("remotecold", "finished", self, (label, out))
         finally:
             self.pending = None
 
@@ -141,7 +149,7 @@ class Remote:
             if time.ticks_diff(t, self._said) >= _PROGRESS_MS:
                 self._said = t
                 done = time.ticks_diff(t, self._t0) * 100 // self._ms
-                self.ws.send('{"sampleReading":true,"progressPercentage":%d}' % min(99, done))
+                self.send('{"sampleReading":true,"progressPercentage":%d}' % min(99, done))
         self.serve(False)
 
     def status(self):

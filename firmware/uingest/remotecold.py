@@ -1,22 +1,29 @@
-# The cold path of a remote management session (uingest.remote): the hello,
-# made once when the session is set up, a refused hello, a sample request's
-# checks and its last reply. Loaded
-# when needed, and unloaded right after: held, it would cost the heap of every
-# board in remote mode for as long as the app runs.
+# The rare paths of a remote management session (uingest.remote): its
+# sensor entry, worked out once; the hello, made at each connect; a refused hello; a recording that
+# was not delivered. Loaded when needed (ws.cold), and unloaded right after:
+# held, it would cost the heap of every board in remote mode for as long as
+# the app runs. A sample request's checks, which run at every request, are
+# uingest.remotereq's: apart, they load the least.
 import json
 
 from . import http
-from .ingest import DATA_CATEGORIES, check_label
 
 
-def hello(r, arg):
-    """(the hello as JSON text, the name of the board's one sensor entry, the
-    longest recording in rows: the RAM window's rows, or with to_flash what
-    the queue's budget holds) for r (a remote.Remote); arg: (cfg, rows,
+def setup(r, arg):
+    """(send, _cbor, the name of the board's one sensor entry, the longest
+    recording in rows: the RAM window's rows, or with to_flash what the
+    queue's budget holds) for r (a remote.Remote); arg: (cfg, rows,
     to_flash)."""
     cfg, rows, to_flash = arg
-    app = r.app
-    s = app.hw.sensor
+    # send(text): the session's JSON texts as they are, or with remote_format "cbor" re-encoded by
+    # uingest.remotecbor, loaded (and held) only then, which also decodes the server's messages
+    send = r.ws.send
+    cb = None
+    if cfg.get("remote_format") == "cbor":  # absent: "json"
+        from . import remotecbor as cb
+
+        send = cb.sender(r.ws)
+    s = r.app.hw.sensor
     if to_flash:
         if cfg["format"] == "cbor":
             from .cbor import max_row_bytes
@@ -42,59 +49,28 @@ def hello(r, arg):
             break
         if k not in kinds:
             kinds.append(k)
-    name = " + ".join(kinds)
+    return send, cb, " + ".join(kinds), rows
+
+
+def hello(r, _):
+    """Say hello for r (a remote.Remote): made at each connect, not held
+    (heap)."""
+    app = r.app
+    cfg = app.cfg
     rate = cfg["sample_rate_hz"]
     d = json.dumps
-    text = (
+    r.send(
         '{"hello":{"version":3,"apiKey":%s,"deviceId":%s,"deviceType":%s,"connection":"ip","sensors":[{"name":%s,'
         '"maxSampleLengthS":%s,"frequencies":[%s]}],"supportsSnapshotStreaming":false}}'
-        % (d(cfg["api_key"]), d(app.device_name or _unique_id()), d(app.device_type), d(name), d(rows / rate), d(rate))
+        % (
+            d(cfg["api_key"]),
+            d(app.device_name or _unique_id()),
+            d(app.device_type),
+            d(r.sensor),
+            d(r.max_rows / rate),
+            d(rate),
+        )
     )
-    return text, name, rows
-
-
-def request(r, req):
-    """Check a sample request for r (a remote.Remote) and reply: refused
-    with a reason (None), or accepted: (label, category, hmac key, rows), to
-    wait in r.pending until the app records it."""
-    length = req.get("length")
-    interval = req.get("interval")
-    label = req.get("label")
-    cfg = r.app.cfg
-    rate = cfg["sample_rate_hz"]
-    path = req.get("path") or "/api/%s/data" % cfg["category"]
-    category = path[5:-5] if path[:5] == "/api/" and path[-5:] == "/data" else None
-    key = req.get("hmacKey") or cfg["hmac_key"]
-    rows = 0
-    why = "length, interval: expected numbers of ms"
-    try:
-        check_label(label)
-        rows = int(length * rate / 1000 + 0.5)
-        interval = 1000 / interval
-        if rows > 0 and interval > 0:
-            why = None
-    except ValueError as e:  # the label's
-        why = str(e)
-    except (TypeError, ZeroDivisionError):
-        pass
-    if req.get("sensor", r.sensor) != r.sensor:
-        why = "unknown sensor: this board has %r" % r.sensor
-    elif why:
-        pass
-    elif rows > r.max_rows:
-        why = "too long: at most %d ms here" % (r.max_rows * 1000 // rate)
-    elif category not in DATA_CATEGORIES:
-        why = "path: expected /api/<%s>/data" % "|".join(DATA_CATEGORIES)
-    elif key is not None and not isinstance(key, str):
-        why = "hmacKey: expected a string"
-    if why:
-        r.app.log("remote: sample refused: %s" % why)
-        r.ws.send('{"sample":false,"error":%s}' % json.dumps(why))
-        return None
-    r.ws.send('{"sample":true}')
-    # the sensor samples at its configured rate only: the nearest one to any asked
-    r.app.log("remote: sample %r of %s ms for %s, at %s Hz (%g Hz asked)" % (label, length, category, rate, interval))
-    return label, category, key, rows
 
 
 def refused(r, msg):
@@ -107,22 +83,19 @@ def refused(r, msg):
 
 
 def finished(r, arg):
-    """The last reply to a request recorded by app.record; arg: (label, what
+    """The last reply to a request recorded by app.record that was not
+    delivered (Remote.run says sampleFinished itself); arg: (label, what
     app.record returned: an http.Outcome, None when queued, or why it was
     not sent)."""
     label, out = arg
     if isinstance(out, str):
         why = "not sent: " + out
-    elif out is None and len(r.app.outbox.store):
+    elif out is None:
         why = "queued on the board, sent when the service is back"
-    elif out is None or out.kind == http.ACCEPTED:  # None: queued behind older windows, all sent now
-        r.ws.send('{"sampleFinished":true}')
-        r.app.log("remote: sample %r finished" % label)
-        return
     else:
         why = "upload: %d %s%s" % (out.status, out.detail, " (queued)" if out.kind == http.RETRY else "")
     r.app.log("remote: sample %r: %s" % (label, why))
-    r.ws.send('{"sample":false,"error":%s}' % json.dumps(why))
+    r.send('{"sample":false,"error":%s}' % json.dumps(why))
 
 
 def _unique_id():

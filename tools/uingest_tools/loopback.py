@@ -254,14 +254,33 @@ def _ws_frame(op, payload):
     return head + payload
 
 
+def _rm_decode(op, payload):
+    # a remote management message: binary frames are CBOR (decoded by cbor2, never by uingest's own code)
+    if op == 2:
+        import cbor2  # only for a CBOR session: the JSON fake needs no dependency
+
+        return cbor2.loads(payload)
+    return json.loads(payload)
+
+
+def _rm_frame(encoding, obj):
+    if encoding == "cbor":
+        import cbor2
+
+        return _ws_frame(2, cbor2.dumps(obj))
+    return _ws_frame(1, json.dumps(obj).encode())
+
+
 class FakeRemoteManagement(Listener):
     """Edge Impulse's remote management service, faked for the tests and the
-    bench: a WebSocket server on raw sockets (no dependency), JSON text. A
+    bench: a WebSocket server on raw sockets, JSON text or CBOR (a session's
+    encoding is its hello's: a binary frame is CBOR, decoded with cbor2). A
     connection's first message must be a hello: checked against api_key
     (None: any key), answered {"hello": true}, or {"hello": false, "err"} and
     closed. Then send(obj) sends to the newest session and next() returns
     the device's messages in order, decoded. .connections counts every TCP
-    connection, .hellos every hello; on_hello: messages sent after each
+    connection, .hellos every hello, .opcodes every data frame's opcode (1
+    text, 2 binary) the devices sent; on_hello: messages sent after each
     accepted hello (the bench's sample request). drop() cuts the session.
     tls: an ssl.SSLContext to serve wss:// with."""
 
@@ -270,8 +289,10 @@ class FakeRemoteManagement(Listener):
         self.tls = tls
         self.on_hello = list(on_hello)
         self.hellos = []
+        self.opcodes = []
         self.received = queue.Queue()
         self.session = None
+        self.encoding = "json"  # the newest session's
         self._send_lock = threading.Lock()
         super().__init__(port)
         self.url = "%s://127.0.0.1:%d" % ("ws" if tls is None else "wss", self.port)
@@ -296,15 +317,19 @@ class FakeRemoteManagement(Listener):
                 b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                 b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
             )
-            _, payload = _ws_read(f)
-            hello = json.loads(payload)["hello"]
+            op, payload = _ws_read(f)
+            self.opcodes.append(op)
+            encoding = "cbor" if op == 2 else "json"
+            hello = _rm_decode(op, payload)["hello"]
             self.hellos.append(hello)
             if self.api_key is not None and hello.get("apiKey") != self.api_key:
-                conn.sendall(_ws_frame(1, b'{"hello": false, "err": "Invalid API key"}') + _ws_frame(8, b"\x03\xf0"))
+                refusal = _rm_frame(encoding, {"hello": False, "err": "Invalid API key"})
+                conn.sendall(refusal + _ws_frame(8, b"\x03\xf0"))
                 return
             with self._send_lock:
-                conn.sendall(_ws_frame(1, b'{"hello": true}'))
+                conn.sendall(_rm_frame(encoding, {"hello": True}))
                 self.session = conn
+                self.encoding = encoding
             for m in self.on_hello:
                 self.send(m)
             while True:
@@ -317,18 +342,26 @@ class FakeRemoteManagement(Listener):
                     with self._send_lock:
                         conn.sendall(_ws_frame(10, payload))
                 elif op in (1, 2):
-                    self.received.put(json.loads(payload))
-        except (OSError, EOFError, ValueError, KeyError, TypeError):
+                    self.opcodes.append(op)
+                    self.received.put(_rm_decode(op, payload))
+        except Exception:  # a device that is gone or unreadable (JSON, CBOR): this connection ends
             pass
         finally:
             f.close()
             conn.close()
 
     def send(self, obj):
-        """obj as JSON (or a str as it is) to the newest session."""
-        data = (obj if isinstance(obj, str) else json.dumps(obj)).encode()
+        """obj to the newest session in its encoding (JSON text, or CBOR in a
+        binary frame); a str goes as a text frame as it is, bytes as a binary
+        frame as they are (a hostile server's messages)."""
+        if isinstance(obj, bytes):
+            frame = _ws_frame(2, obj)
+        elif isinstance(obj, str):
+            frame = _ws_frame(1, obj.encode())
+        else:
+            frame = _rm_frame(self.encoding, obj)
         with self._send_lock:
-            self.session.sendall(_ws_frame(1, data))  # pyright: ignore[reportOptionalMemberAccess]
+            self.session.sendall(frame)  # pyright: ignore[reportOptionalMemberAccess]
 
     def next(self, timeout=10.0):
         """The device's next message (a dict); queue.Empty after timeout s."""
