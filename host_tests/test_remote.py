@@ -423,11 +423,10 @@ def test_a_stream_board_needs_no_ca_for_the_default_remote_url():
     assert problems == [] and cfg["mode"] == "stream" and cfg["remote_url"] == "wss://remote-mgmt.edgeimpulse.com"
 
 
-def test_the_board_recorded_from_uingest_serves_studio_api(start_board, tmp_path):
-    """The whole loop with no fake: the board (CPython and the unix port) holds its socket to `uingest serve`'s
-    remote management port; a script posts Studio's start-sampling to the collector with only the base URL
-    changed (edgeimpulse_api); the board records, signs with the collector's key and uploads; the device's
-    state goes back to idle and the sample is in the index with the requested label and category."""
+def record_through_studio_api(start_board, tmp_path, **config):
+    """The board (with these config fields) connected to `uingest serve`'s remote management port, a sample
+    asked for through Studio's API (edgeimpulse_api, only the base URL changed), recorded and stored: the
+    collector's view of the device when it connected, and the one stored (entry, body)."""
     import edgeimpulse_api as ei
 
     data = str(tmp_path / "collected")
@@ -435,8 +434,9 @@ def test_the_board_recorded_from_uingest_serves_studio_api(start_board, tmp_path
     srv = ServerThread(app).start()
     try:
         rm = app.state.remote_management
-        board = start_board(srv.url, "ws://127.0.0.1:%d" % rm.port)
+        board = start_board(srv.url, "ws://127.0.0.1:%d" % rm.port, **config)
         _wait(lambda: [d for d in rm.snapshot()["devices"] if d["deviceId"] == "remote-test"], board)
+        [connected] = rm.snapshot()["devices"]
         api = ei.DevicesApi(
             ei.ApiClient(ei.Configuration(host=srv.url + "/v1", api_key={"ApiKeyAuthentication": API_KEY}))
         )
@@ -456,8 +456,18 @@ def test_the_board_recorded_from_uingest_serves_studio_api(start_board, tmp_path
         assert started.success
         _wait(lambda: read_index(data), board)
         _wait(lambda: [d for d in rm.snapshot()["devices"] if d["state"] == "idle"], board)
+        time.sleep(0.2)
     finally:
         srv.stop()
-    [(entry, body)] = stored(data)
+    [stored_one] = stored(data)
+    return connected, stored_one
+
+
+def test_the_board_recorded_from_uingest_serves_studio_api(start_board, tmp_path):
+    """The whole loop with no fake: the board (CPython and the unix port) holds its socket to `uingest serve`'s
+    remote management port; a script posts Studio's start-sampling to the collector with only the base URL
+    changed (edgeimpulse_api); the board records, signs with the collector's key and uploads; the device's
+    state goes back to idle and the sample is in the index with the requested label and category."""
+    _, (entry, body) = record_through_studio_api(start_board, tmp_path)
     assert (entry["label"], entry["category"], entry["rows"]) == ("knock", "testing", RATE)
     assert entry["signature"] == "valid" and verify_signature(body, "cbor", HMAC_KEY)

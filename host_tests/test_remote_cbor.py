@@ -8,16 +8,13 @@ and on the MicroPython unix port, as test_remote.py runs its JSON scenarios; plu
 
 import math
 import struct
-import time
 
 import cbor2
 import pytest
 import test_remote
 from test_remote import API_KEY, HMAC_KEY, RATE, REQUEST_KEY, _wait, replies, request, steps, stored
 
-from helpers import read_index
 from uingest_tools.acquisition import decode, verify_signature
-from uingest_tools.serve import ServerThread, create_app
 
 # test_remote's fixtures: the board on CPython and on the unix port, uingest serve for the uploads, the fake
 start_board = test_remote.start_board
@@ -248,39 +245,7 @@ def test_config_checks_remote_format():
 def test_the_board_in_cbor_recorded_from_uingest_serves_studio_api(start_board, tmp_path):
     """test_remote's whole loop with no fake, the session in CBOR: the collector sees a CBOR device, a script
     posts Studio's start-sampling, the board records, signs and uploads."""
-    import edgeimpulse_api as ei
-
-    data = str(tmp_path / "collected")
-    app = create_app(data, api_key=API_KEY, hmac_key=HMAC_KEY, remote_port=0)
-    srv = ServerThread(app).start()
-    try:
-        rm = app.state.remote_management
-        board = start_board(srv.url, "ws://127.0.0.1:%d" % rm.port, remote_format="cbor")
-        _wait(lambda: [d for d in rm.snapshot()["devices"] if d["deviceId"] == "remote-test"], board)
-        [device] = rm.snapshot()["devices"]
-        assert device["encoding"] == "cbor", device
-        api = ei.DevicesApi(
-            ei.ApiClient(ei.Configuration(host=srv.url + "/v1", api_key={"ApiKeyAuthentication": API_KEY}))
-        )
-        [device] = api.list_devices(project_id=1).devices
-        assert device.device_id == "remote-test" and device.remote_mgmt_connected
-        started = api.start_sampling(
-            project_id=1,
-            device_id="remote-test",
-            start_sampling_request=ei.StartSamplingRequest(
-                label="knock",
-                length_ms=1000,
-                category="testing",
-                interval_ms=1000 / RATE,
-                sensor=device.sensors[0].name,
-            ),
-        )
-        assert started.success
-        _wait(lambda: read_index(data), board)
-        _wait(lambda: [d for d in rm.snapshot()["devices"] if d["state"] == "idle"], board)
-        time.sleep(0.2)
-    finally:
-        srv.stop()
-    [(entry, body)] = stored(data)
+    device, (entry, body) = test_remote.record_through_studio_api(start_board, tmp_path, remote_format="cbor")
+    assert device["encoding"] == "cbor", device
     assert (entry["label"], entry["category"], entry["rows"]) == ("knock", "testing", RATE)
     assert entry["signature"] == "valid" and verify_signature(body, "cbor", HMAC_KEY)
