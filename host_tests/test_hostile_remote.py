@@ -1,16 +1,13 @@
 """serve's remote management against what a hostile-input run found: a deviceId with '/' addressed through
 the Studio-compatible routes, an intervalMs the device's sensor cannot sample."""
 
-import http.client
-import json
-
 import edgeimpulse_api as ei
 import pytest
 from remote_device import FakeDevice
+from test_remote_management import API_KEY, request, studio  # its Studio API helpers
 
 from uingest_tools import serve
 
-API_KEY = "ei_hostile_remote_7f3a"
 SLASHED = "lab/esp32:01"  # Edge Impulse's clients send it percent-encoded: lab%2Fesp32%3A01
 
 
@@ -21,22 +18,6 @@ def server(tmp_path):
         s.remote = app.state.remote_management
         s.ws_url = "ws://127.0.0.1:%d" % s.remote.port
         yield s
-
-
-def request(server, method, path, body=None):
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    headers = {"Content-Type": "application/json", "x-api-key": API_KEY}
-    try:
-        conn.request(method, path, json.dumps(body) if body is not None else None, headers)
-        r = conn.getresponse()
-        return r.status, json.loads(r.read())
-    finally:
-        conn.close()
-
-
-def studio(server):
-    config = ei.Configuration(host=server.url + "/v1", api_key={"ApiKeyAuthentication": API_KEY})
-    return ei.DevicesApi(ei.ApiClient(config))
 
 
 SAMPLE = {"label": "wave", "lengthMs": 1000, "category": "training", "intervalMs": 10, "sensor": "Accelerometer"}
