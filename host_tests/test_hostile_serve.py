@@ -8,25 +8,12 @@ import socket
 import time
 
 import pytest
+from test_serve_connections import API_KEY, BODY  # its key and small signed window
 
 from helpers import read_index
 from label_cases import LABEL_CASES
-from uingest import message
-from uingest.window import Window
 from uingest_tools import serve
 from uingest_tools.connections import HEAD_BYTES
-
-API_KEY = "ei_test_key"
-
-
-def window_body():
-    w = Window([("accX", "m/s2")], 10, 4)
-    for i in range(4):
-        w.append(float(i))
-    return message.encode(w, "cbor", hmac_key=None, device_type="TEST")
-
-
-BODY = window_body()
 
 
 @pytest.fixture
