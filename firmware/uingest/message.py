@@ -229,9 +229,11 @@ class Message:
         return end
 
     def encode(self):
-        """The whole message as bytes. A file window bigger than the heap
-        needs write() instead."""
-        buf = bytearray(self.max_length() if self._one_pass() else self.length)
+        """The whole message as bytes, encoded in one pass into a buffer of
+        max_length() (float text: up to twice its length, for a moment) and
+        copied out. A tight heap wants encode_into() a buffer made once, or
+        write(); a file window bigger than the heap needs write()."""
+        buf = bytearray(self.length if self._file or self.signature is not None else self.max_length())
         return bytes(memoryview(buf)[: self.encode_into(buf)])
 
 
