@@ -123,3 +123,37 @@ def test_an_interval_the_sensor_can_sample_is_passed_on(server, sensor, interval
         assert dev.recv()["sample"]["interval"] == interval
     finally:
         dev.close()
+
+
+# --- lengthMs against the sensor's maxSampleLengthS (Accelerometer 60 s, Microphone 4 s)
+
+
+@pytest.mark.parametrize("sensor, length, longest", [("Microphone", 4001, "4 s"), ("Accelerometer", 60001, "60 s")])
+def test_a_length_longer_than_the_sensor_records_is_refused_with_the_reason(server, sensor, length, longest):
+    """Studio offers at most the device's maxSampleLengthS; a longer lengthMs reached the board, which refused it
+    after serve had said success (the board is the one that knows its RAM and flash)."""
+    dev = FakeDevice(server.ws_url)
+    try:
+        assert dev.say_hello(API_KEY) == {"hello": True}
+        body = dict(SAMPLE, sensor=sensor, lengthMs=length, intervalMs=1000 / 16000 if sensor == "Microphone" else 10)
+        status, reply = request(server, "POST", "/v1/api/1/device/AA:BB:CC:00:11:22/start-sampling", body)
+        assert status == 200 and reply["success"] is False, reply
+        assert "lengthMs" in reply["error"] and longest in reply["error"] and sensor in reply["error"], reply
+        with pytest.raises(TimeoutError):  # nothing reached the device
+            dev.recv(timeout=0.3)
+        assert server.remote.snapshot()["devices"][0]["state"] == "idle"
+    finally:
+        dev.close()
+
+
+@pytest.mark.parametrize("sensor, length", [("Microphone", 4000), ("Accelerometer", 60000)])
+def test_a_length_the_sensor_records_is_passed_on(server, sensor, length):
+    dev = FakeDevice(server.ws_url)
+    try:
+        assert dev.say_hello(API_KEY) == {"hello": True}
+        body = dict(SAMPLE, sensor=sensor, lengthMs=length, intervalMs=1000 / 16000 if sensor == "Microphone" else 10)
+        status, reply = request(server, "POST", "/v1/api/1/device/AA:BB:CC:00:11:22/start-sampling", body)
+        assert reply["success"] is True, reply
+        assert dev.recv()["sample"]["length"] == length
+    finally:
+        dev.close()

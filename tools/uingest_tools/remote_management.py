@@ -38,6 +38,7 @@ HTTP routes (Studio's paths under ``/v1/api/{projectId}``; any projectId; ``x-ap
   defaults to the device's first sensor. An ``intervalMs`` faster than the sensor's highest frequency in its
   hello (5% over, for a rounded 1000 / Hz) is refused; a slower one is passed on (the device picks its
   nearest rate: a uingest board samples at its configured rate and logs it; the stored sample says which).
+  A ``lengthMs`` over the sensor's ``maxSampleLengthS`` (when it names one) is refused too, as Studio never offers it.
 - A deviceId with '/' is addressed with it as %2F, as Edge Impulse's clients send it (encodeURIComponent).
 - Refusals are Studio's: HTTP 200 with ``{"success": false, "error": "..."}`` (unknown device, not
   connected, busy, a bad field); a missing or wrong key is a 401 with the same body.
@@ -178,7 +179,13 @@ def parse_start_sampling(body, sensors: list) -> dict:
         sensor = names[0]
     elif sensor not in names:
         raise Refused("unknown sensor %r: the device offers %s" % (sensor, ", ".join(map(repr, names)) or "none"))
-    offered = next(s["frequencies"] for s in sensors if s["name"] == sensor)
+    offered, longest = next((s["frequencies"], s["maxSampleLengthS"]) for s in sensors if s["name"] == sensor)
+    if longest and length > longest * 1000:
+        # Studio offers at most this; the device would refuse it after the API said success
+        raise Refused(
+            "lengthMs %d is longer than sensor %r records (maxSampleLengthS %g s): lengthMs at most %d"
+            % (length, sensor, longest, longest * 1000)
+        )
     if offered and 1000 / interval > max(offered) * RATE_SLACK:
         # faster than the sensor samples at all; a slower rate is passed on: the device picks its nearest
         # (a uingest board samples at its configured rate and logs it), the stored sample says which
