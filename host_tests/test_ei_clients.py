@@ -345,9 +345,11 @@ def test_every_upload_function_of_the_python_sdk_stores_its_samples(unsigned_ser
         [[2.0, 0.0, 1.0], [2.5, 0.5, 1.5], [3, 1, 2]],
     ]
     (tmp_path / "plain").mkdir()
-    (tmp_path / "plain" / "knock.01.cbor").write_bytes(acquisition("cbor", 12, 7))
+    knock = acquisition("cbor", 12, 7)
+    (tmp_path / "plain" / "knock.01.cbor").write_bytes(knock)
     (tmp_path / "exported" / "training").mkdir(parents=True)
-    (tmp_path / "exported" / "training" / "s.cbor").write_bytes(acquisition("cbor", 14, 8))
+    tap = acquisition("cbor", 14, 8)
+    (tmp_path / "exported" / "training" / "s.cbor").write_bytes(tap)
     info = {
         "version": 1,
         "files": [
@@ -406,7 +408,7 @@ def test_every_upload_function_of_the_python_sdk_stores_its_samples(unsigned_ser
                     "ts": [0, 10, 20, 0, 10],
                     "g": ["a", "a", "a", "b", "b"],
                     "v": [1.0, 2.0, 3.0, 4.0, 5.0],
-                    "label": ["x"] * 5,
+                    "label": ["x", "x", "x", "y", "y"],
                 },
                 timestamp_col="ts",
                 group_by="g",
@@ -447,12 +449,19 @@ def test_every_upload_function_of_the_python_sdk_stores_its_samples(unsigned_ser
     wide = sorted(got["upload_pandas_dataframe_wide"], key=lambda rec: rec["label"])
     assert [rec["label"] for rec in wide] == ["l1", "l2"]
     assert [csv_of(rec)[1:] for rec in wide] == [["0,1.0", "10,2.0", "20,3.0"], ["0,5.0", "10,6.0", "20,7.0"]]
-    groups = got["upload_pandas_dataframe_with_group"]
-    assert sorted(len(csv_of(rec)) - 1 for rec in groups) == [2, 3] and {rec["label"] for rec in groups} == {"x"}
+    groups = sorted(got["upload_pandas_dataframe_with_group"], key=lambda rec: rec["label"])
+    assert [(rec["label"], rec["file_name"]) for rec in groups] == [("x", "a.csv"), ("y", "b.csv")]
+    # ts in seconds, made milliseconds by the SDK (its ts_to_ms)
+    assert [csv_of(rec) for rec in groups] == [
+        ["timestamp,v", "0,1.0", "10000,2.0", "20000,3.0"],
+        ["timestamp,v", "0,4.0", "10000,5.0"],
+    ]
     [plain] = got["upload_plain_directory"]
     assert plain["label"] == "knock" and plain["category"] == "testing"
+    assert (data_dir / plain["file"]).read_bytes() == knock and plain["signature"] == "unchecked"
     [exported] = got["upload_exported_dataset"]
     assert exported["label"] == "tap" and exported["category"] == "training"
+    assert (data_dir / exported["file"]).read_bytes() == tap
 
 
 # --- the uploader's upload() (edge-impulse-linux build/cli-common/make-image.js)
