@@ -527,3 +527,19 @@ def test_uploader_sends_label_files_and_every_file_type(node, server, tmp_path):
     assert recs["shelf.png"]["label_map"] == key_values and recs["shelf.png"]["label"] == "shelf"  # inferred
     assert recs["updown.txt"]["file"].endswith(".csv") and recs["updown.txt"]["label"] == "updown"
     assert recs["hum.wav"]["file"].endswith(".wav") and recs["clip.mp4"]["file"].endswith(".mp4")
+
+
+def test_uploader_sends_a_unicode_label_and_names_itself(node, server, tmp_path):
+    """The uploader percent-encodes x-label (its encoding.js); the label is stored as the Unicode text it was,
+    the file under its Unicode name; x-upload-source and x-device-type are kept in the index."""
+    srv, data_dir = server
+    label = "caf\u00e9 \u2615 50%"
+    wav = wav_by_hand(IEEE_FLOAT, 8000, 32, [[i / 50] for i in range(50)])
+    (tmp_path / "tasse.wav").write_bytes(wav)
+    up = {"path": str(tmp_path / "tasse.wav"), "category": "testing", "label": {"type": "label", "label": label}}
+    results = uploader(node, srv, [dict(up, filename="tasse \u2615.wav")])
+    assert results == [{"ok": True}], results
+    [rec] = read_index(data_dir)
+    assert rec["label"] == label and rec["file_name"] == "tasse \u2615.wav" and rec["category"] == "testing"
+    assert rec["file"].startswith("testing/" + label + ".") and (data_dir / rec["file"]).read_bytes() == wav
+    assert (rec["upload_source"], rec["device_type"]) == ("EDGE_IMPULSE_CLI_UPLOADER", "EDGE_IMPULSE_CLI")
