@@ -29,8 +29,8 @@ Choices where the real service is unknown or where we are stricter:
   ``structured_labels.labels`` part (multi-label samples) is kept in the index as ``structured_labels``,
   ``bounding_boxes.labels`` as ``bounding_boxes`` (``x-bounding-boxes`` gives them to the files the file
   does not name), ``label_map.labels`` as ``label_map``. A label file that fails its check, or names a file
-  not in the request, refuses the whole request (400, nothing stored); segments that do not cover the rows
-  of the file they label fail that file.
+  not in the request, refuses the whole request (400, nothing stored), as do segments that do not cover the
+  rows of the file they label (collector_rules.LabelFileRejected).
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from .collector_rules import (
     LABEL_FILES,
     MESSAGE_FIELDS,
     MESSAGE_KINDS,
+    LabelFileRejected,
     Rejected,
     check_file,
     check_file_name,
@@ -347,8 +348,8 @@ class Ingestion:
             ext, rows = check_file(data, kind)  # rows of a CSV, frames of a WAV: what structured labels cover
             fields = dict.fromkeys(MESSAGE_FIELDS)
         segments = (extra or {}).get("structured_labels")
-        check_segments_fit(segments, rows)
-        check_segments_cover(segments, rows)
+        check_segments_fit(segments, rows, name)  # LabelFileRejected: the request is refused whole
+        check_segments_cover(segments, rows, name)
         return dict(
             category=category,
             label=label,
@@ -422,6 +423,8 @@ class Ingestion:
                     sample = await in_worker(
                         self._check_part, category, header_label, no_label, metadata, disallow, name, data, extra
                     )
+                except LabelFileRejected:
+                    raise  # its label file fails against it: nothing of the request is stored
                 except Rejected as e:
                     results.append({"success": False, "fileName": name, "error": e.line})
                     continue
