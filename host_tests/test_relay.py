@@ -603,6 +603,8 @@ def test_a_plain_folder_is_relayed_with_category_and_label_from_its_path(tmp_pat
         "testing/wave.x.wav": wav_bytes(400),
         "anomaly/caf\u00e9 \u2615.1.csv": b"timestamp,x\n0,1\n10,2\n",
         "testing/desk.jpg": png,  # PNG bytes under .jpg, <label>.<ext>: the target keeps it as the PNG it is
+        "training/clip.cam.avi": b"RIFF" + (100).to_bytes(4, "little") + b"AVI LIST" + bytes(20),
+        "training/acc.2.txt": b"timestamp,x\n0,3\n10,4\n",  # .txt is CSV
     }
     ignored = {
         "training/info.labels": b"{}",  # not a sample
