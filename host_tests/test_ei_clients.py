@@ -469,8 +469,8 @@ def test_every_upload_function_of_the_python_sdk_stores_its_samples(unsigned_ser
 UPLOADER_JS = os.path.join(HERE, "ei_clients", "uploader.js")
 
 
-def uploader(node, srv, uploads):
-    job = {"server": srv.url, "apiKey": API_KEY, "uploads": uploads}
+def uploader(node, srv, uploads, api_key=API_KEY):
+    job = {"server": srv.url, "apiKey": api_key, "uploads": uploads}
     proc = subprocess.run(
         [node, UPLOADER_JS, EI_LINUX], input=json.dumps(job), capture_output=True, text=True, timeout=60
     )
@@ -543,3 +543,37 @@ def test_uploader_sends_a_unicode_label_and_names_itself(node, server, tmp_path)
     assert rec["label"] == label and rec["file_name"] == "tasse \u2615.wav" and rec["category"] == "testing"
     assert rec["file"].startswith("testing/" + label + ".") and (data_dir / rec["file"]).read_bytes() == wav
     assert (rec["upload_source"], rec["device_type"]) == ("EDGE_IMPULSE_CLI_UPLOADER", "EDGE_IMPULSE_CLI")
+
+
+def test_the_uploader_shows_the_servers_reasons(node, server, tmp_path):
+    """What the uploader throws (and its CLI prints) is our reason, whole-request refusals (a top-level error
+    with its status) and per-file failures alike, not a bare status."""
+    srv, data_dir = server
+    (tmp_path / "ok.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(16))
+    (tmp_path / "bad.csv").write_bytes(b"0,1,2\n10,3,4\n")
+    (tmp_path / "gap.cbor").write_bytes(acquisition("cbor", 20, 9))
+
+    def up(name, label, **kw):
+        return {"path": str(tmp_path / name), "filename": name, "category": "training", "label": label, **kw}
+
+    [wrong_key] = uploader(node, srv, [up("ok.png", {"type": "label", "label": "x"})], api_key="ei_wrong")
+    assert not wrong_key["ok"] and wrong_key["error"].endswith("failed: Invalid API key"), wrong_key
+    gap = [{"startIndex": 0, "endIndex": 9, "label": "idle"}]  # rows 10..19 have none
+    results = uploader(
+        node,
+        srv,
+        [
+            up("bad.csv", {"type": "label", "label": "x"}),
+            up("gap.cbor", {"type": "multi-label", "labels": gap}),
+            up("ok.png", {"type": "label", "label": "x"}, category="validation"),
+        ],
+    )
+    assert [r["ok"] for r in results] == [False] * 3, results
+    assert results[0]["error"].endswith(
+        "failed: CSV file has no header row: its first line is numbers, not column names"
+    )
+    assert results[1]["error"].endswith(
+        "failed: structured_labels.labels: gap.cbor: structured labels leave rows 10..19 without a label"
+    )
+    assert "unknown category 'validation'" in results[2]["error"]
+    assert read_index(data_dir) == []

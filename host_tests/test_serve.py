@@ -460,10 +460,15 @@ def test_files_partial_failures(client):
     assert ok == [True, False, False, False, False, False, False, True, True]
     for f in reply["files"]:
         assert f["success"] or f["error"]
+    # the failed parts' reasons at the top too, each led by its file: what Edge Impulse's uploader shows
+    assert reply["error"] == "; ".join(
+        "%s: %s" % (f["fileName"], f["error"]) for f in reply["files"] if not f["success"]
+    )
     assert [r["file_name"] for r in client.index()] == ["ok.1.png", "ok.2.csv", "ok.3.jpg"]
     # a duplicate part
     status, reply = client.post_files([("data", "again.png", png)], **{"x-disallow-duplicates": "1"})
     assert reply["files"][0]["success"] is False and "duplicate" in reply["files"][0]["error"]
+    assert reply["error"] == reply["files"][0]["error"]  # one failed part: its reason as it is
     assert_consistent(client)
     assert client.healthy()
 

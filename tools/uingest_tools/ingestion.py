@@ -21,7 +21,8 @@ Choices where the real service is unknown or where we are stricter:
   none). "invalid" is part of the index vocabulary but never stored by this server.
 - ``max_body`` limits the whole request body, for /files too (all parts together).
 - /files answers 200 with a per-part result; the top-level ``success`` is true only when every part was
-  stored. Its ``sampleId`` is the index line's ``sample_id``. A part that fails its own check (type, label,
+  stored, and when it is false the top-level ``error`` gives the failed parts' reasons (what the uploader
+  shows). Its ``sampleId`` is the index line's ``sample_id``. A part that fails its own check (type, label,
   message, signature, duplicate) fails alone; the others are stored together, all or none
   (DataFolder.commit_all). A request that is bad as a whole (cut body, bad header, too big, full disk)
   stores none of its files.
@@ -445,7 +446,17 @@ class Ingestion:
                     results[i] = {"success": True, "fileName": name, "sampleId": outcome["sample_id"], "projectId": 1}
             if header_label is None and labels:
                 _state(request, label=",".join(sorted({str(x) for x in labels})))
-            return JSONResponse({"success": all(r["success"] for r in results), "files": results})
+            reply: dict = {"success": all(r["success"] for r in results), "files": results}
+            failed = [r for r in results if not r["success"]]
+            if failed:
+                # Edge Impulse's uploader reads the top-level error of a reply that is not a success (before the
+                # files'): without one it shows a bare "Error"
+                reply["error"] = (
+                    failed[0]["error"]
+                    if len(failed) == 1
+                    else "; ".join("%s: %s" % (r["fileName"], r["error"]) for r in failed)
+                )
+            return JSONResponse(reply)
         except Rejected as e:
             return JSONResponse({"success": False, "error": e.line}, status_code=e.status)
         except ClientDisconnect:
