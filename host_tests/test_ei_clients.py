@@ -106,6 +106,12 @@ def test_data_forwarder_windows_are_stored_and_signed(node, server):
         {"category": "testing", "label": "wave", "filename": "wave.01", "values": imu_rows(40, 1)},
         # encodeURIComponent'ed in x-label and x-file-name by the client
         {"category": "anomaly", "label": "left wave", "filename": "left wave.01", "values": imu_rows(30, 2)},
+        {
+            "category": "training",
+            "label": "caf\u00e9 \u2615",
+            "filename": "caf\u00e9 \u2615.01",
+            "values": imu_rows(9, 4),
+        },
         {"category": "split", "label": "idle", "filename": "idle.02", "values": imu_rows(20, 3)},
     ]
     t0 = time.time()
