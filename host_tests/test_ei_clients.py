@@ -331,6 +331,20 @@ def test_python_sdk_multi_label_samples_and_bounding_boxes(server, tmp_path):
     assert recs["desk.png"]["bounding_boxes"] == boxes and recs["desk.png"]["label"] == "cup"
 
 
+def test_python_sdk_sees_our_reason_for_a_refused_label_file(server, tmp_path):
+    """upload_samples with structured labels that leave rows without a label: the request is refused whole
+    (nothing stored) and the SDK reports the sample as failed with our reason."""
+    srv, data_dir = server
+    (tmp_path / "session.cbor").write_bytes(acquisition("cbor", 40, 6))
+    gap = [{"label": "idle", "startIndex": 0, "endIndex": 19}, {"label": "wave", "startIndex": 25, "endIndex": 39}]
+    sample = {"path": str(tmp_path / "session.cbor"), "filename": "session.cbor", "category": "training"}
+    [call] = sdk_upload(srv, [{"samples": [dict(sample, structured_labels=gap)]}])
+    assert call["successes"] == [] and [f["filename"] for f in call["fails"]] == ["session.cbor"]
+    reason = "structured_labels.labels: session.cbor: structured labels leave rows 20..24 without a label"
+    assert call["fails"][0]["error"] == reason
+    assert read_index(data_dir) == []
+
+
 @pytest.fixture
 def unsigned_server(tmp_path):
     """A server with no HMAC key: the SDK's numpy, pandas and DataAcquisition uploads are unsigned."""
