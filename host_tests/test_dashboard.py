@@ -494,3 +494,41 @@ def test_an_index_line_holding_a_lone_surrogate_does_not_break_the_dashboard(tmp
             c.close()
     finally:
         srv.stop()
+
+
+def test_a_unicode_label_is_shown_as_it_was_sent(server):
+    """A label sent percent-encoded (as Edge Impulse's uploader and the board send one that is not plain ASCII)
+    is shown in the page as the text it is: in the labels table, the samples table and the plot's title."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed: `make test` installs requirements-dev.txt into .venv")
+    import urllib.parse
+
+    srv, c = server()
+    label = "caf\u00e9 \u2615 50%"
+    headers = {
+        "Content-Type": "application/cbor",
+        "x-api-key": API_KEY,
+        "x-file-name": urllib.parse.quote(label + ".1.cbor"),
+        "x-label": urllib.parse.quote(label),
+    }
+    status, _, reply = c.request("POST", "/api/training/data", body_of(), headers)
+    assert status == 200, reply
+    with sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(srv.url + "/?key=" + API_KEY)
+            wait_until(page, "document.querySelectorAll('#samples tbody tr').length === 1")
+            assert page.locator("#labels tbody tr td").all_inner_texts()[0] == label
+            assert page.locator("#labels tbody tr").get_attribute("data-label") == label
+            assert label in page.locator("#samples tbody tr").inner_text()
+            page.click('#samples tr[data-sample-id="1"]')
+            wait_until(page, "window.uingestDashboard.plotted === 1")
+            assert page.text_content("#plottitle") == "Sample 1: %s (training)" % label
+            assert not errors, errors
+        finally:
+            browser.close()

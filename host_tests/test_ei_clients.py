@@ -106,6 +106,12 @@ def test_data_forwarder_windows_are_stored_and_signed(node, server):
         {"category": "testing", "label": "wave", "filename": "wave.01", "values": imu_rows(40, 1)},
         # encodeURIComponent'ed in x-label and x-file-name by the client
         {"category": "anomaly", "label": "left wave", "filename": "left wave.01", "values": imu_rows(30, 2)},
+        {
+            "category": "training",
+            "label": "caf\u00e9 \u2615",
+            "filename": "caf\u00e9 \u2615.01",
+            "values": imu_rows(9, 4),
+        },
         {"category": "split", "label": "idle", "filename": "idle.02", "values": imu_rows(20, 3)},
     ]
     t0 = time.time()
@@ -325,6 +331,20 @@ def test_python_sdk_multi_label_samples_and_bounding_boxes(server, tmp_path):
     assert recs["desk.png"]["bounding_boxes"] == boxes and recs["desk.png"]["label"] == "cup"
 
 
+def test_python_sdk_sees_our_reason_for_a_refused_label_file(server, tmp_path):
+    """upload_samples with structured labels that leave rows without a label: the request is refused whole
+    (nothing stored) and the SDK reports the sample as failed with our reason."""
+    srv, data_dir = server
+    (tmp_path / "session.cbor").write_bytes(acquisition("cbor", 40, 6))
+    gap = [{"label": "idle", "startIndex": 0, "endIndex": 19}, {"label": "wave", "startIndex": 25, "endIndex": 39}]
+    sample = {"path": str(tmp_path / "session.cbor"), "filename": "session.cbor", "category": "training"}
+    [call] = sdk_upload(srv, [{"samples": [dict(sample, structured_labels=gap)]}])
+    assert call["successes"] == [] and [f["filename"] for f in call["fails"]] == ["session.cbor"]
+    reason = "structured_labels.labels: session.cbor: structured labels leave rows 20..24 without a label"
+    assert call["fails"][0]["error"] == reason
+    assert read_index(data_dir) == []
+
+
 @pytest.fixture
 def unsigned_server(tmp_path):
     """A server with no HMAC key: the SDK's numpy, pandas and DataAcquisition uploads are unsigned."""
@@ -345,9 +365,11 @@ def test_every_upload_function_of_the_python_sdk_stores_its_samples(unsigned_ser
         [[2.0, 0.0, 1.0], [2.5, 0.5, 1.5], [3, 1, 2]],
     ]
     (tmp_path / "plain").mkdir()
-    (tmp_path / "plain" / "knock.01.cbor").write_bytes(acquisition("cbor", 12, 7))
+    knock = acquisition("cbor", 12, 7)
+    (tmp_path / "plain" / "knock.01.cbor").write_bytes(knock)
     (tmp_path / "exported" / "training").mkdir(parents=True)
-    (tmp_path / "exported" / "training" / "s.cbor").write_bytes(acquisition("cbor", 14, 8))
+    tap = acquisition("cbor", 14, 8)
+    (tmp_path / "exported" / "training" / "s.cbor").write_bytes(tap)
     info = {
         "version": 1,
         "files": [
@@ -406,7 +428,7 @@ def test_every_upload_function_of_the_python_sdk_stores_its_samples(unsigned_ser
                     "ts": [0, 10, 20, 0, 10],
                     "g": ["a", "a", "a", "b", "b"],
                     "v": [1.0, 2.0, 3.0, 4.0, 5.0],
-                    "label": ["x"] * 5,
+                    "label": ["x", "x", "x", "y", "y"],
                 },
                 timestamp_col="ts",
                 group_by="g",
@@ -447,12 +469,19 @@ def test_every_upload_function_of_the_python_sdk_stores_its_samples(unsigned_ser
     wide = sorted(got["upload_pandas_dataframe_wide"], key=lambda rec: rec["label"])
     assert [rec["label"] for rec in wide] == ["l1", "l2"]
     assert [csv_of(rec)[1:] for rec in wide] == [["0,1.0", "10,2.0", "20,3.0"], ["0,5.0", "10,6.0", "20,7.0"]]
-    groups = got["upload_pandas_dataframe_with_group"]
-    assert sorted(len(csv_of(rec)) - 1 for rec in groups) == [2, 3] and {rec["label"] for rec in groups} == {"x"}
+    groups = sorted(got["upload_pandas_dataframe_with_group"], key=lambda rec: rec["label"])
+    assert [(rec["label"], rec["file_name"]) for rec in groups] == [("x", "a.csv"), ("y", "b.csv")]
+    # ts in seconds, made milliseconds by the SDK (its ts_to_ms)
+    assert [csv_of(rec) for rec in groups] == [
+        ["timestamp,v", "0,1.0", "10000,2.0", "20000,3.0"],
+        ["timestamp,v", "0,4.0", "10000,5.0"],
+    ]
     [plain] = got["upload_plain_directory"]
     assert plain["label"] == "knock" and plain["category"] == "testing"
+    assert (data_dir / plain["file"]).read_bytes() == knock and plain["signature"] == "unchecked"
     [exported] = got["upload_exported_dataset"]
     assert exported["label"] == "tap" and exported["category"] == "training"
+    assert (data_dir / exported["file"]).read_bytes() == tap
 
 
 # --- the uploader's upload() (edge-impulse-linux build/cli-common/make-image.js)
@@ -460,8 +489,8 @@ def test_every_upload_function_of_the_python_sdk_stores_its_samples(unsigned_ser
 UPLOADER_JS = os.path.join(HERE, "ei_clients", "uploader.js")
 
 
-def uploader(node, srv, uploads):
-    job = {"server": srv.url, "apiKey": API_KEY, "uploads": uploads}
+def uploader(node, srv, uploads, api_key=API_KEY):
+    job = {"server": srv.url, "apiKey": api_key, "uploads": uploads}
     proc = subprocess.run(
         [node, UPLOADER_JS, EI_LINUX], input=json.dumps(job), capture_output=True, text=True, timeout=60
     )
@@ -518,3 +547,53 @@ def test_uploader_sends_label_files_and_every_file_type(node, server, tmp_path):
     assert recs["shelf.png"]["label_map"] == key_values and recs["shelf.png"]["label"] == "shelf"  # inferred
     assert recs["updown.txt"]["file"].endswith(".csv") and recs["updown.txt"]["label"] == "updown"
     assert recs["hum.wav"]["file"].endswith(".wav") and recs["clip.mp4"]["file"].endswith(".mp4")
+
+
+def test_uploader_sends_a_unicode_label_and_names_itself(node, server, tmp_path):
+    """The uploader percent-encodes x-label (its encoding.js); the label is stored as the Unicode text it was,
+    the file under its Unicode name; x-upload-source and x-device-type are kept in the index."""
+    srv, data_dir = server
+    label = "caf\u00e9 \u2615 50%"
+    wav = wav_by_hand(IEEE_FLOAT, 8000, 32, [[i / 50] for i in range(50)])
+    (tmp_path / "tasse.wav").write_bytes(wav)
+    up = {"path": str(tmp_path / "tasse.wav"), "category": "testing", "label": {"type": "label", "label": label}}
+    results = uploader(node, srv, [dict(up, filename="tasse \u2615.wav")])
+    assert results == [{"ok": True}], results
+    [rec] = read_index(data_dir)
+    assert rec["label"] == label and rec["file_name"] == "tasse \u2615.wav" and rec["category"] == "testing"
+    assert rec["file"].startswith("testing/" + label + ".") and (data_dir / rec["file"]).read_bytes() == wav
+    assert (rec["upload_source"], rec["device_type"]) == ("EDGE_IMPULSE_CLI_UPLOADER", "EDGE_IMPULSE_CLI")
+
+
+def test_the_uploader_shows_the_servers_reasons(node, server, tmp_path):
+    """What the uploader throws (and its CLI prints) is our reason, whole-request refusals (a top-level error
+    with its status) and per-file failures alike, not a bare status."""
+    srv, data_dir = server
+    (tmp_path / "ok.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(16))
+    (tmp_path / "bad.csv").write_bytes(b"0,1,2\n10,3,4\n")
+    (tmp_path / "gap.cbor").write_bytes(acquisition("cbor", 20, 9))
+
+    def up(name, label, **kw):
+        return {"path": str(tmp_path / name), "filename": name, "category": "training", "label": label, **kw}
+
+    [wrong_key] = uploader(node, srv, [up("ok.png", {"type": "label", "label": "x"})], api_key="ei_wrong")
+    assert not wrong_key["ok"] and wrong_key["error"].endswith("failed: Invalid API key"), wrong_key
+    gap = [{"startIndex": 0, "endIndex": 9, "label": "idle"}]  # rows 10..19 have none
+    results = uploader(
+        node,
+        srv,
+        [
+            up("bad.csv", {"type": "label", "label": "x"}),
+            up("gap.cbor", {"type": "multi-label", "labels": gap}),
+            up("ok.png", {"type": "label", "label": "x"}, category="validation"),
+        ],
+    )
+    assert [r["ok"] for r in results] == [False] * 3, results
+    assert results[0]["error"].endswith(
+        "failed: CSV file has no header row: its first line is numbers, not column names"
+    )
+    assert results[1]["error"].endswith(
+        "failed: structured_labels.labels: gap.cbor: structured labels leave rows 10..19 without a label"
+    )
+    assert "unknown category 'validation'" in results[2]["error"]
+    assert read_index(data_dir) == []

@@ -589,6 +589,60 @@ def test_label_files_video_and_csv_are_relayed_as_the_uploader_sends_them(tmp_pa
     assert json.loads(fields[2][1][1]) == {"version": 1, "type": "label-map-labels", "labels": {"desk.1.png": labels}}
 
 
+def test_a_plain_folder_is_relayed_with_category_and_label_from_its_path(tmp_path, target, capsys):
+    """A folder not written by `uingest serve` (no index.jsonl), laid out <category>/<label>.<anything>.<ext> as
+    Edge Impulse's uploader and the SDK's upload_directory read it: category and label come from the path (the
+    label is the name up to its first '.', as the SDK's infer_from_filename takes it), and what was sent is
+    remembered in the state file, so a second run sends nothing and a third only the file added."""
+    srv, gate, dst = target
+    plain = tmp_path / "plain"
+    png = b"\x89PNG\r\n\x1a\n" + bytes(20)
+    files = {
+        "training/idle.01.cbor": message.encode(window(12, 0), "cbor", hmac_key=HMAC_KEY, device_type="ESP32_DEVKITC"),
+        "training/idle.from-sdk.2.json": message.encode(window(9, 1), "json", hmac_key=HMAC_KEY, device_type="X"),
+        "testing/wave.x.wav": wav_bytes(400),
+        "anomaly/caf\u00e9 \u2615.1.csv": b"timestamp,x\n0,1\n10,2\n",
+        "testing/desk.jpg": png,  # PNG bytes under .jpg, <label>.<ext>: the target keeps it as the PNG it is
+        "training/clip.cam.avi": b"RIFF" + (100).to_bytes(4, "little") + b"AVI LIST" + bytes(20),
+        "training/acc.2.txt": b"timestamp,x\n0,3\n10,4\n",  # .txt is CSV
+    }
+    ignored = {
+        "training/info.labels": b"{}",  # not a sample
+        "training/notes.md": b"# notes",
+        "training/more/idle.3.cbor": files["training/idle.01.cbor"],  # not directly in a category folder
+        "idle.9.cbor": files["training/idle.01.cbor"],  # no category
+        "validation/idle.4.cbor": files["training/idle.01.cbor"],  # not a category
+    }
+    for rel, data in {**files, **ignored}.items():
+        (plain / rel).parent.mkdir(parents=True, exist_ok=True)
+        (plain / rel).write_bytes(data)
+
+    rc, out, err = run(plain, srv.url, capsys)
+    assert rc == 0 and summary(out) == (len(files), 0, 0), err
+    assert err == (
+        "relay: skipped 5 files of the folder that are not <category>/<label>.<anything>.<ext> with a category "
+        "of training, testing or anomaly and a sample's extension\n"
+    )
+    got = {r["sha256"]: r for r in read_index(dst)}
+    assert len(got) == len(files)
+    for rel, data in files.items():
+        d = got[hashlib.sha256(data).hexdigest()]
+        category, name = rel.split("/")
+        assert (d["category"], d["label"], d["file_name"]) == (category, name.split(".")[0], name)
+        assert (dst / d["file"]).read_bytes() == data
+    assert {r["signature"] for r in got.values() if r["file"].endswith((".cbor", ".json"))} == {"valid"}
+    name, lines = state_lines(plain)
+    assert sorted(r["file"] for r in lines) == sorted(files)
+
+    posts = len(gate.posts)
+    rc, out, err = run(plain, srv.url, capsys)
+    assert rc == 0 and summary(out) == (0, len(files), 0) and len(gate.posts) == posts
+    (plain / "testing" / "wave.y.wav").write_bytes(wav_bytes(600))
+    rc, out, err = run(plain, srv.url, capsys)
+    assert rc == 0 and summary(out) == (1, len(files), 0) and len(gate.posts) == posts + 1
+    assert not (plain / "index.jsonl").exists()  # the folder is read, not made into a serve folder
+
+
 def test_duplicate_in_the_target_already(source, target, capsys):
     """Samples the service already has (uploaded by someone else) are answered 'duplicate': already there."""
     srv, gate, dst = target

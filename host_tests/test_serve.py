@@ -460,10 +460,15 @@ def test_files_partial_failures(client):
     assert ok == [True, False, False, False, False, False, False, True, True]
     for f in reply["files"]:
         assert f["success"] or f["error"]
+    # the failed parts' reasons at the top too, each led by its file: what Edge Impulse's uploader shows
+    assert reply["error"] == "; ".join(
+        "%s: %s" % (f["fileName"], f["error"]) for f in reply["files"] if not f["success"]
+    )
     assert [r["file_name"] for r in client.index()] == ["ok.1.png", "ok.2.csv", "ok.3.jpg"]
     # a duplicate part
     status, reply = client.post_files([("data", "again.png", png)], **{"x-disallow-duplicates": "1"})
     assert reply["files"][0]["success"] is False and "duplicate" in reply["files"][0]["error"]
+    assert reply["error"] == reply["files"][0]["error"]  # one failed part: its reason as it is
     assert_consistent(client)
     assert client.healthy()
 
@@ -503,12 +508,14 @@ def test_bad_multi_labels_or_boxes_are_refused_whole(client, parts, headers, sta
     assert got == status and reason in reply["error"] and client.index() == []
 
 
-def test_segments_past_the_sample_fail_that_file(client):
+def test_segments_past_the_sample_refuse_the_request(client):
     late = [{"label": "wave", "startIndex": 0, "endIndex": 20}]  # 20 rows: 0..19
-    status, reply = client.post_files([("data", "a.cbor", msg_bytes(rows=20)), labels_part({"a.cbor": late})])
-    assert status == 200 and reply["success"] is False
-    assert reply["files"][0]["error"] == "structured labels reach row 20; the sample has 20 rows"
-    assert client.index() == []
+    status, reply = client.post_files(
+        [("data", "a.cbor", msg_bytes(rows=20)), ("data", "b.png", PNG), labels_part({"a.cbor": late})]
+    )
+    reason = "structured_labels.labels: a.cbor: structured labels reach row 20; the sample has 20 rows"
+    assert (status, reply) == (400, {"success": False, "error": reason})
+    assert client.index() == []  # nor the image beside it: a label file that fails stores nothing of the request
 
 
 def label_file(name, doc_type, key, per_file, version=1):
@@ -597,24 +604,28 @@ def test_a_failing_label_file_stores_nothing_of_the_request(client, label_part, 
 
 
 def test_structured_labels_must_cover_every_row(client):
+    """Segments that leave rows without a label, or reach past the sample, fail their label file: the request
+    is refused whole (400), the files beside it stored no more than the one it labels."""
     gap = [{"label": "idle", "startIndex": 0, "endIndex": 9}, {"label": "wave", "startIndex": 15, "endIndex": 19}]
     short = [{"label": "idle", "startIndex": 0, "endIndex": 9}]
     csv_rows = b"timestamp,x\n" + b"".join(b"%d,%d\n" % (i * 10, i) for i in range(5))
-    status, reply = client.post_files(
-        [
-            ("data", "a.cbor", msg_bytes(rows=20)),
-            ("data", "b.cbor", msg_bytes(rows=20, device_name="b")),
-            ("data", "c.csv", csv_rows),
-            labels_part({"a.cbor": gap, "b.cbor": short, "c.csv": [{"label": "x", "startIndex": 0, "endIndex": 4}]}),
-        ]
-    )
-    assert status == 200 and [f["success"] for f in reply["files"]] == [False, False, True]
-    assert reply["files"][0]["error"] == "structured labels leave rows 10..14 without a label"
-    assert reply["files"][1]["error"] == "structured labels leave rows 10..19 without a label"
+    whole = [{"label": "x", "startIndex": 0, "endIndex": 4}]
     late = [{"label": "x", "startIndex": 0, "endIndex": 5}]  # the CSV has 5 rows of values
-    status, reply = client.post_files([("data", "d.csv", csv_rows), labels_part({"d.csv": late})])
-    assert reply["files"][0]["error"] == "structured labels reach row 5; the sample has 5 rows"
-    assert [r["file_name"] for r in client.index()] == ["c.csv"]
+    cases = [
+        ("a.cbor", msg_bytes(rows=20), gap, "structured labels leave rows 10..14 without a label"),
+        ("b.cbor", msg_bytes(rows=20, device_name="b"), short, "structured labels leave rows 10..19 without a label"),
+        ("d.csv", csv_rows, late, "structured labels reach row 5; the sample has 5 rows"),
+    ]
+    for name, data, segments, reason in cases:
+        status, reply = client.post_files(
+            [("data", name, data), ("data", "c.csv", csv_rows), labels_part({name: segments, "c.csv": whole})]
+        )
+        error = "structured_labels.labels: %s: %s" % (name, reason)
+        assert (status, reply) == (400, {"success": False, "error": error})
+        assert client.index() == []
+    status, reply = client.post_files([("data", "c.csv", csv_rows), labels_part({"c.csv": whole})])
+    assert status == 200 and reply["success"] is True
+    assert [(r["file_name"], r["structured_labels"]) for r in client.index()] == [("c.csv", whole)]
 
 
 def test_images_are_known_by_their_bytes(client):

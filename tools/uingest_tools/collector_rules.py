@@ -67,6 +67,11 @@ class Rejected(Exception):
         return one_line(self.reason, squeeze=False)
 
 
+class LabelFileRejected(Rejected):
+    """A label file fails against the file it labels (its segments and the file's rows): the whole request is
+    refused and nothing of it stored, as for a label file that fails its own checks."""
+
+
 def header_text(value: str, header: str) -> str:
     """Header ``header`` as text: raw UTF-8 bytes accepted, then percent-decoded as decodeURIComponent does
     (what encodeURIComponent sends): a '%' not followed by two hex digits, or escapes that are not UTF-8, are
@@ -207,28 +212,30 @@ def parse_structured_labels(data: bytes) -> dict:
     return out
 
 
-def check_segments_fit(segments, rows) -> None:
-    """Structured labels (sorted by endIndex) must end inside the sample; Rejected(400). rows None: not a
-    message (no rows to check against)."""
+def _segments_fail(name: str, reason: str) -> LabelFileRejected:
+    return LabelFileRejected(400, "%s: %s: structured labels %s" % (STRUCTURED_LABELS_NAME, name, reason))
+
+
+def check_segments_fit(segments, rows, name: str) -> None:
+    """Structured labels (sorted by endIndex) of file name must end inside the sample; LabelFileRejected(400).
+    rows None: not a message (no rows to check against)."""
     if segments and rows is not None and segments[-1]["endIndex"] >= rows:
-        raise Rejected(400, "structured labels reach row %d; the sample has %d rows" % (segments[-1]["endIndex"], rows))
+        raise _segments_fail(name, "reach row %d; the sample has %d rows" % (segments[-1]["endIndex"], rows))
 
 
-def check_segments_cover(segments, rows) -> None:
-    """Structured labels (sorted by endIndex) must label every row with no gap, as the service requires
-    (calculateAllStructuredLabels in edge-impulse-linux's build/shared/bounding-box-file-types.js): from row
-    0 to the last one (rows None: the last row a segment reaches). Rejected(400)."""
+def check_segments_cover(segments, rows, name: str) -> None:
+    """Structured labels (sorted by endIndex) of file name must label every row with no gap, as the service
+    requires (calculateAllStructuredLabels in edge-impulse-linux's build/shared/bounding-box-file-types.js):
+    from row 0 to the last one (rows None: the last row a segment reaches). LabelFileRejected(400)."""
     if not segments:
         return
     covered = -1  # the last row labelled so far
     for seg in sorted(segments, key=lambda s: s["startIndex"]):
         if seg["startIndex"] > covered + 1:
-            raise Rejected(
-                400, "structured labels leave rows %d..%d without a label" % (covered + 1, seg["startIndex"] - 1)
-            )
+            raise _segments_fail(name, "leave rows %d..%d without a label" % (covered + 1, seg["startIndex"] - 1))
         covered = max(covered, seg["endIndex"])
     if rows is not None and covered < rows - 1:
-        raise Rejected(400, "structured labels leave rows %d..%d without a label" % (covered + 1, rows - 1))
+        raise _segments_fail(name, "leave rows %d..%d without a label" % (covered + 1, rows - 1))
 
 
 def _label_file(data: bytes, name: str, doc_type: str, key: str) -> dict:

@@ -21,7 +21,8 @@ Choices where the real service is unknown or where we are stricter:
   none). "invalid" is part of the index vocabulary but never stored by this server.
 - ``max_body`` limits the whole request body, for /files too (all parts together).
 - /files answers 200 with a per-part result; the top-level ``success`` is true only when every part was
-  stored. Its ``sampleId`` is the index line's ``sample_id``. A part that fails its own check (type, label,
+  stored, and when it is false the top-level ``error`` gives the failed parts' reasons (what the uploader
+  shows). Its ``sampleId`` is the index line's ``sample_id``. A part that fails its own check (type, label,
   message, signature, duplicate) fails alone; the others are stored together, all or none
   (DataFolder.commit_all). A request that is bad as a whole (cut body, bad header, too big, full disk)
   stores none of its files.
@@ -29,8 +30,8 @@ Choices where the real service is unknown or where we are stricter:
   ``structured_labels.labels`` part (multi-label samples) is kept in the index as ``structured_labels``,
   ``bounding_boxes.labels`` as ``bounding_boxes`` (``x-bounding-boxes`` gives them to the files the file
   does not name), ``label_map.labels`` as ``label_map``. A label file that fails its check, or names a file
-  not in the request, refuses the whole request (400, nothing stored); segments that do not cover the rows
-  of the file they label fail that file.
+  not in the request, refuses the whole request (400, nothing stored), as do segments that do not cover the
+  rows of the file they label (collector_rules.LabelFileRejected).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from .collector_rules import (
     LABEL_FILES,
     MESSAGE_FIELDS,
     MESSAGE_KINDS,
+    LabelFileRejected,
     Rejected,
     check_file,
     check_file_name,
@@ -347,8 +349,8 @@ class Ingestion:
             ext, rows = check_file(data, kind)  # rows of a CSV, frames of a WAV: what structured labels cover
             fields = dict.fromkeys(MESSAGE_FIELDS)
         segments = (extra or {}).get("structured_labels")
-        check_segments_fit(segments, rows)
-        check_segments_cover(segments, rows)
+        check_segments_fit(segments, rows, name)  # LabelFileRejected: the request is refused whole
+        check_segments_cover(segments, rows, name)
         return dict(
             category=category,
             label=label,
@@ -422,6 +424,8 @@ class Ingestion:
                     sample = await in_worker(
                         self._check_part, category, header_label, no_label, metadata, disallow, name, data, extra
                     )
+                except LabelFileRejected:
+                    raise  # its label file fails against it: nothing of the request is stored
                 except Rejected as e:
                     results.append({"success": False, "fileName": name, "error": e.line})
                     continue
@@ -442,7 +446,17 @@ class Ingestion:
                     results[i] = {"success": True, "fileName": name, "sampleId": outcome["sample_id"], "projectId": 1}
             if header_label is None and labels:
                 _state(request, label=",".join(sorted({str(x) for x in labels})))
-            return JSONResponse({"success": all(r["success"] for r in results), "files": results})
+            reply: dict = {"success": all(r["success"] for r in results), "files": results}
+            failed = [r for r in results if not r["success"]]
+            if failed:
+                # Edge Impulse's uploader reads the top-level error of a reply that is not a success (before the
+                # files'): without one it shows a bare "Error"
+                reply["error"] = (
+                    failed[0]["error"]
+                    if len(failed) == 1
+                    else "; ".join("%s: %s" % (r["fileName"], r["error"]) for r in failed)
+                )
+            return JSONResponse(reply)
         except Rejected as e:
             return JSONResponse({"success": False, "error": e.line}, status_code=e.status)
         except ClientDisconnect:

@@ -1,6 +1,7 @@
 """`uingest relay`: upload what `uingest serve` collected to an ingestion service (Edge Impulse by default).
 
-Reads ``<data-dir>/index.jsonl`` and posts each sample's file, one per request, to
+Reads ``<data-dir>/index.jsonl`` (or, in a folder without one, its files laid out
+``<category>/<label>.<anything>.<ext>``: see scan_folder) and posts each sample's file, one per request, to
 ``<url>/api/<category>/files`` (multipart/form-data, part ``data``, filename = the stored file's base name),
 keeping its category and label (``x-label``, percent-encoded when it is not plain ASCII; ``x-no-label: 1``
 for an unlabeled sample), with ``x-disallow-duplicates: 1`` and ``x-metadata``: the sample's own metadata
@@ -185,6 +186,49 @@ def load_index(data_dir: str):
         and (rec.get("label") is None or isinstance(rec.get("label"), str))
     ]
     return usable, skipped + len(records) - len(usable)
+
+
+PLAIN_CATEGORIES = ("training", "testing", "anomaly")  # the category folders of a plain folder
+PLAIN_SKIPPED = (
+    "relay: skipped %d file%s of the folder that %s not <category>/<label>.<anything>.<ext> with a category of "
+    "training, testing or anomaly and a sample's extension"
+)
+
+
+def _sha256_of(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def scan_folder(data_dir: str):
+    """(records, number of files skipped) of a folder not written by `uingest serve` (no index.jsonl), laid out
+    ``<category>/<label>.<anything>.<ext>`` as Edge Impulse's uploader and the Python SDK's upload_directory read
+    it: the category is the folder (training, testing or anomaly), the label the file name up to its first '.'
+    (the SDK's infer_from_filename), the extension one the service takes (common.FILE_TYPES). Hidden files and
+    folders (the state file) are not samples; any other file is skipped and counted. The records carry what
+    _relay_one reads of an index line; their sha256 is what the state file remembers."""
+    records, skipped = [], 0
+    for top, dirs, names in os.walk(data_dir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        rel_top = os.path.relpath(top, data_dir)
+        for name in sorted(names):
+            if name.startswith("."):
+                continue
+            ext = os.path.splitext(name)[1].lower()
+            label = name.split(".")[0]
+            if rel_top not in PLAIN_CATEGORIES or ext not in FILE_TYPES or not label.strip():
+                skipped += 1
+                continue
+            try:
+                sha = _sha256_of(os.path.join(top, name))
+            except OSError:
+                skipped += 1
+                continue
+            records.append({"file": rel_top + "/" + name, "sha256": sha, "category": rel_top, "label": label})
+    return records, skipped
 
 
 def header_label(label: str) -> str:
@@ -416,13 +460,21 @@ def relay(
     base = base_url(url)
     if not api_key or any(ord(c) < 33 or ord(c) > 126 for c in api_key):
         raise UsageError("the API key is empty or holds characters that cannot go in an HTTP header")
-    records, skipped = load_index(data_dir)
+    plain = not os.path.exists(os.path.join(data_dir, INDEX))
+    if plain and not any(os.path.isdir(os.path.join(data_dir, c)) for c in PLAIN_CATEGORIES):
+        raise UsageError(
+            "no %s in %s and no training, testing or anomaly folder: point --data-dir at a folder written by "
+            "`uingest serve` or laid out <category>/<label>.<anything>.<ext>" % (INDEX, data_dir)
+        )
+    records, skipped = scan_folder(data_dir) if plain else load_index(data_dir)
     target = Target(base, timeout, attempts, retry_delay, ca_file)
     state = State(state_path(data_dir, base), base)
     bar = Progress(len(records), "relay", enabled=not quiet, stream=err)
     counts = {UPLOADED: 0, ALREADY: 0, FAILED: 0}
     stopped = None
-    if skipped:
+    if skipped and plain:
+        say(err, PLAIN_SKIPPED % (skipped, "" if skipped == 1 else "s", "is" if skipped == 1 else "are"))
+    elif skipped:
         say(err, "relay: skipped %d unreadable line%s of %s" % (skipped, "" if skipped == 1 else "s", INDEX))
     done = 0
     try:
@@ -514,7 +566,11 @@ def main(argv=None) -> int:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--data-dir", required=True, help="folder written by `uingest serve` (holds index.jsonl)")
+    parser.add_argument(
+        "--data-dir",
+        required=True,
+        help="folder written by `uingest serve` (holds index.jsonl), or laid out <category>/<label>.<anything>.<ext>",
+    )
     add_key_options(parser, api_key="project API key")
     parser.add_argument("--url", default=DEFAULT_URL, help="ingestion service (default %s)" % DEFAULT_URL)
     parser.add_argument(
