@@ -95,6 +95,7 @@ def test_body_until_close(server):
         ),
         ([close_after(b"garbage\r\n\r\n")], "RETRY", 0, "bad response"),
         ([b"HTTP/1.1 100 Continue\r\n\r\n" + reply(400, b"bad label")], "REJECTED", 400, "bad label"),
+        ([b"HTTP/1.1 204 No Content\r\n\r\n"], "ACCEPTED", 204, ""),  # no body: not read until a close
         ([close_after(b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n")], "RETRY", 0, "bad response"),
     ],
     indirect=["server"],

@@ -331,7 +331,9 @@ class Client:
                     self.retry_after_s = min(int(value), _MAX_RETRY_AFTER_S)
             if status >= 200:
                 break
-        if chunked:
+        if status == 204 or status == 304:  # no body, whatever its headers say (RFC 9112 6.3)
+            body = b""
+        elif chunked:
             body = b""
             while True:
                 size = _number(self._line().split(b";")[0].strip(), 16)
