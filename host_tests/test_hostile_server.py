@@ -109,6 +109,9 @@ CASES = [
     ("endless-status-line", endless(b"HTTP/1.1 200 ", b"A" * 512), "RETRY", "bad response"),
     ("10MB-status-line", reply().replace(b" OK", b" " + b"A" * 10_000_000), "RETRY", "bad response"),
     ("100-continue", b"HTTP/1.1 100 Continue\r\n\r\n" + reply(400, b"bad label"), "REJECTED", "bad label"),
+    # no body whatever its headers say (RFC 9112 6.3): not read until a close that a kept-alive server never sends
+    ("204-kept-alive", b"HTTP/1.1 204 No Content\r\n\r\n", "ACCEPTED", ""),
+    ("204-with-a-length", b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", "ACCEPTED", ""),
 ]
 
 

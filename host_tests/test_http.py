@@ -3,6 +3,7 @@ the MicroPython unix port, against a scripted server."""
 
 import json
 import socket
+import time
 
 import pytest
 
@@ -94,6 +95,7 @@ def test_body_until_close(server):
         ),
         ([close_after(b"garbage\r\n\r\n")], "RETRY", 0, "bad response"),
         ([b"HTTP/1.1 100 Continue\r\n\r\n" + reply(400, b"bad label")], "REJECTED", 400, "bad label"),
+        ([b"HTTP/1.1 204 No Content\r\n\r\n"], "ACCEPTED", 204, ""),  # no body: not read until a close
         ([close_after(b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n")], "RETRY", 0, "bad response"),
     ],
     indirect=["server"],
@@ -131,6 +133,39 @@ def test_bytes_after_a_reply_are_never_the_next_reply(server):
     client, outs = post(server.url, n=2)
     assert [(o.kind, o.detail) for o in outs] == [(http.REJECTED, "bad label"), (http.ACCEPTED, "ok")]
     assert server.connections == 2 and len(server.requests) == 2
+
+
+def late_bytes(late):
+    """Answer 200, then, while the connection idles, send late (and keep the connection open)."""
+
+    def act(conn):
+        conn.sendall(reply(body=b"first"))
+        time.sleep(0.05)
+        conn.sendall(late)
+        return None
+
+    return act
+
+
+@pytest.mark.parametrize(
+    "late",
+    [reply(408, b"request timeout"), reply(body=b"ghost"), b"\r\n"],
+    ids=["408", "a-200", "a-line-feed"],
+)
+def test_bytes_on_an_idle_kept_alive_connection_are_never_the_next_reply(late):
+    """What a server sends while the kept-alive connection idles between posts (a late 408, a stray reply) is
+    not this post's reply: the post goes out on a fresh connection (on the unix port: test_hostile_server)."""
+    server = FakeServer([late_bytes(late), reply(body=b"second")])
+    try:
+        client = http.Client(server.url, timeout_ms=2000)
+        first = post_window(client, imu(20), KEY, label="wave", hmac_key=HKEY, device_name="t")
+        time.sleep(0.3)
+        second = post_window(client, imu(20), KEY, label="wave", hmac_key=HKEY, device_name="t")
+        client.close()
+    finally:
+        server.close()
+    assert [(o.kind, o.detail) for o in (first, second)] == [(http.ACCEPTED, "first"), (http.ACCEPTED, "second")]
+    assert server.connections == client.connections == 2 and len(server.requests) == 2
 
 
 @pytest.mark.parametrize("server", [[reply(), close_after(b"HTTP/1.1 200 " + b"A" * 300 + b"\r\n\r\n")]], indirect=True)

@@ -255,6 +255,68 @@ def test_an_ip_address_is_checked_against_the_certificates_ip_entries_only(run, 
         assert served.index() == [] and served.files() == []
 
 
+def _handshake_dripper(gap):
+    """A TCP server whose TLS handshake never ends: after the client's hello, a record header, then its body a
+    byte every gap seconds (a middlebox or a link that crawls), for 10 s (twice the timeout). Returns (url, close)."""
+    import socket
+    import threading
+    import time
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def serve():
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            try:
+                conn.recv(4096)  # the client hello
+                conn.sendall(b"\x16\x03\x03\x40\x00")  # a handshake record of 16 KB is coming
+                end = time.monotonic() + 10
+                while time.monotonic() < end and not done.is_set():
+                    conn.sendall(b"\x00")
+                    time.sleep(gap)
+            except OSError:
+                pass  # the client gave up
+
+    threading.Thread(target=serve, daemon=True).start()
+
+    def close():
+        done.set()
+        listener.close()
+
+    return "https://127.0.0.1:%d" % listener.getsockname()[1], close
+
+
+def test_a_handshake_dripped_a_byte_at_a_time_ends_by_timeout_ms(run, request):
+    """timeout_ms (5000 in the scenario) bounds the TLS handshake too (issue 12 item 3), however the server
+    spaces its bytes: RETRY, timed out, within the timeout plus a margin."""
+    import time
+
+    if request.node.callspec.params["run"] == "micropython":
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="the unix port's handshake (ssl.wrap_socket, blocking) gives each read of the raw socket "
+                "the whole time left: a byte every 0.3 s held the post 19 s past a 1 s timeout_ms. The fix is a "
+                "non-blocking handshake (do_handshake_on_connect=False) polled to the deadline; MicroPython's "
+                "SSLSocket has no do_handshake() and a zero-length write does not run it, so the request's first "
+                "write would, with the certificate errors named there: uingest/tls.py and http, not done here",
+            )
+        )
+    url, close = _handshake_dripper(0.3)
+    try:
+        t0 = time.monotonic()
+        r = run([[url, None, True]])
+        took = time.monotonic() - t0
+    finally:
+        close()
+    [[kind, status, detail]] = r["outcomes"]
+    assert (kind, status, detail) == ("RETRY", 0, "timed out") and took < 5.0 + 2.0, (kind, detail, took)
+
+
 @pytest.mark.parametrize(
     "host,packed",
     [

@@ -271,17 +271,6 @@ class Client:
                 n -= k
         return out
 
-    def _spoke_while_idle(self):
-        """True when the kept-alive connection has bytes or its end waiting before a request is sent."""
-        p = self._poll
-        if p is None:  # CPython
-            p = select.poll()
-            p.register(self._sock, 1)
-            return bool(p.poll(0))
-        for _ in p.ipoll(0):  # ipoll: no list made
-            return True
-        return False
-
     # -- one request ----------------------------------------------------------
     def _exchange(self, method, path, headers, length, write_body):
         self._answered = False
@@ -331,7 +320,9 @@ class Client:
                     self.retry_after_s = min(int(value), _MAX_RETRY_AFTER_S)
             if status >= 200:
                 break
-        if chunked:
+        if status == 204 or status == 304:  # no body, whatever its headers say (RFC 9112 6.3)
+            body = b""
+        elif chunked:
             body = b""
             while True:
                 size = _number(self._line().split(b";")[0].strip(), 16)
@@ -354,9 +345,17 @@ class Client:
         after closing the connection. A kept-alive connection that the
         server had closed is reopened once, transparently."""
         reused = self._sock is not None
-        if reused and self._spoke_while_idle():
-            self.close()  # what it sent (a late 408, a close) must never be read as this request's reply
-            reused = False
+        if reused:  # bytes or the end of a kept-alive connection waiting before a request is sent
+            p = self._poll
+            if p is None:  # CPython
+                p = select.poll()
+                p.register(self._sock, 1)
+                reused = not p.poll(0)
+            else:
+                for _ in p.ipoll(0):  # ipoll: no list made
+                    reused = False
+            if not reused:
+                self.close()  # what it sent (a late 408, a close) must never be read as this request's reply
         self._answered = False
         while True:
             # timeout_ms bounds each try whole (connect, send, the reply), however the server spaces its bytes
