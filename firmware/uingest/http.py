@@ -82,7 +82,7 @@ class Client:
         self.connections = 0  # opened so far: proves keep-alive in tests
         self._sock = None
         self._addr = None
-        self._raw = None  # MicroPython: the plain socket under _sock, whose timeout bounds connect and writes
+        self._raw = None  # MicroPython: the plain socket under _sock, non-blocking once connected
         self._poll = None  # MicroPython: waits, by the deadline, for _sock's reply bytes; CPython: None
         self._pos = self._fill = _MAX_LINE  # the reply's bytes in _out[_pos:_fill] are not parsed yet
         self._deadline = 0  # ticks_ms by which the current try ends
@@ -111,27 +111,30 @@ class Client:
             except (OSError, AttributeError):
                 pass  # a port without the option: slower, still correct
             s.connect(self._addr)
+            # MicroPython's sockets (plain and TLS) have readline, CPython's do not
+            mp = hasattr(s, "readline")
             if self.scheme == "https":
-                self._wait(s)  # the handshake's reads too
-                s = self._wrap_tls(s)
+                self._wait(s)  # CPython's handshake: its reads, by the deadline
+                s = self._wrap_tls(s, not mp)  # MicroPython's: in the first _send, polled to it
         except BaseException:
             s.close()
             self._addr = None  # look the name up again next time: the address may have moved
             raise
         self._sock = s
-        # MicroPython's sockets (plain and TLS) have readline, CPython's do not
-        self._raw = raw if hasattr(s, "readline") else None
-        if self._raw is not None:
-            # A read waits in poll, whose timeout is in milliseconds: a socket
-            # timeout is in seconds, a new float object on every read.
+        self._raw = raw if mp else None
+        if mp:
+            # Reads and writes are non-blocking and wait in poll, whose timeout
+            # is in milliseconds: a socket timeout is in seconds, a new float
+            # object on every read.
+            raw.settimeout(0)
             self._poll = select.poll()
             self._poll.register(s, 1)  # select.POLLIN on every port
         self.connections += 1
 
-    def _wrap_tls(self, s):
+    def _wrap_tls(self, s, handshake=True):
         from . import tls  # only when a URL needs it: an http-only board never loads it
 
-        return tls.wrap(s, self.host, self.ca_file, self.insecure)
+        return tls.wrap(s, self.host, self.ca_file, self.insecure, handshake)
 
     def close(self):
         self._pos = self._fill = _MAX_LINE
@@ -175,16 +178,29 @@ class Client:
 
     def _send(self, b):
         s = self._sock
-        if self._raw is not None:
+        if self._raw is not None:  # MicroPython: non-blocking, polled to the deadline
             n = len(b)
             mv = memoryview(b)
             done = 0
-            while done < n:
-                self._wait(self._raw)
-                k = s.write(mv[done:] if done else mv)  # pyright: ignore[reportOptionalMemberAccess] (connected)
-                if k is None:
-                    raise OSError(110)  # timed out (non-blocking write gave nothing)
-                done += k
+            p = self._poll
+            try:
+                while done < n:
+                    left = time.ticks_diff(self._deadline, time.ticks_ms())
+                    if left <= 0:
+                        raise OSError(110)  # timed out
+                    k = s.write(mv[done:] if done else mv)  # pyright: ignore[reportOptionalMemberAccess] (connected)
+                    if k is None:  # the socket is full, or TLS's handshake (the first write runs it) waits
+                        p.modify(s, 4)  # pyright: ignore[reportOptionalMemberAccess] select.POLLOUT: TLS polls its handshake's way
+                        p.ipoll(left)  # pyright: ignore[reportOptionalMemberAccess]
+                        p.modify(s, 1)  # pyright: ignore[reportOptionalMemberAccess]
+                    else:
+                        done += k
+            except (OSError, ValueError) as e:  # mbedTLS: ValueError for a certificate
+                if self.scheme == "https":
+                    from . import tls
+
+                    raise tls.failed(e)
+                raise
         else:
             self._wait(s)
             s.sendall(b)  # pyright: ignore[reportOptionalMemberAccess]
@@ -212,8 +228,7 @@ class Client:
         if raw is None:  # CPython's sockets, plain and TLS
             self._wait(s)
             n = s.recv_into(self._in)  # pyright: ignore[reportOptionalMemberAccess, reportAttributeAccessIssue] (CPython)
-        else:  # MicroPython's, whose blocking readinto waits to fill _in: what has arrived, else wait
-            raw.settimeout(0)
+        else:  # MicroPython's (non-blocking since _connect): what has arrived, else wait
             while True:
                 left = time.ticks_diff(self._deadline, time.ticks_ms())
                 if left <= 0:

@@ -6,10 +6,14 @@
 import ssl
 
 
-def wrap(sock, host, ca_file=None, insecure=False):
+def wrap(sock, host, ca_file=None, insecure=False, handshake=True):
     """sock (connected) wrapped in TLS for host, verified against ca_file
     (PEM or DER) unless insecure. Raises OSError("TLS certificate
-    verification failed") when the server's certificate does not verify."""
+    verification failed") when the server's certificate does not verify.
+    handshake=False leaves the handshake to the first write, on a
+    non-blocking socket polled to a deadline (MicroPython's blocking
+    handshake gives each of its reads the whole time left: a server that
+    drips its bytes held it for ever); name that write's error failed(e)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if insecure:
         if hasattr(ctx, "check_hostname"):
@@ -27,20 +31,27 @@ def wrap(sock, host, ca_file=None, insecure=False):
 
             require_ip_entry(ctx, host)
     try:
-        return ctx.wrap_socket(sock, server_hostname=host)
+        if handshake:
+            return ctx.wrap_socket(sock, server_hostname=host)
+        return ctx.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
     except (OSError, ValueError) as e:
-        # The handshake failed; name a certificate that could not be
-        # verified as such, the same on both interpreters. CPython raises
-        # ssl.SSLCertVerificationError (an OSError and a ValueError).
-        # MicroPython's mbedTLS raises ValueError with the multi-line
-        # x509 verify info ("The certificate is not correctly signed by
-        # the trusted CA", ...), OSError(-30336, MBEDTLS_ERR_SSL_CA_CHAIN_REQUIRED)
-        # when no CA was loaded at all, or OSError(-9984,
-        # MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) when it has no verify info,
-        # OSError(-31232, MBEDTLS_ERR_SSL_BAD_CERTIFICATE) from tlsip's check.
-        if isinstance(e, ValueError) or (e.args and e.args[0] in (-9984, -30336, -31232)):
-            raise OSError("TLS certificate verification failed")
-        raise
+        raise failed(e)
+
+
+def failed(e):
+    """The error to raise for e, a failed handshake's: a certificate that
+    could not be verified named as such, the same on both interpreters."""
+    # CPython raises ssl.SSLCertVerificationError (an OSError and a
+    # ValueError). MicroPython's mbedTLS raises ValueError with the multi-line
+    # x509 verify info ("The certificate is not correctly signed by the
+    # trusted CA", ...), also from a handshake run by a write; OSError(-30336,
+    # MBEDTLS_ERR_SSL_CA_CHAIN_REQUIRED) when no CA was loaded at all,
+    # OSError(-9984, MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) without verify
+    # info, OSError(-31232,
+    # MBEDTLS_ERR_SSL_BAD_CERTIFICATE) from tlsip's check.
+    if isinstance(e, ValueError) or (e.args and e.args[0] in (-9984, -30336, -31232)):
+        return OSError("TLS certificate verification failed")
+    return e
 
 
 def load_ca(ctx, path):

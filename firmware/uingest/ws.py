@@ -156,8 +156,6 @@ class Client:
                 k += 1
             self._send(self._ov[:k] if k < size else out)
             if j >= n:
-                if self._raw is not None:  # MicroPython: reads are non-blocking again (_send set a timeout)
-                    self._raw.settimeout(0)
                 return
             k = 0  # the next piece: payload only
 

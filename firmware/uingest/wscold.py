@@ -68,9 +68,7 @@ def handshake(c):
     """The upgrade, on c (a closed ws.Client, its deadline set, just
     connected by http.Client's own code: TCP and TLS). Raises on any failure
     (the caller closes c and says why)."""
-    _fresh(c)
-    if c._raw is not None:  # MicroPython: reads are non-blocking, waits are poll's
-        c._raw.settimeout(0)
+    _fresh(c)  # MicroPython's socket is non-blocking (http.Client._connect): waits are poll's
     key = b2a_base64(os.urandom(16))[:-1]
     c._send(
         (
@@ -78,8 +76,6 @@ def handshake(c):
             "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (c.path, c._host, key.decode())
         ).encode()
     )
-    if c._raw is not None:
-        c._raw.settimeout(0)
     status = _line(c).split(None, 2)
     if len(status) < 2 or not status[0].startswith(b"HTTP/1.") or not status[1].isdigit():
         raise ValueError("not an HTTP response")
