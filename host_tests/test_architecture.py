@@ -25,6 +25,7 @@ FIRMWARE_LAYERS = [
         "uingest.window",
         "uingest.sampler",
         "uingest.ingest",
+        "uingest.filelabel",
     ],
     # 1: a window becomes a message; windows on flash; the sensors that fill windows
     ["uingest.message", "uingest.filewindow", "uingest.sensors.*"],

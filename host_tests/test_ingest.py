@@ -165,3 +165,25 @@ def test_the_label_rule_is_the_same_on_micropython(mpy):
         [stripped, reason, ingest.headers(KEY, label=label)["x-label"] if stripped is not None else None]
         for label, stripped, reason in LABEL_CASES
     ]
+
+
+def test_the_label_from_a_file_name_is_the_services_regex_on_micropython(mpy):
+    """uingest.filelabel, the firmware's copy of the service's rule (uingest serve applies it), on the unix port:
+    hand-picked names and random ASCII ones against the service's own regex, ^[a-zA-Z0-9\\s-_]+ of the last path
+    part."""
+    import random
+    import re
+
+    rng = random.Random(13)
+    names = ["wave.1.cbor", "idle.01.cbor", "my file_2-b.json", "updown", "data/idle.3.cbor", "a\\b\\c.d", ".cbor"]
+    names += ["caf\u00e9.1.cbor", "\u00e9t\u00e9.cbor", "tab\there.cbor", "x/y/", "", "-_ .wav", "a\x0bb\x0cc.d"]
+    names += ["".join(chr(rng.randrange(1, 128)) for _ in range(rng.randrange(1, 12))) for _ in range(300)]
+    stdin = "".join(json.dumps(n) + "\n" for n in names).encode()
+    ran = mpy.run_program("labels_from_filenames.py", stdin=stdin)
+    out = [json.loads(line) for line in ran.stdout.decode().splitlines()]
+
+    def service(name):
+        m = re.match(r"[a-zA-Z0-9\s\-_]+", re.split(r"[/\\]", name)[-1], re.ASCII)
+        return m.group(0) if m else None
+
+    assert out == [service(n) for n in names]

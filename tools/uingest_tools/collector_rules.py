@@ -34,7 +34,7 @@ import re
 import urllib.parse
 
 from .acquisition import InvalidMessage, check_structure, decode, verify_signature
-from .common import FILE_TYPES, MEDIA_TYPES, ingest, one_line
+from .common import FILE_TYPES, MEDIA_TYPES, firmware_module, ingest, one_line
 from .large_messages import TooLargeToCheck, check_large
 from .wavfile import InvalidWav
 from .wavfile import parse as parse_wav
@@ -50,7 +50,6 @@ _BOX_KEYS = ("x", "y", "width", "height")
 DECODE_WHOLE_UP_TO = 256 * 1024  # larger messages are checked without decoding their values (large_messages)
 _TAKEN_EXTENSIONS = ", ".join(sorted(FILE_TYPES)[:-1]) + " or " + sorted(FILE_TYPES)[-1]
 _NOT_AN_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")  # decodeURIComponent's "URI malformed"
-_LABEL_PREFIX = re.compile(r"[a-zA-Z0-9\s\-_]+", re.ASCII)  # the service's ^[a-zA-Z0-9\s-_]+
 
 
 class Rejected(Exception):
@@ -120,11 +119,8 @@ def _label_in(label: str, where: str) -> str:
         raise Rejected(400, "%s: %s" % (where, e))
 
 
-def label_from_filename(name: str):
-    """The label the service infers from a file name: its longest prefix of ASCII letters, digits, whitespace,
-    '-' and '_' ('idle.01.cbor' -> 'idle'); None when the name starts with none of them."""
-    m = _LABEL_PREFIX.match(name.replace("\\", "/").split("/")[-1])
-    return m.group(0) if m else None
+# the service's label from a file name: the firmware's rule, as check_label is (one home for the label rules)
+label_from_filename = firmware_module("filelabel").label_from_filename
 
 
 def infer_label(file_name: str) -> str:
