@@ -32,8 +32,9 @@ $(NODE_STAMP): Makefile
 	npm install --silent --prefix $(NODE_DIR) --save-exact --ignore-scripts --no-audit --no-fund undici@$(UNDICI_VERSION) ws@$(WS_VERSION)
 	touch $@
 
+# KEEP=1: the collector keeps running after the demo (Ctrl-C stops it), for a look at its dashboard
 demo: $(STAMP)
-	$(BIN)/python -m uingest_tools.demo dataset demo-device
+	$(BIN)/python -m uingest_tools.demo $(if $(filter 1,$(KEEP)),--keep) dataset demo-device
 
 test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
