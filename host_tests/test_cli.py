@@ -216,6 +216,23 @@ def test_simulate_heap_too_small_for_the_format_says_which_to_use():
     one_line(rc, err, "ran out of heap (--heap 40K, --format json, 200 rows)", "like --heap 80K")
 
 
+def test_simulate_heap_too_small_names_one_that_fits():
+    # twice 20K still fails for cbor (it needs 60K): the heap named is at least the format's default
+    port = free_port()
+    argv = ["simulate", "--url", "http://127.0.0.1:%d" % port, "--label", "idle", "--heap", "20K", "--quiet"]
+    rc, out, err = uingest(*argv, env={"UINGEST_API_KEY": API_KEY})
+    one_line(rc, err, "ran out of heap (--heap 20K, --format cbor, 200 rows)", "like --heap 64K")
+
+
+def test_simulate_to_a_url_where_nothing_listens_says_so():
+    url = "http://127.0.0.1:%d" % free_port()
+    rc, out, err = uingest(
+        "simulate", "--url", url, "--label", "idle", "--windows", "1", "--quiet", env={"UINGEST_API_KEY": API_KEY}
+    )
+    one_line(rc, err, "no connection to %s (connection refused)" % url, "uingest serve")
+    assert out.startswith("simulate idle: 0/1 windows accepted")  # the summary line is still there
+
+
 def test_deploy_bad_port_and_no_board(tmp_path):
     rc, _, err = uingest("deploy", "--board", "unix-sim", "--port", str(tmp_path / "ttyUSB7"))
     one_line(rc, err, "no serial port %s" % (tmp_path / "ttyUSB7"), "mpremote connect list")
