@@ -240,6 +240,26 @@ def test_deploy_bad_port_and_no_board(tmp_path):
     one_line(rc, err, "which board? give --board (one of ", "unix-sim", "--config")
 
 
+def test_deploy_target_dir_that_is_a_file(tmp_path):
+    (tmp_path / "device").write_text("")
+    rc, _, err = uingest("deploy", "--board", "unix-sim", "--target-dir", "device", cwd=tmp_path)
+    one_line(rc, err, "--target-dir device is a file", "name a folder")
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--repeats", "0"], ["--repeats", "at least 1, got 0"]),
+        (["--open-loop-rate", "-5"], ["--open-loop-rate", "more than 0"]),
+        (["--idle-connections", "-1"], ["--idle-connections", "at least 0, got -1"]),
+        (["--uploads", "many"], ["--uploads", "got 'many'"]),
+    ],
+)
+def test_bench_refuses_sizes_it_cannot_run(args, words):
+    rc, _, err = uingest("bench", *args, timeout=30)  # refused before anything is built or measured
+    one_line(rc, err, *words)
+
+
 def test_unknown_command():
     rc, out, err = uingest("sever")
     one_line(rc, err, "unknown command 'sever'", "serve", "uingest --help")

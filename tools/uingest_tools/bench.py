@@ -4,6 +4,7 @@ same run."""
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import subprocess
@@ -209,37 +210,67 @@ def table(r: dict[str, tuple[int, int]]) -> str:
     return "\n".join(lines)
 
 
+def whole(minimum: int = 1):
+    """An argparse type: a whole number of at least minimum (a size of 0 would fail minutes into the run)."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("expected a whole number, got %r" % text)
+        if n < minimum:
+            raise argparse.ArgumentTypeError("expected a whole number of at least %d, got %d" % (minimum, n))
+        return n
+
+    return parse
+
+
+def positive(text: str) -> float:
+    """An argparse type: a number more than 0."""
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number, got %r" % text)
+    if not x > 0:
+        raise argparse.ArgumentTypeError("expected a number more than 0, got %s" % text)
+    return x
+
+
 def main(argv=None) -> int:
     ap = ArgumentParser(prog="uingest bench", description="Benchmarks on the MicroPython unix port.")
-    ap.add_argument("--repeats", type=int, default=25, help="runs per case; the median is reported (default 25)")
-    ap.add_argument("--uploads", type=int, default=200, help="windows posted per upload case (default 200)")
+    ap.add_argument("--repeats", type=whole(), default=25, help="runs per case; the median is reported (default 25)")
+    ap.add_argument("--uploads", type=whole(), default=200, help="windows posted per upload case (default 200)")
     ap.add_argument(
         "--sampler-seconds",
-        type=int,
+        type=whole(),
         default=60,
         help="length of the 100 Hz sampler run (default 60; the 1 kHz run is a sixth of it)",
     )
-    ap.add_argument("--link-windows", type=int, default=40, help="windows per round over the delayed link (40)")
-    ap.add_argument("--devices", type=int, default=20, help="concurrent devices posting to uingest serve (default 20)")
-    ap.add_argument("--load-devices", type=int, default=100, help="devices of the larger serve-load runs (default 100)")
+    ap.add_argument("--link-windows", type=whole(), default=40, help="windows per round over the delayed link (40)")
+    ap.add_argument(
+        "--devices", type=whole(), default=20, help="concurrent devices posting to uingest serve (default 20)"
+    )
+    ap.add_argument(
+        "--load-devices", type=whole(), default=100, help="devices of the larger serve-load runs (default 100)"
+    )
     ap.add_argument(
         "--idle-connections",
-        type=int,
+        type=whole(0),
         default=500,
         help="idle connections held open during the second larger run, half silent, half kept alive (default 500)",
     )
-    ap.add_argument("--device-windows", type=int, default=25, help="windows each device posts (default 25)")
+    ap.add_argument("--device-windows", type=whole(), default=25, help="windows each device posts (default 25)")
     ap.add_argument(
         "--open-loop-rate",
-        type=float,
+        type=positive,
         default=1000,
         help="windows/s the --load-devices offer in all in the open-loop runs, each at its own pace (default 1000)",
     )
-    ap.add_argument("--open-loop-seconds", type=float, default=5, help="length of each open-loop run (default 5)")
-    ap.add_argument("--large-window-mb", type=int, default=40, help="size of the large-window run (default 40)")
+    ap.add_argument("--open-loop-seconds", type=positive, default=5, help="length of each open-loop run (default 5)")
+    ap.add_argument("--large-window-mb", type=whole(), default=40, help="size of the large-window run (default 40)")
     ap.add_argument(
         "--app-windows",
-        type=int,
+        type=whole(),
         default=100,
         help="windows per round of the app-path row (default 100, %d rounds)" % APP_PATH_ROUNDS,
     )
