@@ -1,9 +1,11 @@
 """`make demo`, the README's main job, end to end in temp folders."""
 
 import json
+import subprocess
 import urllib.parse
 import urllib.request
 
+from conftest import ROOT
 from helpers import read_index
 from uingest_tools import demo
 
@@ -41,3 +43,19 @@ def test_without_keep_the_last_line_says_how_to_keep_the_collector_running():
     line = demo.dashboard_line("http://127.0.0.1:4810", keep=False)
     assert line.startswith("demo: dashboard: http://127.0.0.1:4810/?key=%s " % demo.DEMO_API_KEY)
     assert "make demo KEEP=1" in line
+
+
+def test_first_time_setup_says_what_it_installs():
+    # make -n: the recipes printed, nothing run; -B: as on a fresh clone, where neither stamp exists yet
+    proc = subprocess.run(
+        ["make", "-n", "-B", ".venv/.installed", ".venv/node/.installed"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    said = [line for line in proc.stdout.splitlines() if line.startswith("echo ")]
+    assert len(said) == 2, proc.stdout
+    assert "requirements-dev.txt" in said[0] and "MicroPython unix port" in said[0] and "-e ." in said[0]
+    assert "edge-impulse-linux" in said[1] and ".venv/node" in said[1]
