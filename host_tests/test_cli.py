@@ -240,6 +240,16 @@ def test_deploy_bad_port_and_no_board(tmp_path):
     one_line(rc, err, "which board? give --board (one of ", "unix-sim", "--config")
 
 
+def test_simulate_with_a_ca_file_that_is_no_certificate_names_the_ca_file(server, tmp_path):
+    srv, _ = server
+    (tmp_path / "ca.der").write_bytes(b"not a certificate")
+    url = srv.url.replace("http://", "https://")
+    argv = ["simulate", "--url", url, "--ca-file", "ca.der", "--label", "idle", "--windows", "1", "--quiet"]
+    rc, out, err = uingest(*argv, cwd=tmp_path, env={"UINGEST_API_KEY": API_KEY})
+    one_line(rc, err, "no connection to %s (" % url, "cert", "--ca-file", "uingest ca %s --out" % url)
+    assert "uingest serve" not in err  # something answered: the hint is the certificate, not the server
+
+
 def test_deploy_target_dir_that_is_a_file(tmp_path):
     (tmp_path / "device").write_text("")
     rc, _, err = uingest("deploy", "--board", "unix-sim", "--target-dir", "device", cwd=tmp_path)

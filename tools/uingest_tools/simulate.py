@@ -172,6 +172,11 @@ def stopped_reason(lines: list[str], args) -> str:
             args.rows,
             fits,
         )
+    if not lines:  # the unix port did not start: a heap it cannot have, or it could not run
+        return "the MicroPython unix port exited without output (--heap %s, %d rows): a smaller --heap or --rows?" % (
+            args.heap,
+            args.rows,
+        )
     return "the firmware stopped: %s" % tail
 
 
@@ -186,10 +191,13 @@ def unreachable_reason(lines: list[str], args, summary: dict) -> str | None:
     reason = reasons[-1] if reasons else "no answer"
     if reason.startswith("[addrinfo error"):  # MicroPython's getaddrinfo failure
         reason = "its host name does not resolve: " + reason.strip("[]")
-    return "no connection to %s (%s): is `uingest serve` (or the service) there? give its address with --url" % (
-        args.url,
-        reason,
-    )
+    if "cert" in reason:  # the server answered; the certificate check failed
+        todo = "check --ca-file (`uingest ca %s --out ca.der` fetches the server's)" % args.url
+    elif args.url.startswith("https://") and "network error" in reason:  # TLS failed: TLS's own error number
+        todo = "does the server speak https there? (`uingest serve` does with --ssl-certfile)"
+    else:
+        todo = "is `uingest serve` (or the service) there? give its address with --url"
+    return "no connection to %s (%s): %s" % (args.url, reason, todo)
 
 
 def main(argv=None) -> int:
