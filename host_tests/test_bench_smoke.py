@@ -1,10 +1,15 @@
 """A quick run of `uingest bench`, so the benchmark programs cannot rot.
 The figures are not judged here: they belong in the README."""
 
+import io
+import os
+import pty
 import re
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 
 import pytest
 
@@ -12,8 +17,44 @@ from uingest_tools import bench
 from uingest_tools.bundle import build
 
 
+def run_on_a_terminal(args, timeout):
+    """args with stderr on a pseudo-terminal (as in a shell: the progress bar is drawn there) and stdout a pipe read
+    line by line: (exit status, stdout, stderr, [seconds after the start at which each stdout line arrived])."""
+    master, slave = pty.openpty()
+    start = time.monotonic()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=slave, text=True)
+    os.close(slave)
+    chunks = []
+
+    def drain():  # the terminal's buffer is small: a bar not read would stop the bench
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the bench closed its end
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    killer = threading.Timer(timeout, proc.kill)
+    killer.start()
+    lines, arrived = [], []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            arrived.append(time.monotonic() - start)
+        rc = proc.wait()
+    finally:
+        killer.cancel()
+        reader.join(10)
+        os.close(master)
+    return rc, "".join(lines), b"".join(chunks).decode(errors="replace"), arrived
+
+
 def test_bench_runs_and_prints_every_table():
-    proc = subprocess.run(
+    rc, out, err, arrived = run_on_a_terminal(
         [
             sys.executable,
             "-m",
@@ -47,12 +88,15 @@ def test_bench_runs_and_prints_every_table():
             # them; remote management and TLS themselves are test_remote's and test_tls's
             "--quick",
         ],
-        capture_output=True,
-        text=True,
         timeout=300,
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = proc.stdout
+    assert rc == 0, err[-2000:]
+    # each line printed as it is measured: the table's head long before the last serve line (the open-loop runs
+    # alone take 2 s of wall-clock time after it); a progress bar on the terminal, cleared at the end
+    assert out.startswith("uingest bench, ") and arrived[-1] - arrived[0] > 2, arrived
+    bars = re.findall(r"bench \[[#.]{30}\] (\d+)/(\d+)", err)
+    assert bars and bars[0][0] == "0" and bars[-1][0] == bars[-1][1], err[-2000:]
+    assert err.split("\r")[-1].strip() == "", err[-500:]
     # micropython-lib's cbor2 and hmac are optional: the row when they are installed, else the line saying how
     baselines = bench.find_baselines()
     baseline = "micropython-lib cbor2 + hmac" if baselines else bench.BASELINE_HINT
@@ -116,6 +160,34 @@ def test_bench_runs_and_prints_every_table():
     assert large, out[-2000:]
     assert large.group(1) == "2" and large.group(2) == "200"
     assert float(large.group(4)) < 4 and 0 < float(large.group(5)) <= float(large.group(6))
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_each_result_is_printed_as_soon_as_it_is_measured_with_a_bar_on_a_terminal():
+    out, err = Terminal(), Terminal()
+    seen = []  # (step, what stdout held, the bar on the terminal) while each step measured
+
+    def step(name, lines):
+        def measure():
+            seen.append((name, out.getvalue(), err.getvalue().rsplit("\r", 1)[-1].strip()))
+            return lines
+
+        return name, measure
+
+    bench.run_steps([step("first", ["first line"]), step("second", ["second line", ""]), step("third", [])], out, err)
+    assert seen[0][:2] == ("first", "") and seen[0][2].endswith("] 0/3 first")
+    assert seen[1][:2] == ("second", "first line\n") and seen[1][2].endswith("] 1/3 second")
+    assert seen[2][:2] == ("third", "first line\nsecond line\n\n") and seen[2][2].endswith("] 2/3 third")
+    assert out.getvalue() == "first line\nsecond line\n\n"
+    assert "] 3/3" in err.getvalue() and err.getvalue().split("\r")[-1].strip() == ""  # cleared at the end
+    # not on a terminal: no bar, the same lines
+    out, err = io.StringIO(), io.StringIO()
+    bench.run_steps([step("first", ["first line"])], out, err)
+    assert out.getvalue() == "first line\n" and err.getvalue() == ""
 
 
 def test_the_app_path_row_runs_when_its_baselines_are_there():

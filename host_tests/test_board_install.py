@@ -1,8 +1,9 @@
 """Installing uingest the MicroPython way. `mip` (the unix port's own, the code a board runs for
 `mip.install(URL)`) installs firmware/package.json from a web server: here the checkout served over a local HTTP
-server, as a repository host would serve it. And firmware/manifest.py, the file a user includes in their own
-firmware build to freeze uingest, names every firmware module (test_mpy_cross.py compiles each of them for the
-ESP32's architecture, as a frozen build does)."""
+server, as a repository host would serve it. The README's own `mpremote mip install firmware/package.json` line,
+run by mpremote's mip code from the checkout against a stand-in for a board's filesystem. And
+firmware/manifest.py, the file a user includes in their own firmware build to freeze uingest, names every
+firmware module (test_mpy_cross.py compiles each of them for the ESP32's architecture, as a frozen build does)."""
 
 import functools
 import http.server
@@ -100,3 +101,78 @@ def test_the_freeze_manifest_names_every_firmware_module():
     ((_, meta),) = calls["metadata"]
     with open(os.path.join(FIRMWARE, "package.json")) as f:
         assert meta["version"] == json.load(f)["version"] == _pyproject_version()
+
+
+class _BoardFilesystem:
+    """What mpremote's mip needs of a board (its transport), on a folder standing for the board's filesystem: a
+    board whose sys.path is an ESP32's."""
+
+    def __init__(self, root):
+        self.root = root
+
+    def _local(self, path):
+        return os.path.join(self.root, path.lstrip("/"))
+
+    def exec(self, code):
+        pass
+
+    def eval(self, expression):
+        assert expression == "sys.path", expression
+        return ["", ".frozen", "/lib"]
+
+    def fs_exists(self, path):
+        return os.path.exists(self._local(path))
+
+    def fs_mkdir(self, path):
+        os.mkdir(self._local(path))
+
+    def fs_writefile(self, path, data, progress_callback=None):
+        with open(self._local(path), "wb") as f:
+            f.write(data)
+
+    def fs_hashfile(self, path, algo):
+        raise FileNotFoundError(path)
+
+
+def _readme_block_on_a_board():
+    """The shell lines of the README's "the MicroPython way" block (under "On a board")."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    block = re.search(r"```sh\n\s*(mpremote mip install .*?)```", readme, re.S)
+    assert block, "the README's mpremote block"
+    return [line.split("#")[0].split() for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_the_readmes_mpremote_mip_command_installs_the_package_into_lib(tmp_path, monkeypatch, capsys):
+    # the README's line as mpremote parses it and runs it, from a clone, against a board's filesystem
+    from mpremote.main import argparse_mip
+    from mpremote.mip import do_mip
+
+    lines = _readme_block_on_a_board()
+    mip = lines[0]
+    assert mip[:3] == ["mpremote", "mip", "install"], mip
+    board = tmp_path / "board"
+    board.mkdir()
+
+    class State:
+        transport = _BoardFilesystem(str(board))
+
+        def did_action(self):
+            pass
+
+        def ensure_raw_repl(self):
+            pass
+
+    monkeypatch.chdir(ROOT)
+    do_mip(State(), argparse_mip().parse_args(mip[2:]))
+    assert "Done" in capsys.readouterr().out
+    sources = [s.replace(os.sep, "/") for s in firmware_sources()]
+    assert _tree(board) == sorted("lib/" + s for s in sources)  # every firmware module in /lib, nothing else
+    for rel in sources:
+        with open(os.path.join(FIRMWARE, rel), "rb") as f:
+            assert (board / "lib" / rel).read_bytes() == f.read(), rel
+    # what else the board needs, from the same block: main.py, a board file and the config at its root
+    copies = {line[-1]: line[-2] for line in lines if line[1:2] == ["cp"]}
+    assert set(copies) == {":main.py", ":board.py", ":config.json"}, copies
+    for dst in (":main.py", ":board.py"):
+        assert os.path.isfile(os.path.join(ROOT, copies[dst])), copies[dst]  # in the checkout, as written

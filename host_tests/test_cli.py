@@ -216,11 +216,58 @@ def test_simulate_heap_too_small_for_the_format_says_which_to_use():
     one_line(rc, err, "ran out of heap (--heap 40K, --format json, 200 rows)", "like --heap 80K")
 
 
+def test_simulate_heap_too_small_names_one_that_fits():
+    # twice 20K still fails for cbor (it needs 60K): the heap named is at least the format's default
+    port = free_port()
+    argv = ["simulate", "--url", "http://127.0.0.1:%d" % port, "--label", "idle", "--heap", "20K", "--quiet"]
+    rc, out, err = uingest(*argv, env={"UINGEST_API_KEY": API_KEY})
+    one_line(rc, err, "ran out of heap (--heap 20K, --format cbor, 200 rows)", "like --heap 64K")
+
+
+def test_simulate_to_a_url_where_nothing_listens_says_so():
+    url = "http://127.0.0.1:%d" % free_port()
+    rc, out, err = uingest(
+        "simulate", "--url", url, "--label", "idle", "--windows", "1", "--quiet", env={"UINGEST_API_KEY": API_KEY}
+    )
+    one_line(rc, err, "no connection to %s (connection refused)" % url, "uingest serve")
+    assert out.startswith("simulate idle: 0/1 windows accepted")  # the summary line is still there
+
+
 def test_deploy_bad_port_and_no_board(tmp_path):
     rc, _, err = uingest("deploy", "--board", "unix-sim", "--port", str(tmp_path / "ttyUSB7"))
     one_line(rc, err, "no serial port %s" % (tmp_path / "ttyUSB7"), "mpremote connect list")
     rc, _, err = uingest("deploy")
     one_line(rc, err, "which board? give --board (one of ", "unix-sim", "--config")
+
+
+def test_simulate_with_a_ca_file_that_is_no_certificate_names_the_ca_file(server, tmp_path):
+    srv, _ = server
+    (tmp_path / "ca.der").write_bytes(b"not a certificate")
+    url = srv.url.replace("http://", "https://")
+    argv = ["simulate", "--url", url, "--ca-file", "ca.der", "--label", "idle", "--windows", "1", "--quiet"]
+    rc, out, err = uingest(*argv, cwd=tmp_path, env={"UINGEST_API_KEY": API_KEY})
+    one_line(rc, err, "no connection to %s (" % url, "cert", "--ca-file", "uingest ca %s --out" % url)
+    assert "uingest serve" not in err  # something answered: the hint is the certificate, not the server
+
+
+def test_deploy_target_dir_that_is_a_file(tmp_path):
+    (tmp_path / "device").write_text("")
+    rc, _, err = uingest("deploy", "--board", "unix-sim", "--target-dir", "device", cwd=tmp_path)
+    one_line(rc, err, "--target-dir device is a file", "name a folder")
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--repeats", "0"], ["--repeats", "at least 1, got 0"]),
+        (["--open-loop-rate", "-5"], ["--open-loop-rate", "more than 0"]),
+        (["--idle-connections", "-1"], ["--idle-connections", "at least 0, got -1"]),
+        (["--uploads", "many"], ["--uploads", "got 'many'"]),
+    ],
+)
+def test_bench_refuses_sizes_it_cannot_run(args, words):
+    rc, _, err = uingest("bench", *args, timeout=30)  # refused before anything is built or measured
+    one_line(rc, err, *words)
 
 
 def test_unknown_command():

@@ -112,11 +112,10 @@ def test_version_and_help(installed):
     help_text = run(installed, "--help").stdout
     for command in ("serve", "simulate", "deploy", "inspect", "relay", "ca", "bench"):
         assert command in help_text
-    # --version belongs to the CLI's own change (issue 14, item 5): checked once the CLI lists it
-    if "--version" in help_text:
-        with open(os.path.join(ROOT, "pyproject.toml")) as f:
-            version = re.search(r'^version = "([^"]+)"', f.read(), re.M).group(1)
-        assert version in run(installed, "--version").stdout
+    assert "--version" in help_text
+    with open(os.path.join(ROOT, "pyproject.toml")) as f:
+        version = re.search(r'^version = "([^"]+)"', f.read(), re.M).group(1)
+    assert run(installed, "--version").stdout == "uingest %s\n" % version  # the installed distribution's
 
 
 def test_serve_simulate_and_inspect(installed):

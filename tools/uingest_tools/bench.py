@@ -4,6 +4,7 @@ same run."""
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import subprocess
@@ -14,6 +15,7 @@ from .bundle import BOARDS, build, romboot_args, romfs_image
 from .common import ArgumentParser, ingest
 from .loopback import FakeRemoteManagement, FakeServer, LatencyProxy, reply, start_serve
 from .mpytools import micropython, unix_port_env
+from .progress import Progress
 
 # micropython-lib's cbor2 and hmac, the baseline of the message table, are looked for (unless
 # --baseline DIR names them) where `micropython -m mip install cbor2 hmac` puts them on the unix port.
@@ -208,37 +210,67 @@ def table(r: dict[str, tuple[int, int]]) -> str:
     return "\n".join(lines)
 
 
+def whole(minimum: int = 1):
+    """An argparse type: a whole number of at least minimum (a size of 0 would fail minutes into the run)."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("expected a whole number, got %r" % text)
+        if n < minimum:
+            raise argparse.ArgumentTypeError("expected a whole number of at least %d, got %d" % (minimum, n))
+        return n
+
+    return parse
+
+
+def positive(text: str) -> float:
+    """An argparse type: a number more than 0."""
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number, got %r" % text)
+    if not x > 0:
+        raise argparse.ArgumentTypeError("expected a number more than 0, got %s" % text)
+    return x
+
+
 def main(argv=None) -> int:
     ap = ArgumentParser(prog="uingest bench", description="Benchmarks on the MicroPython unix port.")
-    ap.add_argument("--repeats", type=int, default=25, help="runs per case; the median is reported (default 25)")
-    ap.add_argument("--uploads", type=int, default=200, help="windows posted per upload case (default 200)")
+    ap.add_argument("--repeats", type=whole(), default=25, help="runs per case; the median is reported (default 25)")
+    ap.add_argument("--uploads", type=whole(), default=200, help="windows posted per upload case (default 200)")
     ap.add_argument(
         "--sampler-seconds",
-        type=int,
+        type=whole(),
         default=60,
         help="length of the 100 Hz sampler run (default 60; the 1 kHz run is a sixth of it)",
     )
-    ap.add_argument("--link-windows", type=int, default=40, help="windows per round over the delayed link (40)")
-    ap.add_argument("--devices", type=int, default=20, help="concurrent devices posting to uingest serve (default 20)")
-    ap.add_argument("--load-devices", type=int, default=100, help="devices of the larger serve-load runs (default 100)")
+    ap.add_argument("--link-windows", type=whole(), default=40, help="windows per round over the delayed link (40)")
+    ap.add_argument(
+        "--devices", type=whole(), default=20, help="concurrent devices posting to uingest serve (default 20)"
+    )
+    ap.add_argument(
+        "--load-devices", type=whole(), default=100, help="devices of the larger serve-load runs (default 100)"
+    )
     ap.add_argument(
         "--idle-connections",
-        type=int,
+        type=whole(0),
         default=500,
         help="idle connections held open during the second larger run, half silent, half kept alive (default 500)",
     )
-    ap.add_argument("--device-windows", type=int, default=25, help="windows each device posts (default 25)")
+    ap.add_argument("--device-windows", type=whole(), default=25, help="windows each device posts (default 25)")
     ap.add_argument(
         "--open-loop-rate",
-        type=float,
+        type=positive,
         default=1000,
         help="windows/s the --load-devices offer in all in the open-loop runs, each at its own pace (default 1000)",
     )
-    ap.add_argument("--open-loop-seconds", type=float, default=5, help="length of each open-loop run (default 5)")
-    ap.add_argument("--large-window-mb", type=int, default=40, help="size of the large-window run (default 40)")
+    ap.add_argument("--open-loop-seconds", type=positive, default=5, help="length of each open-loop run (default 5)")
+    ap.add_argument("--large-window-mb", type=whole(), default=40, help="size of the large-window run (default 40)")
     ap.add_argument(
         "--app-windows",
-        type=int,
+        type=whole(),
         default=100,
         help="windows per round of the app-path row (default 100, %d rounds)" % APP_PATH_ROUNDS,
     )
@@ -263,62 +295,83 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         build(tmp, march="host")  # what we ship: .mpy with the viper kernels
-        r = run_message_bench(args.repeats, tmp, baselines)
-        app_path = app_path_line(tmp, baselines, args.app_windows, APP_PATH_ROUNDS)
-        uploads = upload_table(args.uploads, tmp)
-        sampler = sampler_line(args.sampler_seconds, tmp)
-        sampler_1khz = sampler_line(max(1, args.sampler_seconds // 6), tmp, rate=1000.0)  # test_sampler's drift
         romfs = os.path.join(tmp, "uingest.romfs")
         with open(romfs, "wb") as f:
             f.write(romfs_image(tmp))
-        audio_flash = audio_flash_line(tmp, romfs)
-        heap = smallest_heap_line(tmp, romfs)
-        app_heap = app_heap_line(tmp, romfs)
-        extra_heaps = (
-            []
-            if args.quick
-            else [
-                app_heap_line(tmp, romfs, remote=True),
-                app_heap_line(tmp, romfs, tls=True),
-                app_heap_line(tmp, romfs, remote=True, tls=True),
-            ]
+        run_steps(bench_steps(args, tmp, romfs, baselines))
+    return 0
+
+
+def bench_steps(args, tmp: str, romfs: str, baselines: str | None) -> list:
+    """What `uingest bench` measures, in the order it prints: (what the progress bar names, a function that
+    measures and returns the lines to print)."""
+
+    def message_table():
+        r = run_message_bench(args.repeats, tmp, baselines)
+        head = "uingest bench, %s, %d repeats per case, kernels %s" % (
+            datetime.date.today().isoformat(),
+            args.repeats,
+            "on" if r["kernels"][0] else "off",
         )
-        link = delayed_link_line(tmp, args.link_windows)
-        per_device = args.device_windows
+        return [head, table(r)] + ([BASELINE_HINT] if baselines is None else [])
+
+    per_device = args.device_windows
+    serve_input = []  # the signed bodies every serve run posts, encoded once on the unix port
+
+    def encode_bodies():
         encoders = max(args.devices, args.load_devices)
         open_windows = round(args.open_loop_rate * args.open_loop_seconds / args.load_devices) * args.load_devices
-        bodies, hdrs = serve_bodies(tmp, encoders, max(per_device, -(-open_windows // encoders)))  # all distinct
-        open_loop = (bodies, hdrs, args.load_devices, args.open_loop_rate, args.open_loop_seconds)
-        serve_lines = [
-            serve_load_line(serve_load(bodies, hdrs, args.devices, per_device)),
-            serve_load_line(serve_load(bodies, hdrs, args.load_devices, per_device)),
-            serve_load_line(serve_load(bodies, hdrs, args.load_devices, per_device, idle=args.idle_connections)),
-            serve_load_line(serve_load(bodies, hdrs, args.load_devices, per_device, on_disk=True)),
-            serve_open_loop_line(serve_open_loop(*open_loop)),
-            serve_open_loop_line(serve_open_loop(*open_loop, on_disk=True)),
-            large_window_line(bodies, hdrs, args.large_window_mb),
-        ]
-    print(
-        "uingest bench, %s, %d repeats per case, kernels %s"
-        % (datetime.date.today().isoformat(), args.repeats, "on" if r["kernels"][0] else "off")
-    )
-    print(table(r))
-    if baselines is None:
-        print(BASELINE_HINT)
-    print(app_path)
-    print()
-    print(uploads)
-    print(link)
-    print()
-    print(sampler)
-    print(sampler_1khz)
-    print(audio_flash)
-    print(heap)
-    print(app_heap)
-    for line in extra_heaps:
-        print(line)
-    print("\n".join(serve_lines))
-    return 0
+        serve_input.extend(serve_bodies(tmp, encoders, max(per_device, -(-open_windows // encoders))))  # distinct
+        return []
+
+    def load(devices, **kw):
+        return lambda: [serve_load_line(serve_load(*serve_input, devices, per_device, **kw))]
+
+    def open_loop(**kw):
+        paced = (args.load_devices, args.open_loop_rate, args.open_loop_seconds)
+        return lambda: [serve_open_loop_line(serve_open_loop(*serve_input, *paced, **kw))]
+
+    def heap_with(kw):
+        return "whole app's heap, " + " + ".join(kw), lambda: [app_heap_line(tmp, romfs, **kw)]
+
+    extra_heaps = [] if args.quick else [{"remote": True}, {"tls": True}, {"remote": True, "tls": True}]
+    return [
+        ("message table", message_table),
+        ("app path", lambda: [app_path_line(tmp, baselines, args.app_windows, APP_PATH_ROUNDS), ""]),
+        ("uploads", lambda: [upload_table(args.uploads, tmp)]),
+        ("delayed link", lambda: [delayed_link_line(tmp, args.link_windows), ""]),
+        ("sampler at 100 Hz", lambda: [sampler_line(args.sampler_seconds, tmp)]),
+        # test_sampler's drift
+        ("sampler at 1 kHz", lambda: [sampler_line(max(1, args.sampler_seconds // 6), tmp, rate=1000.0)]),
+        ("audio from flash", lambda: [audio_flash_line(tmp, romfs)]),
+        ("smallest heap", lambda: [smallest_heap_line(tmp, romfs)]),
+        ("whole app's heap", lambda: [app_heap_line(tmp, romfs)]),
+        *(heap_with(kw) for kw in extra_heaps),
+        ("serve: encoding the windows", encode_bodies),
+        ("serve: %d devices" % args.devices, load(args.devices)),
+        ("serve: %d devices" % args.load_devices, load(args.load_devices)),
+        ("serve: %d idle connections" % args.idle_connections, load(args.load_devices, idle=args.idle_connections)),
+        ("serve: data folder on disk", load(args.load_devices, on_disk=True)),
+        ("serve: open loop", open_loop()),
+        ("serve: open loop on disk", open_loop(on_disk=True)),
+        ("serve: one large window", lambda: [large_window_line(*serve_input, args.large_window_mb)]),
+    ]
+
+
+def run_steps(steps: list, out=None, err=None) -> None:
+    """Each step measured, then its lines printed at once (flushed: a long run shows each as it is measured),
+    with a progress bar on err (stderr) when it is a terminal, naming the step being measured."""
+    out = sys.stdout if out is None else out
+    bar = Progress(len(steps), "bench", stream=err if err is not None else sys.stderr, min_interval=0)
+    for i, (note, measure) in enumerate(steps):
+        bar.update(1 if i else 0, note=note)
+        lines = measure()
+        bar.clear()
+        for line in lines:
+            print(line, file=out)
+        out.flush()
+    bar.update(1)
+    bar.close()
 
 
 APP_PATH_HEAP_KB = 384  # an ESP32's ~150K of free heap, doubled as this port's objects are

@@ -1,8 +1,9 @@
 """`make demo`: start `uingest serve` with a demo key, run the firmware on the
 MicroPython unix port (board unix-sim) for two labels x 5 windows, with its
 remote management session open; halfway, record one more sample by asking the
-collector's Studio-compatible API (as a Studio script would); show what arrived,
-stop the server cleanly."""
+collector's Studio-compatible API (as a Studio script would); show what arrived
+and the dashboard's URL with the demo key, stop the server cleanly (with --keep,
+`make demo KEEP=1`: once Ctrl-C is pressed, so the dashboard can be looked at)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,11 @@ REMOTE = {"label": "knock", "lengthMs": 1000, "category": "testing", "intervalMs
 
 
 def main(argv=None) -> int:
+    argv = list(argv or [])
+    keep = "--keep" in argv
+    argv = [a for a in argv if a != "--keep"]
     data_dir = os.path.abspath(argv[0] if argv else "dataset")
-    device_dir = os.path.abspath(argv[1] if argv and len(argv) > 1 else "demo-device")
+    device_dir = os.path.abspath(argv[1] if len(argv) > 1 else "demo-device")
     port = free_port(4810)
     remote_port = free_port(4820)
     url = "http://127.0.0.1:%d" % port
@@ -62,9 +66,18 @@ def main(argv=None) -> int:
             flush=True,
         )
         rc = simulate.run_app(device_dir, config, max_windows=11, commands={4: "label " + LABELS[1]})
+        ok = report(data_dir, before, asked) and rc == 0
+        print(dashboard_line(url, keep), flush=True)
+        if keep:
+            wait_until_stopped(server, dashboard_url(url))
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=20)
+    return 0 if ok else 1
+
+
+def report(data_dir: str, before: collections.Counter, asked: list) -> bool:
+    """Print what this run stored; whether it is what the demo expects."""
     after = count(data_dir)
     print("demo: stored this run, per label:")
     for label in LABELS:
@@ -84,8 +97,34 @@ def main(argv=None) -> int:
     )
     print("demo: index of every sample: %s" % os.path.join(data_dir, INDEX))
     new = [after[label] - before[label] for label in LABELS]
-    ok = rc == 0 and sum(new) == 10 and min(new) > 0 and knock == 1  # the switch lands on window 5 or 6
-    return 0 if ok else 1
+    return sum(new) == 10 and min(new) > 0 and knock == 1  # the switch lands on window 5 or 6
+
+
+def dashboard_url(url: str) -> str:
+    """The dashboard, opened with the demo key (a local demo key: printing it is the point)."""
+    return "%s/?key=%s" % (url, DEMO_API_KEY)
+
+
+def dashboard_line(url: str, keep: bool) -> str:
+    """The demo's last line."""
+    then = "the collector keeps running: Ctrl-C stops it" if keep else "`make demo KEEP=1` keeps the collector running"
+    return "demo: dashboard: %s (%s)" % (dashboard_url(url), then)
+
+
+def wait_until_stopped(server, page: str) -> None:
+    """Until Ctrl-C or a SIGTERM (or the server exits by itself), while the dashboard (page) is looked at; the
+    caller stops the server then. SIGTERM too, so that `kill` of the demo does not leave the server running."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        print("demo: stopping the collector", flush=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def ask_for_a_recording(url: str, device: str, asked: list, timeout: float = 30) -> None:

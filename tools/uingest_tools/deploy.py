@@ -375,7 +375,7 @@ class Deploy:
             self.out("  %8d  %s" % (size, rel))
 
     def to_folder(self, staging, files, target, dry_run) -> int:
-        target = os.path.abspath(target)
+        given, target = target, os.path.abspath(target)
         old = os.path.join(target, "uingest")
         self.out("steps:")
         self.out("  remove %s (if there)" % old)
@@ -383,14 +383,17 @@ class Deploy:
         if dry_run:
             self.out("dry run: nothing was written")
             return 0
-        if os.path.isdir(old):
-            shutil.rmtree(old)
-        for rel, _ in files:
-            dst = os.path.join(target, *rel.split("/"))
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            shutil.copyfile(os.path.join(staging, *rel.split("/")), dst)
-            if rel == "config.json":
-                os.chmod(dst, 0o600)
+        try:
+            if os.path.isdir(old):
+                shutil.rmtree(old)
+            for rel, _ in files:
+                dst = os.path.join(target, *rel.split("/"))
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                shutil.copyfile(os.path.join(staging, *rel.split("/")), dst)
+                if rel == "config.json":
+                    os.chmod(dst, 0o600)
+        except OSError as e:  # a part of the path that is a file, no permission, a full disk
+            raise DeployError("deploy: --target-dir %s: cannot write %s: %s" % (given, e.filename, e.strerror), code=1)
         self.out("deploy: done: %d files in %s" % (len(files), target))
         return 0
 
@@ -511,6 +514,10 @@ def main(argv=None, runner: Runner | None = None) -> int:
         if args.board is None and not args.config:
             raise DeployError(
                 "deploy: which board? give --board (one of %s) or a --config that names it" % ", ".join(known_boards())
+            )
+        if args.target_dir and os.path.exists(args.target_dir) and not os.path.isdir(args.target_dir):
+            raise DeployError(
+                "deploy: --target-dir %s is a file: name a folder (it is created when missing)" % args.target_dir
             )
         board = load_board(args.board) if args.board else None
         cfg = check_config(args.config, board and board["name"]) if args.config else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -164,13 +165,39 @@ def stopped_reason(lines: list[str], args) -> str:
     tail = lines[-1] if lines else "no output"
     if tail.startswith("MemoryError"):
         heap = int(args.heap.upper().rstrip("K"))
+        fits = max(heap * 2, int(default_heap(args.format, args.url, args.rows)[:-1]))  # twice 20K does not fit
         return "the firmware ran out of heap (--heap %dK, --format %s, %d rows): give it more, like --heap %dK" % (
             heap,
             args.format,
             args.rows,
-            heap * 2,
+            fits,
+        )
+    if not lines:  # the unix port did not start: a heap it cannot have, or it could not run
+        return "the MicroPython unix port exited without output (--heap %s, %d rows): a smaller --heap or --rows?" % (
+            args.heap,
+            args.rows,
         )
     return "the firmware stopped: %s" % tail
+
+
+RETRY_LINE = re.compile(r"^window .* RETRY \d+ (.*) free=\d+$")  # the simulator's line for a window not sent
+
+
+def unreachable_reason(lines: list[str], args, summary: dict) -> str | None:
+    """When no window got a connection: the one line saying where and why (the firmware's last reason)."""
+    if summary["connections"] or summary["accepted"] or summary["rejected"]:
+        return None
+    reasons = [m.group(1) for m in map(RETRY_LINE.match, lines) if m]
+    reason = reasons[-1] if reasons else "no answer"
+    if reason.startswith("[addrinfo error"):  # MicroPython's getaddrinfo failure
+        reason = "its host name does not resolve: " + reason.strip("[]")
+    if "cert" in reason:  # the server answered; the certificate check failed
+        todo = "check --ca-file (`uingest ca %s --out ca.der` fetches the server's)" % args.url
+    elif args.url.startswith("https://") and "network error" in reason:  # TLS failed: TLS's own error number
+        todo = "does the server speak https there? (`uingest serve` does with --ssl-certfile)"
+    else:
+        todo = "is `uingest serve` (or the service) there? give its address with --url"
+    return "no connection to %s (%s): %s" % (args.url, reason, todo)
 
 
 def main(argv=None) -> int:
@@ -250,4 +277,7 @@ def main(argv=None) -> int:
             summary["connections"],
         )
     )
+    unreachable = unreachable_reason(lines, args, summary)
+    if unreachable:
+        print("uingest simulate: " + unreachable, file=sys.stderr)
     return 0 if rc == 0 and summary["accepted"] == total else 1
