@@ -166,6 +166,14 @@ def test_serve_data_folder_that_is_a_file(tmp_path):
     one_line(rc, err, "--data-dir dataset is a file: name a folder")
 
 
+def test_serve_data_folder_under_a_file_or_unwritable(tmp_path):
+    (tmp_path / "afile").write_text("")
+    rc, _, err = uingest(
+        "serve", "--data-dir", "afile/sub", "--port", str(free_port()), cwd=tmp_path, env={"UINGEST_API_KEY": API_KEY}
+    )
+    one_line(rc, err, "--data-dir afile/sub", "name a folder you can write to")
+
+
 def test_serve_missing_or_bad_certificate(tmp_path):
     port = str(free_port())
     rc, _, err = uingest(

@@ -305,6 +305,15 @@ def startup_problem(args) -> str | None:
     do: the data folder, the certificate files, the address and port."""
     if os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):
         return "--data-dir %s is a file: name a folder (it is created when missing)" % args.data_dir
+    made_in = os.path.abspath(args.data_dir)
+    while not os.path.exists(made_in):  # the folder the missing ones would be made in
+        made_in = os.path.dirname(made_in)
+    if not os.path.isdir(made_in) or not os.access(made_in, os.W_OK | os.X_OK):
+        return "--data-dir %s: %s is %s: name a folder you can write to (it is created when missing)" % (
+            args.data_dir,
+            made_in,
+            "a file" if not os.path.isdir(made_in) else "not writable",
+        )
     for flag, path in (("--ssl-certfile", args.ssl_certfile), ("--ssl-keyfile", args.ssl_keyfile)):
         if path and not os.path.isfile(path):
             return "%s %s: no such file (a PEM file; `openssl req -x509 ...` makes a test one)" % (flag, path)
@@ -463,7 +472,11 @@ def main(argv=None) -> int:
             remote_ssl=remote_ssl,
         )
     except OSError as e:
-        print("uingest serve: --data-dir %s: %s" % (args.data_dir, e.strerror or e), file=sys.stderr)
+        print(
+            "uingest serve: --data-dir %s: %s: name a folder you can write to (it is created when missing)"
+            % (args.data_dir, e.strerror or e),
+            file=sys.stderr,
+        )
         return 2
     log.info(
         "storing into %s; %s; signatures %s; max body %d bytes",
