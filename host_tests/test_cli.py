@@ -174,6 +174,11 @@ def test_serve_data_folder_under_a_file_or_unwritable(tmp_path):
     one_line(rc, err, "--data-dir afile/sub", "name a folder you can write to")
 
 
+def test_simulate_an_empty_device_name_is_one_line_before_the_firmware_runs():
+    rc, _, err = uingest("simulate", "--label", "idle", "--device-name", "", env={"UINGEST_API_KEY": API_KEY})
+    one_line(rc, err, "--device-name: give the device a name")
+
+
 def test_serve_missing_or_bad_certificate(tmp_path):
     port = str(free_port())
     rc, _, err = uingest(

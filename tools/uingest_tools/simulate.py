@@ -137,6 +137,8 @@ def usage_problem(args) -> str | None:
             ingest.headers(args.api_key, label=label, fmt=args.format)  # the board's own check, before it runs
         except ValueError as e:
             return "--label %r: %s" % (label, e)
+    if not args.device_name:  # the message's device_name: the firmware refuses an empty one as it runs
+        return "--device-name: give the device a name, or leave the option out (unix-sim)"
     if args.url.startswith("https://") and not args.insecure:
         if not args.ca_file:
             return (
