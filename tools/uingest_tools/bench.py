@@ -4,6 +4,7 @@ same run."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import subprocess
@@ -289,15 +290,17 @@ def main(argv=None) -> int:
         open_windows = round(args.open_loop_rate * args.open_loop_seconds / args.load_devices) * args.load_devices
         bodies, hdrs = serve_bodies(tmp, encoders, max(per_device, -(-open_windows // encoders)))  # all distinct
         open_loop = (bodies, hdrs, args.load_devices, args.open_loop_rate, args.open_loop_seconds)
-        serve_lines = [
-            serve_load_line(serve_load(bodies, hdrs, args.devices, per_device)),
-            serve_load_line(serve_load(bodies, hdrs, args.load_devices, per_device)),
-            serve_load_line(serve_load(bodies, hdrs, args.load_devices, per_device, idle=args.idle_connections)),
-            serve_load_line(serve_load(bodies, hdrs, args.load_devices, per_device, on_disk=True)),
-            serve_open_loop_line(serve_open_loop(*open_loop)),
-            serve_open_loop_line(serve_open_loop(*open_loop, on_disk=True)),
-            large_window_line(bodies, hdrs, args.large_window_mb),
-        ]
+        # the runs on disk: in the home folder's disk, where fsync is real; their folders removed at the end
+        with tempfile.TemporaryDirectory(dir=os.path.expanduser("~")) as disk:
+            serve_lines = [
+                serve_load_line(serve_load(bodies, hdrs, args.devices, per_device)),
+                serve_load_line(serve_load(bodies, hdrs, args.load_devices, per_device)),
+                serve_load_line(serve_load(bodies, hdrs, args.load_devices, per_device, idle=args.idle_connections)),
+                serve_load_line(serve_load(bodies, hdrs, args.load_devices, per_device, disk=disk)),
+                serve_open_loop_line(serve_open_loop(*open_loop)),
+                serve_open_loop_line(serve_open_loop(*open_loop, disk=disk)),
+                large_window_line(bodies, hdrs, args.large_window_mb),
+            ]
     print(
         "uingest bench, %s, %d repeats per case, kernels %s"
         % (datetime.date.today().isoformat(), args.repeats, "on" if r["kernels"][0] else "off")
@@ -713,22 +716,36 @@ class LoadRun(NamedTuple):
     on_disk: bool = False  # the data folder on a disk (fsync real), else in memory (/dev/shm)
 
 
+@contextlib.contextmanager
+def _data_folder(disk: str | None):
+    """A new data folder for one serve run: in memory (/dev/shm: what the server costs) when disk is None, else
+    in disk, a folder on a disk (fsync real) that the caller removes once every run on it is done. Not removed
+    after its run: deleting a run's thousands of sample files just before the next run on that disk makes
+    ext4's inode allocator pass over them at every file the next run creates (it skips inodes freed in the last
+    seconds, minutes while their table block is dirty: `recently_deleted`), measured here at up to 1 ms of the
+    kernel's time a window, a cost the run measured did not cause."""
+    import tempfile
+
+    if disk is not None:
+        yield tempfile.mkdtemp(dir=disk)
+        return
+    with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as data:
+        yield data
+
+
 def serve_load(
-    bodies: list[bytes], hdrs: dict[str, str], devices: int, per_device: int, idle: int = 0, on_disk: bool = False
+    bodies: list[bytes], hdrs: dict[str, str], devices: int, per_device: int, idle: int = 0, disk: str | None = None
 ) -> LoadRun:
     """`uingest serve` as its own process; devices threads (the load generator:
     http.client, one kept-alive HTTPConnection per device thread), started
     together, post distinct signed windows, timing each request. With idle,
     that many more connections are held open during the run: half connect and
-    send nothing, half make one request and stay kept alive."""
+    send nothing, half make one request and stay kept alive. disk: see _data_folder."""
     import http.client
-    import tempfile
     import threading
     import time
 
-    # in memory (/dev/shm: what the server costs), or on_disk: in the home folder's disk, where fsync is real
-    where = os.path.expanduser("~") if on_disk else "/dev/shm" if os.path.isdir("/dev/shm") else None
-    with tempfile.TemporaryDirectory(dir=where) as data:
+    with _data_folder(disk) as data:
         env = dict(os.environ, UINGEST_API_KEY=BENCH_API_KEY, UINGEST_HMAC_KEY="k")
         try:
             srv = start_serve("--data-dir", data, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -802,7 +819,17 @@ def serve_load(
             srv.wait(20)
     latencies.sort()
     return LoadRun(
-        devices, per_device, accepted[0], opened[0], elapsed, latencies, peak, server_cpu, load_cpu, count, on_disk
+        devices,
+        per_device,
+        accepted[0],
+        opened[0],
+        elapsed,
+        latencies,
+        peak,
+        server_cpu,
+        load_cpu,
+        count,
+        disk is not None,
     )
 
 
@@ -824,23 +851,22 @@ class OpenLoopRun(NamedTuple):
 
 
 def serve_open_loop(
-    bodies: list[bytes], hdrs: dict[str, str], devices: int, rate: float, seconds: float, on_disk: bool = False
+    bodies: list[bytes], hdrs: dict[str, str], devices: int, rate: float, seconds: float, disk: str | None = None
 ) -> OpenLoopRun:
     """`uingest serve` as its own process, and devices that post at their window rate: each device a kept-alive
     connection posting one window every devices / rate seconds, the devices' start times spread over one such
     period, for seconds. A window is timed from the moment it was due, not from when it could be sent: a window
     held back by a slow reply to the one before counts its wait (no coordinated omission). One thread, one event
-    loop, non-blocking sockets (the generator must offer the rate on a shared 2-core machine)."""
+    loop, non-blocking sockets (the generator must offer the rate on a shared 2-core machine). disk: see
+    _data_folder."""
     import asyncio
-    import tempfile
     import time
 
     per_device = max(1, round(rate * seconds / devices))
     if len(bodies) < devices * per_device:
         raise ValueError("need %d distinct bodies, have %d" % (devices * per_device, len(bodies)))
     period = devices / rate
-    where = os.path.expanduser("~") if on_disk else "/dev/shm" if os.path.isdir("/dev/shm") else None
-    with tempfile.TemporaryDirectory(dir=where) as data:
+    with _data_folder(disk) as data:
         env = dict(os.environ, UINGEST_API_KEY=BENCH_API_KEY, UINGEST_HMAC_KEY="k")
         try:
             srv = start_serve("--data-dir", data, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -921,7 +947,7 @@ def serve_open_loop(
         peak,
         server_cpu,
         load_cpu,
-        on_disk,
+        disk is not None,
     )
 
 
