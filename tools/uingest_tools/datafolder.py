@@ -54,13 +54,15 @@ DUPLICATE_REASON = "duplicate: this sample is already stored (x-disallow-duplica
 
 
 def _libc_syncfs():
-    """syncfs(fd) from libc (Python has no os.syncfs), or None: not Linux, or a kernel before 5.8, whose syncfs
-    does not report the writeback errors (EIO, ENOSPC) that an fsync would."""
+    """syncfs(fd): os.syncfs where Python has it (3.11 has not), else libc's; None when not Linux or on a kernel
+    before 5.8, whose syncfs does not report the writeback errors (EIO, ENOSPC) that an fsync would."""
     if not sys.platform.startswith("linux"):
         return None
     try:
         if tuple(int(n) for n in platform.release().split("-")[0].split(".")[:2]) < (5, 8):
             return None
+        if hasattr(os, "syncfs"):
+            return os.syncfs
         call = ctypes.CDLL(None, use_errno=True).syncfs  # a CDLL call lets go of the GIL while it runs
     except (OSError, ValueError, AttributeError):
         return None
