@@ -1,5 +1,7 @@
-"""DataFolder's group commit: many threads' commits share one index write and fsync, each stays all or
-none, a failure fails its whole group and stores nothing, duplicates are found across a group."""
+"""DataFolder's group commit: many threads' commits share one index write and one sync of the disk (a syncfs,
+or where there is none an fsync of the index), each stays all or none, a failure fails its whole group and
+stores nothing, duplicates are found across a group; no commit returns before a flush that began after its
+file was written and one that began after its index line was written."""
 
 import errno
 import os
@@ -46,18 +48,27 @@ def commit_in_threads(folder, samples_per_commit):
     return results
 
 
-@pytest.fixture
-def slow_fsync(monkeypatch):
-    """An fsync that takes 5 ms, as on a disk; counts the index's."""
-    real = os.fsync
+@pytest.fixture(params=["syncfs", "fsync"])
+def slow_fsync(monkeypatch, request):
+    """A sync of the disk that takes 5 ms, as on a disk: the folder's syncfs, or (where there is none) its
+    fsyncs; counts them."""
     count = {"all": 0}
 
-    def fsync(fd):
-        count["all"] += 1
-        time.sleep(0.005)
-        real(fd)
+    def slow(real):
+        def sync(fd):
+            count["all"] += 1
+            time.sleep(0.005)
+            real(fd)
 
-    monkeypatch.setattr(datafolder.os, "fsync", fsync)
+        return sync
+
+    if request.param == "fsync":
+        monkeypatch.setattr(datafolder, "syncfs", None)
+    elif datafolder.syncfs is None:
+        pytest.skip("no syncfs here")
+    else:
+        monkeypatch.setattr(datafolder, "syncfs", slow(datafolder.syncfs))
+    monkeypatch.setattr(datafolder.os, "fsync", slow(os.fsync))
     return count
 
 
@@ -113,3 +124,110 @@ def test_a_category_folder_removed_while_the_server_runs_is_made_again(tmp_path)
     shutil.rmtree(tmp_path / "training")
     [record] = folder.commit_all([sample(2)])
     assert os.path.isfile(os.path.join(str(tmp_path), record["file"]))
+
+
+def test_no_commit_returns_before_the_flushes_that_cover_its_file_and_its_index_line(tmp_path, monkeypatch):
+    if datafolder.syncfs is None:
+        pytest.skip("no syncfs here")
+    events = []  # in the order they happened (list.append is atomic)
+    temps = {}  # fd -> temp path
+    real_open, real_write, real_replace, real_syncfs = os.open, os.write, os.replace, datafolder.syncfs
+
+    def logged_open(path, *a, **kw):
+        fd = real_open(path, *a, **kw)
+        if str(path).endswith(".tmp"):
+            temps[fd] = str(path)
+        return fd
+
+    def logged_write(fd, data):
+        n = real_write(fd, data)
+        if fd in temps:
+            events.append(("write", temps[fd]))
+        return n
+
+    def logged_replace(src, dst):
+        real_replace(src, dst)
+        events.append(("rename", src, dst))
+
+    flushes = [0]
+
+    def logged_syncfs(fd):
+        flushes[0] += 1
+        n = flushes[0]
+        events.append(("flush-start", n))
+        time.sleep(0.002)
+        real_syncfs(fd)
+        events.append(("flush-end", n))
+
+    monkeypatch.setattr(datafolder.os, "open", logged_open)
+    monkeypatch.setattr(datafolder.os, "write", logged_write)
+    monkeypatch.setattr(datafolder.os, "replace", logged_replace)
+    folder = DataFolder(str(tmp_path))
+    monkeypatch.setattr(datafolder, "syncfs", logged_syncfs)
+    real_append = folder._append_index
+
+    def logged_append(records):
+        size = real_append(records)
+        events.append(("index", [r["file"] for r in records]))
+        return size
+
+    monkeypatch.setattr(folder, "_append_index", logged_append)
+
+    commits = 30
+    go = threading.Barrier(commits)
+
+    def run(i):
+        go.wait()
+        [record] = folder.commit_all([sample(i)])
+        events.append(("return", record["file"]))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(commits)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    def at(kind, test):
+        return [i for i, e in enumerate(events) if e[0] == kind and test(e)]
+
+    def a_flush_between(after, before):
+        starts = {e[1]: i for i, e in enumerate(events) if e[0] == "flush-start"}
+        ends = {e[1]: i for i, e in enumerate(events) if e[0] == "flush-end"}
+        return any(after < starts[n] and ends[n] < before for n in ends)
+
+    returned = [e[1] for e in events if e[0] == "return"]
+    assert len(returned) == commits
+    for file in returned:
+        [renamed] = at("rename", lambda e, f=file: e[2].endswith(f))
+        temp = events[renamed][1]
+        last_write = max(at("write", lambda e, t=temp: e[1] == t))
+        [indexed] = at("index", lambda e, f=file: f in e[1])
+        [returned_at] = at("return", lambda e, f=file: e[1] == f)
+        assert a_flush_between(last_write, renamed), file  # its bytes on disk before its name
+        assert a_flush_between(indexed, returned_at), file  # its name and index line on disk before it returns
+    # the commits shared flushes: each needs two, alone they would take 2 x 30
+    assert flushes[0] < commits, flushes[0]
+    assert len(read_index(str(tmp_path))) == commits
+
+
+def test_a_failed_flush_fails_every_commit_waiting_for_it_and_the_next_one_stores(tmp_path, monkeypatch):
+    if datafolder.syncfs is None:
+        pytest.skip("no syncfs here")
+    folder = DataFolder(str(tmp_path))
+    real_syncfs = datafolder.syncfs
+    failing = [True]
+
+    def sync(fd):
+        time.sleep(0.005)
+        if failing[0]:
+            raise OSError(errno.EIO, "Input/output error")
+        real_syncfs(fd)
+
+    monkeypatch.setattr(datafolder, "syncfs", sync)
+    results = commit_in_threads(folder, [[sample(i)] for i in range(10)])
+    assert all(isinstance(r, OSError) and r.errno == errno.EIO for r in results), results
+    assert not os.path.exists(tmp_path / "index.jsonl")
+    assert os.listdir(tmp_path / "training") == []  # no file, no temp
+    failing[0] = False
+    [record] = folder.commit_all([sample(11)])
+    assert [rec["file"] for rec in read_index(str(tmp_path))] == [record["file"]]

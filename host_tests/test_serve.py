@@ -961,6 +961,7 @@ def test_disk_full_is_507_with_one_log_line_a_minute_and_collection_resumes(clie
         real_fsync(fd)
 
     monkeypatch.setattr(datafolder.os, "fsync", fsync)
+    monkeypatch.setattr(datafolder, "syncfs", fsync if datafolder.syncfs else None)  # whichever sync it uses
     caplog.set_level(logging.INFO, logger="uingest.serve")
     for rows in range(4, 9):
         status, ctype, reply = client.post_data(msg_bytes(rows=rows))
@@ -1020,29 +1021,74 @@ def test_disk_full_while_appending_the_index_leaves_no_cut_line(client, monkeypa
     assert_consistent(client)
 
 
-def test_disk_full_on_the_second_file_of_a_request_stores_neither(client, monkeypatch):
+@pytest.mark.parametrize(
+    "sync, good_calls",
+    [
+        ("fsync", 2),  # the first file's fsyncs (file, folder) go through, then the disk is full
+        ("syncfs", 0),  # the flush of both files' bytes fails
+        ("syncfs", 1),  # the bytes are on disk, the flush of their names and index lines fails
+    ],
+)
+def test_disk_full_on_the_second_file_of_a_request_stores_neither(make_server, monkeypatch, sync, good_calls):
     import errno
 
     from uingest_tools import datafolder
 
+    if sync == "fsync":
+        monkeypatch.setattr(datafolder, "syncfs", None)  # the folder fsyncs each file, as where there is no syncfs
+    elif datafolder.syncfs is None:
+        pytest.skip("no syncfs here")
+    client = make_server(hmac_key=HMAC_KEY)
     before = client.snapshot()
-    real_fsync = os.fsync
+    real_sync = getattr(datafolder, sync) if sync == "syncfs" else os.fsync
     calls = [0]
 
-    def fsync(fd):  # the first file's fsyncs (file, folder) go through, then the disk is full
+    def failing_sync(fd):
         calls[0] += 1
-        if calls[0] > 2:
+        if calls[0] > good_calls:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real_fsync(fd)
+        real_sync(fd)
 
-    monkeypatch.setattr(datafolder.os, "fsync", fsync)
+    monkeypatch.setattr(*((datafolder.os, "fsync") if sync == "fsync" else (datafolder, "syncfs")), failing_sync)
     status, reply = client.post_files([("data", "a.1.cbor", msg_bytes(rows=4)), ("data", "k.2.wav", WAV)])
     assert status == 507 and reply["success"] is False
-    assert calls[0] > 2 and client.snapshot() == before
+    assert calls[0] > good_calls and client.snapshot() == before
     monkeypatch.undo()
     assert client.post_files([("data", "a.1.cbor", msg_bytes(rows=4)), ("data", "k.2.wav", WAV)])[0] == 200
     assert [r["file_name"] for r in client.index()] == ["a.1.cbor", "k.2.wav"]
     assert_consistent(client)
+
+
+def test_no_200_before_the_flush_that_puts_the_window_on_disk(client, monkeypatch):
+    from uingest_tools import datafolder
+
+    if datafolder.syncfs is None:
+        pytest.skip("no syncfs here")
+    real_syncfs = datafolder.syncfs
+    flushed = threading.Event()  # the second flush (the name and the index line) returns only once it is set
+    calls = []
+
+    def slow_disk(fd):
+        calls.append(fd)
+        if len(calls) > 1:
+            flushed.wait(10)
+        real_syncfs(fd)
+
+    monkeypatch.setattr(datafolder, "syncfs", slow_disk)
+    replies = []
+    post = threading.Thread(target=lambda: replies.append(client.post_data(msg_bytes(rows=3))))
+    post.start()
+    deadline = time.monotonic() + 10
+    while len(calls) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    post.join(0.3)
+    # the window's file is in place and its index line written, but not yet on disk: no reply yet
+    assert len(calls) == 2 and not replies
+    assert [r["rows"] for r in read_index(client.data_dir)] == [3]
+    flushed.set()
+    post.join(10)
+    assert replies[0][0] == 200 and len(calls) == 2
+    assert [r["rows"] for r in client.index()] == [3]
 
 
 def test_the_disk_full_line_comes_back_after_a_minute(tmp_path, monkeypatch, caplog):

@@ -5,6 +5,7 @@ same run."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import subprocess
@@ -293,18 +294,20 @@ def main(argv=None) -> int:
         return 2
     import tempfile
 
-    with tempfile.TemporaryDirectory() as tmp:
+    # the serve runs on disk: in the home folder's disk, where fsync is real; their folders removed at the end
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory(dir=os.path.expanduser("~")) as disk:
         build(tmp, march="host")  # what we ship: .mpy with the viper kernels
         romfs = os.path.join(tmp, "uingest.romfs")
         with open(romfs, "wb") as f:
             f.write(romfs_image(tmp))
-        run_steps(bench_steps(args, tmp, romfs, baselines))
+        run_steps(bench_steps(args, tmp, romfs, baselines, disk))
     return 0
 
 
-def bench_steps(args, tmp: str, romfs: str, baselines: str | None) -> list:
+def bench_steps(args, tmp: str, romfs: str, baselines: str | None, disk: str) -> list:
     """What `uingest bench` measures, in the order it prints: (what the progress bar names, a function that
-    measures and returns the lines to print)."""
+    measures and returns the lines to print). disk: the folder the serve runs on disk keep their data folders in
+    (see _data_folder)."""
 
     def message_table():
         r = run_message_bench(args.repeats, tmp, baselines)
@@ -351,9 +354,9 @@ def bench_steps(args, tmp: str, romfs: str, baselines: str | None) -> list:
         ("serve: %d devices" % args.devices, load(args.devices)),
         ("serve: %d devices" % args.load_devices, load(args.load_devices)),
         ("serve: %d idle connections" % args.idle_connections, load(args.load_devices, idle=args.idle_connections)),
-        ("serve: data folder on disk", load(args.load_devices, on_disk=True)),
+        ("serve: data folder on disk", load(args.load_devices, disk=disk)),
         ("serve: open loop", open_loop()),
-        ("serve: open loop on disk", open_loop(on_disk=True)),
+        ("serve: open loop on disk", open_loop(disk=disk)),
         ("serve: one large window", lambda: [large_window_line(*serve_input, args.large_window_mb)]),
     ]
 
@@ -766,22 +769,36 @@ class LoadRun(NamedTuple):
     on_disk: bool = False  # the data folder on a disk (fsync real), else in memory (/dev/shm)
 
 
+@contextlib.contextmanager
+def _data_folder(disk: str | None):
+    """A new data folder for one serve run: in memory (/dev/shm: what the server costs) when disk is None, else
+    in disk, a folder on a disk (fsync real) that the caller removes once every run on it is done. Not removed
+    after its run: deleting a run's thousands of sample files just before the next run on that disk makes
+    ext4's inode allocator pass over them at every file the next run creates (it skips inodes freed in the last
+    seconds, minutes while their table block is dirty: `recently_deleted`), measured here at up to 1 ms of the
+    kernel's time a window, a cost the run measured did not cause."""
+    import tempfile
+
+    if disk is not None:
+        yield tempfile.mkdtemp(dir=disk)
+        return
+    with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as data:
+        yield data
+
+
 def serve_load(
-    bodies: list[bytes], hdrs: dict[str, str], devices: int, per_device: int, idle: int = 0, on_disk: bool = False
+    bodies: list[bytes], hdrs: dict[str, str], devices: int, per_device: int, idle: int = 0, disk: str | None = None
 ) -> LoadRun:
     """`uingest serve` as its own process; devices threads (the load generator:
     http.client, one kept-alive HTTPConnection per device thread), started
     together, post distinct signed windows, timing each request. With idle,
     that many more connections are held open during the run: half connect and
-    send nothing, half make one request and stay kept alive."""
+    send nothing, half make one request and stay kept alive. disk: see _data_folder."""
     import http.client
-    import tempfile
     import threading
     import time
 
-    # in memory (/dev/shm: what the server costs), or on_disk: in the home folder's disk, where fsync is real
-    where = os.path.expanduser("~") if on_disk else "/dev/shm" if os.path.isdir("/dev/shm") else None
-    with tempfile.TemporaryDirectory(dir=where) as data:
+    with _data_folder(disk) as data:
         env = dict(os.environ, UINGEST_API_KEY=BENCH_API_KEY, UINGEST_HMAC_KEY="k")
         try:
             srv = start_serve("--data-dir", data, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -855,7 +872,17 @@ def serve_load(
             srv.wait(20)
     latencies.sort()
     return LoadRun(
-        devices, per_device, accepted[0], opened[0], elapsed, latencies, peak, server_cpu, load_cpu, count, on_disk
+        devices,
+        per_device,
+        accepted[0],
+        opened[0],
+        elapsed,
+        latencies,
+        peak,
+        server_cpu,
+        load_cpu,
+        count,
+        disk is not None,
     )
 
 
@@ -877,23 +904,22 @@ class OpenLoopRun(NamedTuple):
 
 
 def serve_open_loop(
-    bodies: list[bytes], hdrs: dict[str, str], devices: int, rate: float, seconds: float, on_disk: bool = False
+    bodies: list[bytes], hdrs: dict[str, str], devices: int, rate: float, seconds: float, disk: str | None = None
 ) -> OpenLoopRun:
     """`uingest serve` as its own process, and devices that post at their window rate: each device a kept-alive
     connection posting one window every devices / rate seconds, the devices' start times spread over one such
     period, for seconds. A window is timed from the moment it was due, not from when it could be sent: a window
     held back by a slow reply to the one before counts its wait (no coordinated omission). One thread, one event
-    loop, non-blocking sockets (the generator must offer the rate on a shared 2-core machine)."""
+    loop, non-blocking sockets (the generator must offer the rate on a shared 2-core machine). disk: see
+    _data_folder."""
     import asyncio
-    import tempfile
     import time
 
     per_device = max(1, round(rate * seconds / devices))
     if len(bodies) < devices * per_device:
         raise ValueError("need %d distinct bodies, have %d" % (devices * per_device, len(bodies)))
     period = devices / rate
-    where = os.path.expanduser("~") if on_disk else "/dev/shm" if os.path.isdir("/dev/shm") else None
-    with tempfile.TemporaryDirectory(dir=where) as data:
+    with _data_folder(disk) as data:
         env = dict(os.environ, UINGEST_API_KEY=BENCH_API_KEY, UINGEST_HMAC_KEY="k")
         try:
             srv = start_serve("--data-dir", data, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -974,7 +1000,7 @@ def serve_open_loop(
         peak,
         server_cpu,
         load_cpu,
-        on_disk,
+        disk is not None,
     )
 
 

@@ -3,9 +3,11 @@
     <data-dir>/<category>/<label>.<id>.<ext>     one file per sample, written atomically
     <data-dir>/index.jsonl                       one JSON line per stored sample: the truth about labels
 
-- A sample is stored only once its file is fsynced and renamed into place and its index line is written and
-  fsynced, so stopping the server (Ctrl-C, SIGTERM: uvicorn lets running requests finish) loses no sample it
-  acknowledged. Temp files left by a crash (``.upload-*.tmp``, ``.store-*.tmp``) are removed at start; a
+- A sample is stored only once its file is on disk and renamed into place and its index line is written and on
+  disk, so stopping the server (Ctrl-C, SIGTERM: uvicorn lets running requests finish) loses no sample it
+  acknowledged. "On disk": one sync of the whole filesystem (syncfs, Linux 5.8+) shared by every commit in
+  flight, see _Flusher; elsewhere (or when a category folder is on another filesystem) an fsync per file and
+  per folder. Temp files left by a crash (``.upload-*.tmp``, ``.store-*.tmp``) are removed at start; a
   line cut by a crash is skipped by the readers (read_index) and the next line starts on a line of its own.
   Sample files a crash left in place without their index line (killed between the rename and the index
   line) are reconciled at start: indexed when whole and valid (signature "unchecked" or "none": no key is
@@ -25,15 +27,19 @@
 
 from __future__ import annotations
 
+import ctypes
 import datetime
 import errno
 import hashlib
 import json
 import logging
 import os
+import platform
+import sys
 import tempfile
 import threading
 import time
+import weakref
 
 from .collector_rules import MESSAGE_FIELDS, MESSAGE_KINDS, Rejected, check_file, split_category, validate_message
 from .common import FILE_CATEGORIES, FILE_TYPES, fsync_path
@@ -45,6 +51,82 @@ NO_LABEL_NAME = "unlabeled"
 DISK_FULL_LOG_EVERY_S = 60.0
 DISK_FULL_REASON = "no space left on the server's disk: not stored, send it again later"
 DUPLICATE_REASON = "duplicate: this sample is already stored (x-disallow-duplicates)"
+
+
+def _libc_syncfs():
+    """syncfs(fd): os.syncfs where Python has it (3.11 has not), else libc's; None when not Linux or on a kernel
+    before 5.8, whose syncfs does not report the writeback errors (EIO, ENOSPC) that an fsync would."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        if tuple(int(n) for n in platform.release().split("-")[0].split(".")[:2]) < (5, 8):
+            return None
+        if hasattr(os, "syncfs"):
+            return os.syncfs
+        call = ctypes.CDLL(None, use_errno=True).syncfs  # a CDLL call lets go of the GIL while it runs
+    except (OSError, ValueError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int]
+    call.restype = ctypes.c_int
+
+    def syncfs(fd: int) -> None:
+        """Write out and wait for every dirty page and inode of fd's filesystem (the data, the names, the
+        journal). Raises OSError, also for a writeback error of the filesystem since the last call on fd."""
+        if call(fd) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+
+    return syncfs
+
+
+syncfs = _libc_syncfs()  # None where there is none: the folder fsyncs each file then
+
+
+class _Flusher:
+    """Group commit of the disk: one syncfs at a time for the folder's filesystem; whoever asks while one runs
+    waits for the next, which then covers all of them. A flush covers what was written before it began."""
+
+    def __init__(self, fd: int):
+        self._fd = fd  # the data folder, open for the folder's life (syncfs reports errors since the last call)
+        self._cond = threading.Condition()
+        self._started = 0  # flushes begun
+        self._done = 0  # flushes returned (the one running is _started when _running)
+        self._running = False
+        self._failed = 0  # the last flush that failed, and how
+        self._error: tuple = (0, "")
+        self.count = 0  # flushes run (tests, the bench)
+
+    def __call__(self) -> None:
+        """Return once a flush that began after this call has returned: what this thread wrote before the call
+        is on disk. Raises OSError when that flush (or one after it that it waited through) failed."""
+        with self._cond:
+            target = self._started + 1
+            while self._done < target:
+                if self._running:
+                    self._cond.wait()
+                    continue
+                self._running = True
+                self._started += 1
+                flush = self._started
+                error = None
+                self._cond.release()
+                try:
+                    syncfs(self._fd)  # looked up each time: a test puts a slow or failing disk there
+                except OSError as e:
+                    error = (e.errno or errno.EIO, e.strerror or str(e))
+                except BaseException:
+                    error = (errno.EIO, "the flush was interrupted")
+                    raise
+                finally:
+                    self._cond.acquire()
+                    self._running = False
+                    self._done = flush
+                    self.count += 1
+                    if error is not None:
+                        self._failed, self._error = flush, error
+                    self._cond.notify_all()
+            if self._failed >= target:
+                raise OSError(*self._error)  # a new one per waiter: each thread's traceback its own
 
 
 def is_disk_full(e: BaseException) -> bool:
@@ -118,6 +200,16 @@ class DataFolder:
         self._last_us = 0
         self._index_ends_clean = True
         self._disk_full_logged_at = None  # time.monotonic() of the last log line about a full disk
+        self._flush = None  # a _Flusher when the folder syncs its filesystem once per group, else fsyncs per file
+        self._device = os.stat(self.data_dir).st_dev
+        if syncfs is not None and self._on_own_filesystem(self.index_path):
+            fd = os.open(self.data_dir, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            weakref.finalize(self, os.close, fd)
+            try:
+                syncfs(fd)  # one that fails here (a sandbox that forbids it) would fail every commit
+                self._flush = _Flusher(fd)
+            except OSError as e:
+                log.info("no syncfs on %s (%s): an fsync per sample", self.data_dir, e)
         indexed = self._load_index()
         self._remove_stale_temps()
         self._reconcile(indexed)
@@ -187,6 +279,8 @@ class DataFolder:
         try:
             if records:
                 self._append_index(records)
+                if self._flush is not None:
+                    self._flush()
             for path in removed:
                 os.unlink(path)
         except OSError as e:
@@ -259,11 +353,13 @@ class DataFolder:
         fields). Returns only once the files and the index lines are on disk. When that fails nothing of
         them is stored: Rejected(507) for a full disk, else the OSError.
 
-        Group commit: each sample's file is written and fsynced first, by its own thread and without the lock
-        (the fsyncs of many devices' windows run at once); then whoever holds the lock puts in place every
-        commit waiting by then, with one fsync per folder and one index write and fsync for all of them. On a
-        disk where an fsync takes milliseconds that is what lets many devices post at once; a commit that
-        fails there fails for every commit of its group (none of them is acknowledged)."""
+        Group commit: each sample's file is written to a temp file first, by its own thread and without the
+        lock, and made durable: by the next flush of the filesystem (_Flusher: one syncfs shared by every commit
+        that asked while the one before ran) or, without syncfs, its own fsync. Then whoever holds the lock puts
+        in place every commit waiting by then (renames, one index write for all of them) and makes that durable:
+        one more flush, or an fsync per folder and one of the index. Only then does any of them return. On a
+        disk where a sync takes milliseconds that is what lets many devices post at once; a commit that fails
+        there fails for every commit of its group (none of them is acknowledged)."""
         staged = self._stage(samples)
         commit = _Commit(samples, staged)
         with self._waiting_lock:
@@ -279,9 +375,11 @@ class DataFolder:
 
     def _stage(self, samples: list[dict]) -> list:
         """Per sample (its sha256, its category, a durable temp file of its bytes in the category's folder, or
-        its src_path, fsynced). What takes long and needs no lock: a large sample's hash, the file fsyncs.
-        Removes what it made when one fails."""
+        its src_path): on disk through the folder's next flush, or each fsynced when it has none. What takes
+        long and needs no lock: a large sample's hash, the writes, the flush or fsyncs. Removes what it made
+        when one fails."""
         staged = []
+        flusher = None  # the flush that is to make the files written durable (none: each was fsynced)
         try:
             for sample in samples:
                 sha = hashlib.sha256(sample["data"]).hexdigest()
@@ -289,9 +387,12 @@ class DataFolder:
                 if category == "split":
                     category = split_category(sha)
                 folder = self._folder(category)
+                flush = self._flush  # after _folder: None when it found the folder on another filesystem
+                flusher = flusher or flush
                 src = sample.get("src_path")
                 if src is not None:
-                    fsync_path(src)
+                    if flush is None:
+                        fsync_path(src)
                     staged.append((sha, category, src, False))
                     continue
                 with self._waiting_lock:
@@ -304,11 +405,17 @@ class DataFolder:
                     self._folder(category)
                     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 staged.append((sha, category, tmp, True))
-                with open(fd, "wb", buffering=0) as f:
+                try:  # os.write on the descriptor: a file object around it costs more than the write here
+                    os.fchmod(fd, 0o644)  # whatever the umask: what the uploader reads
                     view, done = memoryview(sample["data"]), 0
                     while done < len(view):
-                        done += f.write(view[done:]) or 0
-                    os.fsync(fd)
+                        done += os.write(fd, view[done:])
+                    if flush is None:
+                        os.fsync(fd)
+                finally:
+                    os.close(fd)
+            if flusher is not None:
+                flusher()  # the files' bytes on disk before any name points at them
         except BaseException as e:
             self._remove_temps(staged)
             if is_disk_full(e):
@@ -331,6 +438,8 @@ class DataFolder:
         placed: list[str] = []
         records: list[dict] = []
         shas: set = set()
+        index_size = None  # the index's size before this group's lines, once they are written
+        flush = self._flush
         try:
             for commit in group:
                 commit.outcomes = []
@@ -342,17 +451,23 @@ class DataFolder:
                         continue
                     shas.add(sha)
                     final = self._new_path(category, sample["label"], sample["ext"])
-                    os.chmod(path, 0o644)
+                    if not ours:
+                        os.chmod(path, 0o644)  # a spool file (mkstemp: 0600); ours were made 0644
                     os.replace(path, final)
                     placed.append(final)
                     record = self._record(sample, sha, category, final, len(records))
                     records.append(record)
                     commit.outcomes.append(record)
-            for folder in sorted({os.path.dirname(p) for p in placed}):
-                fsync_path(folder)
+            if flush is None:
+                for folder in sorted({os.path.dirname(p) for p in placed}):
+                    fsync_path(folder)
             if records:
-                self._append_index(records)
+                index_size = self._append_index(records)
+            if flush is not None and (placed or records):
+                flush()  # the names and the index lines on disk: then, and only then, they are stored
         except BaseException as e:
+            if index_size is not None:
+                self._cut_index(index_size)
             for final in placed:
                 try:
                     os.unlink(final)
@@ -415,8 +530,18 @@ class DataFolder:
         folder = os.path.join(self.data_dir, category)
         if category not in self._folders:
             os.makedirs(folder, exist_ok=True)
+            if self._flush is not None and not self._on_own_filesystem(folder):
+                self._flush = None  # its syncfs would not cover that folder: an fsync per file from now on
+                log.info("%s is on another filesystem than %s: an fsync per sample", folder, self.data_dir)
             self._folders.add(category)
         return folder
+
+    def _on_own_filesystem(self, path: str) -> bool:
+        """True when path (missing: its folder) is on the data folder's filesystem, which its flush syncs."""
+        try:
+            return os.stat(path).st_dev == self._device
+        except FileNotFoundError:
+            return True
 
     def _new_path(self, category: str, label, ext: str) -> str:
         """<data-dir>/<category>/<label>.<id>.<ext>, a name not taken yet."""
@@ -427,9 +552,10 @@ class DataFolder:
             if not os.path.exists(path):
                 return path
 
-    def _append_index(self, records: list[dict]) -> None:
-        """Append the records' lines to the index in one write and fsync it. When that fails the index is cut
-        back to where it was (or, when even that fails, the next line starts on a line of its own)."""
+    def _append_index(self, records: list[dict]) -> int:
+        """Append the records' lines to the index in one write, fsynced when the folder has no flush; return the
+        index's size before them. When that fails the index is cut back to where it was (or, when even that
+        fails, the next line starts on a line of its own)."""
         text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
         if not self._index_ends_clean:
             text = "\n" + text
@@ -440,7 +566,8 @@ class DataFolder:
                 done = 0
                 while done < len(data):
                     done += f.write(data[done:]) or 0
-                os.fsync(f.fileno())
+                if self._flush is None:
+                    os.fsync(f.fileno())
             except BaseException:
                 try:
                     f.truncate(size)
@@ -449,6 +576,20 @@ class DataFolder:
                     self._index_ends_clean = False
                 raise
         self._index_ends_clean = True
+        return size
+
+    def _cut_index(self, size: int) -> None:
+        """Cut the index back to size: this group's lines were written but the flush that would have made them
+        durable failed (or, when even the cut fails, the next line starts on a line of its own)."""
+        try:
+            if size == 0:  # this group made it: the folder as it was
+                os.unlink(self.index_path)
+                return
+            with open(self.index_path, "r+b", buffering=0) as f:
+                f.truncate(size)
+                os.fsync(f.fileno())
+        except OSError:
+            self._index_ends_clean = False
 
     def _publish(self, record: dict) -> None:
         # in the storing thread, with commits held: a subscriber must not block; its exceptions are logged
