@@ -110,8 +110,8 @@ def _state(request: Request, label=None, nbytes=None) -> None:
 # The worker threads that check and store (one pool per process, made on first use). A trip through asyncio's
 # executor costs under half of one through anyio.to_thread (its cancel scope, capacity limiter and run-variable
 # look-ups: 25 against 60 us in a micro-benchmark; anyio's trip was 120 us a window of the event loop's 340 in the
-# 1000 windows/s profile); 40 threads, anyio's default, for the group commit: on a disk that many windows' fsyncs
-# run at once.
+# 1000 windows/s profile); 40 threads, anyio's default, for the group commit: on a disk that many windows wait on
+# one flush at once (datafolder's syncfs, or their fsyncs where there is none).
 WORKER_THREADS = 40
 _workers: concurrent.futures.ThreadPoolExecutor | None = None
 _workers_lock = threading.Lock()
