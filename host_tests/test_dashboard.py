@@ -1,5 +1,6 @@
 """uingest serve's dashboard: its JSON endpoints and event stream over real HTTP, and the page itself in a
-real headless Chromium (Debian's, driven by Playwright) that must update live and draw a clicked sample."""
+real headless Chromium (Debian's, driven by Playwright) at 1280x800 that must update live, open with the newest
+sample plotted one panel per axis, draw a clicked sample, and fit its width (checked on a screenshot too)."""
 
 import http.client
 import json
@@ -22,6 +23,8 @@ from uingest_tools.loopback import start_serve
 
 API_KEY = "ei_dash_key_7f3a"
 IMU = [("accX", "m/s2"), ("accY", "m/s2"), ("accZ", "m/s2")]
+IMU6 = IMU + [("gyrX", "rad/s"), ("gyrY", "rad/s"), ("gyrZ", "rad/s")]
+VIEWPORT = {"width": 1280, "height": 800}  # the window the dashboard must fit without sideways scrolling
 WAV = wav_bytes(160)  # a real WAV: the server reads its header (a zeroed fmt chunk is refused)
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -48,6 +51,18 @@ def body_of(rows=40, device_name="ac:87:a3:0a:2d:1b", phase=0.0, scale=1.0, fmt=
     return message.encode(
         window(rows, phase, scale), fmt, hmac_key=None, device_type="ESP32_DEVKITC", device_name=device_name
     )
+
+
+def wobble_body(sensors, rows=60, device_name="dev-w"):
+    """A message whose axes swing over very different ranges: gravity on accZ with a wobble of 0.04, the
+    others a few tenths, a gyro in hundredths of a rad/s; on one shared y-range all but accX would look flat."""
+    w = Window(sensors, 10, rows)
+    for i in range(rows):
+        swing = [math.sin(i / 6 + a) * (0.3 if a % 3 == 0 else 0.01 * (a + 1)) for a in range(len(sensors))]
+        if len(sensors) > 2:
+            swing[2] += 9.81
+        w.append(*swing)
+    return message.encode(w, "cbor", hmac_key=None, device_type="ESP32_DEVKITC", device_name=device_name)
 
 
 class Client:
@@ -311,20 +326,98 @@ def wait_until(page, js, timeout=10.0):
         time.sleep(0.05)
 
 
-# pixels of each of the first 3 axis colours, anti-aliased over the white plot: p = white + a (colour - white)
+# pixels of each of the first 3 axis colours in the plot's panels, anti-aliased over the white plot:
+# p = white + a (colour - white)
 PIXELS_JS = """() => {
-  const c = document.getElementById('plot');
-  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
   const cols = window.uingestDashboard.colors.slice(0, 3).map(
     (h) => [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16)));
   const counts = cols.map(() => 0);
-  for (let i = 0; i < d.length; i += 4)
-    cols.forEach((col, k) => {
-      const a = [0, 1, 2].map((j) => (255 - d[i + j]) / (255 - col[j]));
-      if (Math.min(...a) > 0.4 && Math.max(...a) - Math.min(...a) < 0.15) counts[k]++;
-    });
+  for (const c of document.querySelectorAll('#panels canvas')) {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    for (let i = 0; i < d.length; i += 4)
+      cols.forEach((col, k) => {
+        const a = [0, 1, 2].map((j) => (255 - d[i + j]) / (255 - col[j]));
+        if (Math.min(...a) > 0.4 && Math.max(...a) - Math.min(...a) < 0.15) counts[k]++;
+      });
+  }
   return counts;
 }"""
+
+# each panel: its axis, its line's colour and where its plot area is in the page (CSS px, from the top of the
+# document, as in a full-page screenshot at device scale 1), and the rows and columns of that area its colour
+# covers in the canvas itself (getImageData, a check apart from the screenshot's)
+PANELS_JS = """() => Array.from(document.querySelectorAll('#panels figure'), (fig, i) => {
+  const c = fig.querySelector('canvas'), r = c.getBoundingClientRect(), ds = c.dataset;
+  const box = {left: Number(ds.plotLeft), top: Number(ds.plotTop),
+               width: Number(ds.plotWidth), height: Number(ds.plotHeight)};
+  const color = window.uingestDashboard.colors[i % window.uingestDashboard.colors.length];
+  const col = [1, 3, 5].map((k) => parseInt(color.slice(k, k + 2), 16));
+  const scale = c.width / c.clientWidth;
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  const rows = new Set(), cols = new Set();
+  for (let y = Math.ceil((box.top + 2) * scale); y < (box.top + box.height - 2) * scale; y++)
+    for (let x = Math.ceil((box.left + 2) * scale); x < (box.left + box.width - 2) * scale; x++) {
+      const p = (y * c.width + x) * 4;
+      if (Math.max(...[0, 1, 2].map((j) => Math.abs(d[p + j] - col[j]))) < 60) { rows.add(y); cols.add(x); }
+    }
+  return {
+    axis: fig.dataset.axis, caption: fig.querySelector('figcaption').innerText, color: col, box: box,
+    x: r.left + window.scrollX + c.clientLeft, y: r.top + window.scrollY + c.clientTop, panelWidth: r.width,
+    canvasRows: rows.size ? (Math.max(...rows) - Math.min(...rows)) / scale / box.height : 0,
+    canvasCols: cols.size ? (Math.max(...cols) - Math.min(...cols)) / scale / box.width : 0,
+  };
+})"""
+
+LAYOUT_JS = """() => ({
+  scrollWidth: document.scrollingElement.scrollWidth, clientWidth: document.scrollingElement.clientWidth,
+  scrollHeight: document.scrollingElement.scrollHeight, clientHeight: document.scrollingElement.clientHeight,
+  widest: Math.max(...Array.from(document.querySelectorAll('body *'), (e) => e.getBoundingClientRect().right)),
+  sideways: Array.from(document.querySelectorAll('body *'), (e) => e).filter((e) =>
+    e.scrollWidth > e.clientWidth + 1 && ['auto', 'scroll'].includes(getComputedStyle(e).overflowX)).map(
+    (e) => e.id || e.className),
+})"""
+
+
+def line_span(img, panel):
+    """The fraction of a panel's plot area (height, width) that pixels of its axis' colour span in a
+    screenshot: a line drawn over the axis' own range covers most of its height, a flattened one a sliver."""
+    b = panel["box"]
+    x0, y0 = round(panel["x"] + b["left"]) + 2, round(panel["y"] + b["top"]) + 2
+    crop = img.crop((x0, y0, x0 + int(b["width"]) - 4, y0 + int(b["height"]) - 4))
+    w, h = crop.size
+    px = crop.load()
+    rows, cols = set(), set()
+    for y in range(h):
+        for x in range(w):
+            if max(abs(c - k) for c, k in zip(px[x, y], panel["color"])) < 60:  # the line, not grid or white
+                rows.add(y)
+                cols.add(x)
+    if not rows:
+        return 0.0, 0.0
+    return (max(rows) - min(rows)) / b["height"], (max(cols) - min(cols)) / b["width"]
+
+
+def check_panels_and_layout(page, shot, axes):
+    """The plot is one panel per axis, captioned with its name and unit, each line spanning most of its own
+    panel (in a full-page screenshot and in the canvas); the page fits the 1280 px window without sideways
+    scrolling (its screenshot is no wider)."""
+    from PIL import Image
+
+    layout = page.evaluate(LAYOUT_JS)
+    assert layout["scrollWidth"] <= layout["clientWidth"] == VIEWPORT["width"], layout
+    assert layout["widest"] <= VIEWPORT["width"] and layout["sideways"] == [], layout  # no card scrolls sideways
+    panels = page.evaluate(PANELS_JS)
+    assert [(p["axis"], p["caption"]) for p in panels] == [(n, "%s(%s)" % (n, u)) for n, u in axes]
+    page.screenshot(path=str(shot), full_page=True)
+    img = Image.open(shot).convert("RGB")
+    assert img.size[0] == VIEWPORT["width"], "the page is wider than its window: %r" % (img.size,)
+    for p in panels:
+        assert p["box"]["height"] >= 60 and p["panelWidth"] >= 400, p
+        rows, cols = line_span(img, p)
+        assert rows > 0.8 and cols > 0.9, "panel %s: its line spans %.2f of the height, %.2f of the width" % (
+            p["axis"], rows, cols)  # fmt: skip
+        assert p["canvasRows"] > 0.8 and p["canvasCols"] > 0.9, p
+    return layout
 
 
 def test_dashboard_in_a_browser(server, tmp_path):
@@ -333,33 +426,42 @@ def test_dashboard_in_a_browser(server, tmp_path):
     except ImportError:
         pytest.fail("playwright is not installed: `make test` installs requirements-dev.txt into .venv")
     srv, c = server()
-    c.post(body_of(device_name="dev-a"), "idle")
     with sync_playwright() as p:
         browser = _browser(p)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport=VIEWPORT)
             errors = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.goto(srv.url + "/?key=" + API_KEY)
             wait_until(page, "document.getElementById('status').textContent === 'live'")
             assert page.url == srv.url + "/", "the key stays in the address bar"
-            assert page.text_content("#total") == "1"
+            assert page.text_content("#total") == "0"
+            assert "No samples yet" in page.text_content("#plotinfo") and page.locator("#panels figure").count() == 0
             page.evaluate("window.__notReloaded = true")
 
-            # live: windows posted now show up without a reload
+            # the first sample on an empty dashboard is plotted as it arrives, one panel per axis
+            c.post(body_of(device_name="dev-a"), "idle")
+            wait_until(page, "window.uingestDashboard.plotted === 1")
+            assert page.text_content("#total") == "1"
+            texts = lambda sel: page.locator(sel).all_inner_texts()  # noqa: E731
+            assert texts("#panels figcaption") == ["accX(m/s2)", "accY(m/s2)", "accZ(m/s2)"]
+            assert page.is_checked("#follow")
+
+            # live: windows posted now show up without a reload, and the newest is plotted (nothing clicked yet)
             c.post(body_of(device_name="dev-a", phase=1), "idle")
             c.post(body_of(device_name="dev-b", phase=2, scale=0.5), "wave", category="testing")
             c.post(body_of(device_name="dev-b", phase=3), "wave")
             wait_until(page, "document.getElementById('total').textContent === '4'")
             assert page.evaluate("window.__notReloaded") is True
             wait_until(page, "document.querySelectorAll('#samples tbody tr').length === 4")
-            texts = lambda sel: page.locator(sel).all_inner_texts()  # noqa: E731
             assert texts('#labels tr[data-label="idle"] td') == ["idle", "2", "0", "0", "2"]
             assert texts('#labels tr[data-label="wave"] td') == ["wave", "1", "1", "0", "2"]
             assert texts('#devices tr[data-device="dev-b"] td')[:3] == ["dev-b", "ESP32_DEVKITC", "2"]
             assert texts('#categories tr[data-category="training"] td') == ["training", "3"]
             assert texts("#samples tbody tr td:first-child") == ["4", "3", "2", "1"]
+            wait_until(page, "window.uingestDashboard.plotted === 4")
+            assert "selected" in page.get_attribute('#samples tr[data-sample-id="4"]', "class").split()
 
             # a filter by label, then back
             page.click('#labels tr[data-label="wave"]')
@@ -368,32 +470,51 @@ def test_dashboard_in_a_browser(server, tmp_path):
             page.click("#filter")
             wait_until(page, "document.querySelectorAll('#samples tbody tr').length === 4")
 
-            # click a sample: its axes are drawn, with a legend per axis
-            assert page.evaluate(PIXELS_JS) == [0, 0, 0]
+            # click a sample: its axes are drawn, a panel per axis captioned with its name and unit
             page.click('#samples tr[data-sample-id="3"]')
             wait_until(page, "window.uingestDashboard.plotted === 3")
-            assert texts("#legend li") == ["accX(m/s2)", "accY(m/s2)", "accZ(m/s2)"]
+            assert texts("#panels figcaption") == ["accX(m/s2)", "accY(m/s2)", "accZ(m/s2)"]
             assert "wave" in page.text_content("#plottitle")
+            assert not page.is_checked("#follow"), "a click picks a sample: new ones no longer take the plot"
             counts = page.evaluate(PIXELS_JS)
             assert all(n > 100 for n in counts), "axis lines not drawn: %r pixels per axis colour" % counts
-            # a sample posted while one is plotted keeps the plot and the selection
+            # a sample posted while one the user picked is plotted keeps the plot and the selection
             c.post(body_of(device_name="dev-c", phase=4), "idle")
             wait_until(page, "document.getElementById('total').textContent === '5'")
             assert page.get_attribute('#samples tr[data-sample-id="3"]', "class") == "selected"
+            assert page.evaluate("[window.uingestDashboard.state.selected, window.uingestDashboard.plotted]") == [3, 3]
 
-            shot = tmp_path / "dashboard.png"
-            page.screenshot(path=str(shot), full_page=True)
-            data = shot.read_bytes()
-            assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 30000
+            # an accelerometer and a gyro (6 axes, two units, gravity on accZ): a new page opens with it
+            # plotted, 6 panels each on its own range, and fits the window
+            c.post(wobble_body(IMU6), "shake")
+            wait_until(page, "document.getElementById('total').textContent === '6'")
+            assert page.evaluate("window.uingestDashboard.plotted") == 3
+            page.check("#follow")  # following again: the newest is plotted
+            wait_until(page, "window.uingestDashboard.plotted === 6")
+            check_panels_and_layout(page, tmp_path / "dashboard.png", IMU6)
 
-            # without a key, the page asks for one
-            page2 = browser.new_page()
+            # without a key, the page asks for one; then it opens with the newest sample plotted
+            page2 = browser.new_page(viewport=VIEWPORT)
             page2.on("pageerror", lambda e: errors.append(str(e)))
             page2.goto(srv.url + "/")
             page2.wait_for_selector("#keyform", state="visible", timeout=10000)
             page2.fill("#keyinput", API_KEY)
             page2.click("#keyform button")
-            wait_until(page2, "document.getElementById('total').textContent === '5'")
+            wait_until(page2, "document.getElementById('total').textContent === '6'")
+            wait_until(page2, "window.uingestDashboard.plotted === 6")
+            assert "shake" in page2.text_content("#plottitle")
+            check_panels_and_layout(page2, tmp_path / "dashboard-open.png", IMU6)
+
+            # many axes: a panel each still, taller page (it scrolls down), never wider
+            many = [("ch%d" % i, "V") for i in range(12)]
+            c.post(wobble_body(many, device_name="dev-12"), "many")
+            wait_until(page2, "window.uingestDashboard.plotted === 7")
+            layout = check_panels_and_layout(page2, tmp_path / "dashboard-12.png", many)
+            assert layout["scrollHeight"] > layout["clientHeight"], layout
+            # a one-axis sample: one panel
+            c.post(wobble_body([("audio", "i16")], device_name="dev-mic"), "hum")
+            wait_until(page2, "window.uingestDashboard.plotted === 8")
+            check_panels_and_layout(page2, tmp_path / "dashboard-1.png", [("audio", "i16")])
             assert not errors, errors
         finally:
             browser.close()
@@ -451,7 +572,7 @@ def test_sample_view_shows_a_samples_label_files(server):
     with sync_playwright() as p:
         browser = _browser(p)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport=VIEWPORT)
             errors = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(srv.url + "/?key=" + API_KEY)
@@ -518,7 +639,7 @@ def test_a_unicode_label_is_shown_as_it_was_sent(server):
     with sync_playwright() as p:
         browser = _browser(p)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport=VIEWPORT)
             errors = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(srv.url + "/?key=" + API_KEY)

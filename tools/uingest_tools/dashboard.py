@@ -1,6 +1,6 @@
 """The dashboard of `uingest serve` (read-only): ``GET /`` is a page that lists the stored samples by
-category, label and device with counts, plots a sample's axes against time when it is clicked (on a
-<canvas>, drawn by the page's own script: no CDN, works offline), and updates live. Its assets are
+category, label and device with counts, plots the newest sample's axes (or a clicked one's) against time, one
+<canvas> panel per axis (drawn by the page's own script: no CDN, works offline), and updates live. Its assets are
 ``GET /dashboard/{dashboard.js,dashboard.css}`` (files of the package folder ``uingest_tools/dashboard_assets``).
 The page and its assets hold no data and are public. The data is served as JSON by:
 

@@ -1,11 +1,13 @@
-// uingest dashboard: counts, sample list and a <canvas> plot, kept live by Server-Sent Events.
+// uingest dashboard: counts, sample list and a plot (one <canvas> panel per axis), kept live by Server-Sent Events.
 // No dependencies. Everything from the server is put in the page with textContent, never as HTML.
 "use strict";
 (function () {
   const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
   const CATEGORIES = ["training", "testing", "anomaly"];
   const state = {
-    key: null, filter: null, selected: null, plot: null, hidden: new Set(),
+    key: null, filter: null, selected: null, plot: null,
+    // follow: plot the newest sample of the list, also as new ones arrive, until a click picks one
+    follow: true, shown: [],
     summaries: 0, source: null, pollTimer: null, known: new Set(), records: new Map(),
   };
   window.uingestDashboard = { colors: COLORS, state: state };
@@ -130,17 +132,40 @@
       cell(tr, r.sample_id, "num");
       cell(tr, fmtTime(r.received_at)).title = r.received_at || "";
       cell(tr, r.category);
-      cell(tr, r.label);
-      cell(tr, r.device_name || r.device_type);
-      cell(tr, r.sensors ? r.sensors.join(", ") : (r.file || "").split(".").pop() + " file");
+      cell(tr, r.label, "wrap");
+      const device = r.device_name || r.device_type;
+      cell(tr, device, device && device.length > 12 ? "wrap" : null);  // a MAC may wrap, "dev-mic" not at its "-"
+      cell(tr, r.sensors ? axesText(r.sensors) : (r.file || "").split(".").pop() + " file", "wrap");
       cell(tr, r.rows, "num");
       tr.title = r.file || "";
-      tr.addEventListener("click", () => selectSample(r.sample_id));
+      tr.addEventListener("click", () => { setFollow(false); selectSample(r.sample_id); });
     });
     for (const r of samples) {
       state.known.add(r.sample_id);
       state.records.set(r.sample_id, r);
     }
+    state.shown = samples;
+    followNewest();
+  }
+
+  // while following, the newest sample in the list is the one plotted
+  function followNewest() {
+    if (!state.follow || !state.shown.length) return;
+    const newest = Math.max(...state.shown.map((r) => r.sample_id));
+    if (newest !== state.selected) selectSample(newest);
+  }
+
+  function setFollow(on) {
+    state.follow = on;
+    $("follow").checked = on;
+    followNewest();
+  }
+  $("follow").addEventListener("change", () => setFollow($("follow").checked));
+
+  // a sample's axes in the list, short enough for its column: "ch0, ch1, ch2 ... ch11 (12 axes)"
+  function axesText(names) {
+    return names.length <= 6 ? names.join(", ")
+      : names.slice(0, 3).join(", ") + " ... " + names[names.length - 1] + " (" + names.length + " axes)";
   }
 
   function loadSamples() {
@@ -208,9 +233,11 @@
     });
   }
 
-  // --- the plot
+  // --- the plot: one panel per axis
   function selectSample(id) {
     state.selected = id;
+    state.plot = null;  // the panels keep the last drawing until this one's axes arrive, but it is not plotted
+    window.uingestDashboard.plotted = null;
     for (const tr of $("samples").tBodies[0].rows) tr.classList.toggle("selected", Number(tr.dataset.sampleId) === id);
     $("plottitle").textContent = "Sample " + id;
     $("plotinfo").textContent = "loading...";
@@ -219,18 +246,16 @@
       if (state.selected !== id) return;
       state.plot = s;
       renderLabels(s);
-      state.hidden = new Set();
       $("plottitle").textContent = "Sample " + s.sample_id + ": " + (s.label === null ? "no label" : s.label) + " (" + s.category + ")";
       $("plotinfo").textContent = (s.device_name || s.device_type || "") + " - " + s.rows + " rows every " + s.interval_ms +
         " ms" + (s.downsampled ? " (min/max of " + s.points / 2 + " buckets shown)" : "") + " - " + s.file;
-      renderLegend(s);
+      renderPanels(s);
       draw();
     }).catch((e) => {
       if (state.selected !== id) return;
       state.plot = null;
       $("plotinfo").textContent = e.message === "unauthorized" ? "" : e.message;
-      $("legend").replaceChildren();
-      draw();
+      renderPanels(null);
     });
   }
 
@@ -257,36 +282,30 @@
     ul.hidden = lines.length === 0;
   }
 
-  function renderLegend(s) {
-    const items = s.sensors.map((sensor, i) => {
-      const li = document.createElement("li");
-      li.dataset.axis = sensor.name;
-      const sw = document.createElement("span");
-      sw.className = "swatch";
-      sw.style.background = COLORS[i % COLORS.length];
-      const name = document.createElement("span");
-      name.textContent = sensor.name;
-      const units = document.createElement("span");
-      units.className = "units";
-      units.textContent = sensor.units ? "(" + sensor.units + ")" : "";
-      li.append(sw, name, units);
-      li.title = "click to hide or show";
-      li.addEventListener("click", () => {
-        if (state.hidden.has(i)) state.hidden.delete(i); else state.hidden.add(i);
-        li.classList.toggle("off", state.hidden.has(i));
-        draw();
-      });
-      return li;
+  // one figure per axis (not per unit: gravity on accZ would flatten accX and accY in m/s2 too),
+  // captioned with the axis' name and unit
+  function renderPanels(s) {
+    const figures = (s ? s.sensors : []).map((sensor, i) => {
+      const fig = $("paneltemplate").content.firstElementChild.cloneNode(true);
+      fig.dataset.axis = sensor.name;
+      fig.querySelector(".swatch").style.background = COLORS[i % COLORS.length];
+      fig.querySelector(".name").textContent = sensor.name;
+      fig.querySelector(".units").textContent = sensor.units ? "(" + sensor.units + ")" : "";
+      return fig;
     });
-    $("legend").replaceChildren(...items);
+    $("panels").replaceChildren(...figures);
   }
 
-  function ticks(lo, hi, count) {
-    const raw = (hi - lo) / count;
-    const mag = Math.pow(10, Math.floor(Math.log10(raw)));
-    const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) || raw;
-    const out = [];
-    for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+  // round values between lo and hi, at least `want` of them, on the widest 1-2-5 step that gives that many
+  function ticks(lo, hi, want) {
+    const mag = Math.pow(10, Math.floor(Math.log10((hi - lo) / want)));
+    let out = [];
+    for (const m of [10, 5, 2, 1, 0.5]) {
+      const step = m * mag;
+      out = [];
+      for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+      if (out.length >= want) break;
+    }
     return out;
   }
 
@@ -295,30 +314,41 @@
     return a !== 0 && (a >= 1e5 || a < 1e-3) ? v.toExponential(1) : String(Number(v.toPrecision(6)));
   }
 
+  // the plot area's height per panel: shorter as axes add up, so a 9-axis IMU stays on a screen or two
+  function panelHeight(n) {
+    return n <= 3 ? 120 : n <= 8 ? 84 : 64;
+  }
+
   function draw() {
-    const canvas = $("plot");
+    const s = state.plot;
+    if (!s) return;
+    const canvases = $("panels").querySelectorAll("canvas");
+    const t = s.t, n = s.axes.length;
+    const t0 = t[0], t1 = t.length > 1 ? t[t.length - 1] : t0 + 1;
+    canvases.forEach((canvas, i) => drawPanel(canvas, s.axes[i], t, t0, t1, i, panelHeight(n), i === n - 1));
+    window.uingestDashboard.plotted = s.sample_id;
+  }
+
+  // one axis against time, on its own y-range; time's tick labels only under the last panel
+  function drawPanel(canvas, vals, t, t0, t1, i, ph, last) {
+    const L = 64, R = 14, T = 8, B = last ? 38 : 8;
+    const h = T + ph + B;
+    canvas.style.height = h + "px";
     const dpr = window.devicePixelRatio || 1;
-    const w = canvas.clientWidth || 640, h = canvas.clientHeight || 320;
+    const w = canvas.clientWidth || 640;
     canvas.width = Math.round(w * dpr);
     canvas.height = Math.round(h * dpr);
+    const pw = w - L - R;
+    Object.assign(canvas.dataset, { plotLeft: L, plotTop: T, plotWidth: pw, plotHeight: ph });
     const g = canvas.getContext("2d");
     g.setTransform(dpr, 0, 0, dpr, 0, 0);
     g.fillStyle = "#fff";
     g.fillRect(0, 0, w, h);
-    const s = state.plot;
-    if (!s) return;
-    const L = 64, R = 14, T = 12, B = 40, pw = w - L - R, ph = h - T - B;
-    const t = s.t;
     let lo = Infinity, hi = -Infinity;
-    s.axes.forEach((vals, i) => {
-      if (state.hidden.has(i)) return;
-      for (const v of vals) { if (v < lo) lo = v; if (v > hi) hi = v; }
-    });
-    if (!isFinite(lo)) { lo = -1; hi = 1; }
-    if (lo === hi) { lo -= 1; hi += 1; }
-    const pad = (hi - lo) * 0.05;
+    for (const v of vals) { if (v < lo) lo = v; if (v > hi) hi = v; }
+    if (!isFinite(lo) || !isFinite(hi)) { lo = -1; hi = 1; }
+    const pad = lo === hi ? (Math.abs(lo) * 0.05 || 1) : (hi - lo) * 0.05;
     lo -= pad; hi += pad;
-    const t0 = t[0], t1 = t.length > 1 ? t[t.length - 1] : t0 + 1;
     const x = (v) => L + ((v - t0) / (t1 - t0)) * pw;
     const y = (v) => T + (1 - (v - lo) / (hi - lo)) * ph;
     // grid and tick labels
@@ -328,41 +358,39 @@
     g.fillStyle = "#5c6778";
     g.textAlign = "right";
     g.textBaseline = "middle";
-    for (const v of ticks(lo, hi, 5)) {
+    for (const v of ticks(lo, hi, ph >= 80 ? 3 : 2)) {
       const yy = Math.round(y(v)) + 0.5;
       g.beginPath(); g.moveTo(L, yy); g.lineTo(L + pw, yy); g.stroke();
       g.fillText(fmtNum(v), L - 6, yy);
     }
     g.textAlign = "center";
     g.textBaseline = "top";
-    for (const v of ticks(t0, t1, 8)) {
+    for (const v of ticks(t0, t1, 5)) {
       const xx = Math.round(x(v)) + 0.5;
       g.beginPath(); g.moveTo(xx, T); g.lineTo(xx, T + ph); g.stroke();
-      g.fillText(fmtNum(v), xx, T + ph + 5);
+      if (last) g.fillText(fmtNum(v), xx, T + ph + 5);
     }
     g.strokeStyle = "#9aa3b1";
     g.strokeRect(L + 0.5, T + 0.5, pw, ph);
-    g.fillStyle = "#1d2430";
-    g.fillText("time (ms)", L + pw / 2, T + ph + 22);
-    // the axes' lines
+    if (last) {
+      g.fillStyle = "#1d2430";
+      g.fillText("time (ms)", L + pw / 2, T + ph + 22);
+    }
+    // the axis' line
     g.save();
     g.beginPath(); g.rect(L, T, pw, ph); g.clip();
     g.lineWidth = 1.5;
     g.lineJoin = "round";
-    s.axes.forEach((vals, i) => {
-      if (state.hidden.has(i)) return;
-      g.strokeStyle = COLORS[i % COLORS.length];
-      g.beginPath();
-      vals.forEach((v, j) => { if (j) g.lineTo(x(t[j]), y(v)); else g.moveTo(x(t[j]), y(v)); });
-      if (vals.length === 1) g.arc(x(t[0]), y(vals[0]), 2, 0, 2 * Math.PI);
-      g.stroke();
-    });
+    g.strokeStyle = COLORS[i % COLORS.length];
+    g.beginPath();
+    vals.forEach((v, j) => { if (j) g.lineTo(x(t[j]), y(v)); else g.moveTo(x(t[j]), y(v)); });
+    if (vals.length === 1) g.arc(x(t[0]), y(vals[0]), 2, 0, 2 * Math.PI);
+    g.stroke();
     g.restore();
-    window.uingestDashboard.plotted = s.sample_id;
   }
 
   window.addEventListener("resize", draw);
-  window.uingestDashboard.selectSample = selectSample; // remote.js plots a sample recorded from its form
-  draw();
+  // remote.js plots a sample recorded from its form (following newest or not, as the user left it)
+  window.uingestDashboard.selectSample = selectSample;
   start();
 })();
