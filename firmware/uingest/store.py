@@ -223,6 +223,8 @@ class Store:
     def oldest(self):
         """The oldest intact entry, or None. Damaged entries (which a rename
         never produces, but flash can) are moved aside, never returned."""
+        if self.count <= 0:  # the app asks after every window: no walk of the folder (ms on a board's flash)
+            return None
         name = self._oldest_name()
         while name is not None:
             entry = self._open(name)
