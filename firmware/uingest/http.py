@@ -299,11 +299,8 @@ class Client:
                 % (method, self.base_path, path, self._host_header, length)
             ).encode()
         )
-        if type(headers) is bytes:  # lines made once (post_message)
-            self.write(headers)
-        else:
-            for k in headers:
-                self.write(("%s: %s\r\n" % (k, headers[k])).encode())
+        for k in headers:
+            self.write(("%s: %s\r\n" % (k, headers[k])).encode())
         self.write(b"\r\n")
         if write_body is not None:
             write_body(self)
@@ -431,23 +428,10 @@ def _reason(body):
 # A Message also has .signature (the signature is inside an Entry's bytes).
 
 
-# The headers and content type of the last post, and their lines: a board
-# posts window after window with the same ones, formatted once (9 us a window
-# on the unix port). No new name: each costs a board's pool of names.
-_last: list = [None, None, None]
-
-
 def post_message(client, path, headers, body):
     """POST a body (see above); returns an Outcome, never raises for the network."""
-    c = _last
-    if c[0] != headers or c[1] != body.content_type:
-        d = dict(headers)
-        d["Content-Type"] = body.content_type
-        h = bytearray()
-        for k in d:
-            h += ("%s: %s\r\n" % (k, d[k])).encode()
-        c[:] = (dict(headers), body.content_type, bytes(h))  # a copy: a caller may change its dict
-    h = c[2]
+    h = dict(headers)
+    h["Content-Type"] = body.content_type
     # Outside the try: an encoder error (a NaN sample, say) is the caller's,
     # not the network's, and must not come back as RETRY.
     length = body.length  # a Message signs in a first pass: Content-Length before the body
