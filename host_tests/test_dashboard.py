@@ -2,6 +2,7 @@
 real headless Chromium (Debian's, driven by Playwright) at 1280x800 that must update live, open with the newest
 sample plotted one panel per axis, draw a clicked sample, and fit its width (checked on a screenshot too)."""
 
+import contextlib
 import http.client
 import json
 import logging
@@ -317,6 +318,29 @@ def _browser(p):
     return p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS, timeout=20000)
 
 
+@contextlib.contextmanager
+def dashboard_page(url, viewport=None, console_errors=True):
+    """The dashboard at url (its key given in the address, as the server's log line prints it) in headless
+    Chromium: (page, errors), errors collecting the page's uncaught errors and (console_errors) the console's,
+    a refused request among them; closed after."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed: `make test` installs requirements-dev.txt into .venv")
+    with sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            page = browser.new_page(viewport=viewport or VIEWPORT)
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            if console_errors:
+                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(url)
+            yield page, errors
+        finally:
+            browser.close()
+
+
 def wait_until(page, js, timeout=10.0):
     """Poll a JS expression with page.evaluate (page.wait_for_function evaluates strings in the page, which
     the dashboard's Content-Security-Policy forbids, as it should)."""
@@ -421,103 +445,90 @@ def check_panels_and_layout(page, shot, axes):
 
 
 def test_dashboard_in_a_browser(server, tmp_path):
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("playwright is not installed: `make test` installs requirements-dev.txt into .venv")
     srv, c = server()
-    with sync_playwright() as p:
-        browser = _browser(p)
-        try:
-            page = browser.new_page(viewport=VIEWPORT)
-            errors = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.goto(srv.url + "/?key=" + API_KEY)
-            wait_until(page, "document.getElementById('status').textContent === 'live'")
-            assert page.url == srv.url + "/", "the key stays in the address bar"
-            assert page.text_content("#total") == "0"
-            assert "No samples yet" in page.text_content("#plotinfo") and page.locator("#panels figure").count() == 0
-            page.evaluate("window.__notReloaded = true")
+    with dashboard_page(srv.url + "/?key=" + API_KEY) as (page, errors):
+        wait_until(page, "document.getElementById('status').textContent === 'live'")
+        assert page.url == srv.url + "/", "the key stays in the address bar"
+        assert page.text_content("#total") == "0"
+        assert "No samples yet" in page.text_content("#plotinfo") and page.locator("#panels figure").count() == 0
+        page.evaluate("window.__notReloaded = true")
 
-            # the first sample on an empty dashboard is plotted as it arrives, one panel per axis
-            c.post(body_of(device_name="dev-a"), "idle")
-            wait_until(page, "window.uingestDashboard.plotted === 1")
-            assert page.text_content("#total") == "1"
-            texts = lambda sel: page.locator(sel).all_inner_texts()  # noqa: E731
-            assert texts("#panels figcaption") == ["accX(m/s2)", "accY(m/s2)", "accZ(m/s2)"]
-            assert page.is_checked("#follow")
+        # the first sample on an empty dashboard is plotted as it arrives, one panel per axis
+        c.post(body_of(device_name="dev-a"), "idle")
+        wait_until(page, "window.uingestDashboard.plotted === 1")
+        assert page.text_content("#total") == "1"
+        texts = lambda sel: page.locator(sel).all_inner_texts()  # noqa: E731
+        assert texts("#panels figcaption") == ["accX(m/s2)", "accY(m/s2)", "accZ(m/s2)"]
+        assert page.is_checked("#follow")
 
-            # live: windows posted now show up without a reload, and the newest is plotted (nothing clicked yet)
-            c.post(body_of(device_name="dev-a", phase=1), "idle")
-            c.post(body_of(device_name="dev-b", phase=2, scale=0.5), "wave", category="testing")
-            c.post(body_of(device_name="dev-b", phase=3), "wave")
-            wait_until(page, "document.getElementById('total').textContent === '4'")
-            assert page.evaluate("window.__notReloaded") is True
-            wait_until(page, "document.querySelectorAll('#samples tbody tr').length === 4")
-            assert texts('#labels tr[data-label="idle"] td') == ["idle", "2", "0", "0", "2"]
-            assert texts('#labels tr[data-label="wave"] td') == ["wave", "1", "1", "0", "2"]
-            assert texts('#devices tr[data-device="dev-b"] td')[:3] == ["dev-b", "ESP32_DEVKITC", "2"]
-            assert texts('#categories tr[data-category="training"] td') == ["training", "3"]
-            assert texts("#samples tbody tr td:first-child") == ["4", "3", "2", "1"]
-            wait_until(page, "window.uingestDashboard.plotted === 4")
-            assert "selected" in page.get_attribute('#samples tr[data-sample-id="4"]', "class").split()
+        # live: windows posted now show up without a reload, and the newest is plotted (nothing clicked yet)
+        c.post(body_of(device_name="dev-a", phase=1), "idle")
+        c.post(body_of(device_name="dev-b", phase=2, scale=0.5), "wave", category="testing")
+        c.post(body_of(device_name="dev-b", phase=3), "wave")
+        wait_until(page, "document.getElementById('total').textContent === '4'")
+        assert page.evaluate("window.__notReloaded") is True
+        wait_until(page, "document.querySelectorAll('#samples tbody tr').length === 4")
+        assert texts('#labels tr[data-label="idle"] td') == ["idle", "2", "0", "0", "2"]
+        assert texts('#labels tr[data-label="wave"] td') == ["wave", "1", "1", "0", "2"]
+        assert texts('#devices tr[data-device="dev-b"] td')[:3] == ["dev-b", "ESP32_DEVKITC", "2"]
+        assert texts('#categories tr[data-category="training"] td') == ["training", "3"]
+        assert texts("#samples tbody tr td:first-child") == ["4", "3", "2", "1"]
+        wait_until(page, "window.uingestDashboard.plotted === 4")
+        assert "selected" in page.get_attribute('#samples tr[data-sample-id="4"]', "class").split()
 
-            # a filter by label, then back
-            page.click('#labels tr[data-label="wave"]')
-            wait_until(page, "document.querySelectorAll('#samples tbody tr').length === 2")
-            assert texts("#samples tbody tr td:nth-child(4)") == ["wave", "wave"]
-            page.click("#filter")
-            wait_until(page, "document.querySelectorAll('#samples tbody tr').length === 4")
+        # a filter by label, then back
+        page.click('#labels tr[data-label="wave"]')
+        wait_until(page, "document.querySelectorAll('#samples tbody tr').length === 2")
+        assert texts("#samples tbody tr td:nth-child(4)") == ["wave", "wave"]
+        page.click("#filter")
+        wait_until(page, "document.querySelectorAll('#samples tbody tr').length === 4")
 
-            # click a sample: its axes are drawn, a panel per axis captioned with its name and unit
-            page.click('#samples tr[data-sample-id="3"]')
-            wait_until(page, "window.uingestDashboard.plotted === 3")
-            assert texts("#panels figcaption") == ["accX(m/s2)", "accY(m/s2)", "accZ(m/s2)"]
-            assert "wave" in page.text_content("#plottitle")
-            assert not page.is_checked("#follow"), "a click picks a sample: new ones no longer take the plot"
-            counts = page.evaluate(PIXELS_JS)
-            assert all(n > 100 for n in counts), "axis lines not drawn: %r pixels per axis colour" % counts
-            # a sample posted while one the user picked is plotted keeps the plot and the selection
-            c.post(body_of(device_name="dev-c", phase=4), "idle")
-            wait_until(page, "document.getElementById('total').textContent === '5'")
-            assert page.get_attribute('#samples tr[data-sample-id="3"]', "class") == "selected"
-            assert page.evaluate("[window.uingestDashboard.state.selected, window.uingestDashboard.plotted]") == [3, 3]
+        # click a sample: its axes are drawn, a panel per axis captioned with its name and unit
+        page.click('#samples tr[data-sample-id="3"]')
+        wait_until(page, "window.uingestDashboard.plotted === 3")
+        assert texts("#panels figcaption") == ["accX(m/s2)", "accY(m/s2)", "accZ(m/s2)"]
+        assert "wave" in page.text_content("#plottitle")
+        assert not page.is_checked("#follow"), "a click picks a sample: new ones no longer take the plot"
+        counts = page.evaluate(PIXELS_JS)
+        assert all(n > 100 for n in counts), "axis lines not drawn: %r pixels per axis colour" % counts
+        # a sample posted while one the user picked is plotted keeps the plot and the selection
+        c.post(body_of(device_name="dev-c", phase=4), "idle")
+        wait_until(page, "document.getElementById('total').textContent === '5'")
+        assert page.get_attribute('#samples tr[data-sample-id="3"]', "class") == "selected"
+        assert page.evaluate("[window.uingestDashboard.state.selected, window.uingestDashboard.plotted]") == [3, 3]
 
-            # an accelerometer and a gyro (6 axes, two units, gravity on accZ): a new page opens with it
-            # plotted, 6 panels each on its own range, and fits the window
-            c.post(wobble_body(IMU6), "shake")
-            wait_until(page, "document.getElementById('total').textContent === '6'")
-            assert page.evaluate("window.uingestDashboard.plotted") == 3
-            page.check("#follow")  # following again: the newest is plotted
-            wait_until(page, "window.uingestDashboard.plotted === 6")
-            check_panels_and_layout(page, tmp_path / "dashboard.png", IMU6)
+        # an accelerometer and a gyro (6 axes, two units, gravity on accZ): a new page opens with it
+        # plotted, 6 panels each on its own range, and fits the window
+        c.post(wobble_body(IMU6), "shake")
+        wait_until(page, "document.getElementById('total').textContent === '6'")
+        assert page.evaluate("window.uingestDashboard.plotted") == 3
+        page.check("#follow")  # following again: the newest is plotted
+        wait_until(page, "window.uingestDashboard.plotted === 6")
+        check_panels_and_layout(page, tmp_path / "dashboard.png", IMU6)
 
-            # without a key, the page asks for one; then it opens with the newest sample plotted
-            page2 = browser.new_page(viewport=VIEWPORT)
-            page2.on("pageerror", lambda e: errors.append(str(e)))
-            page2.goto(srv.url + "/")
-            page2.wait_for_selector("#keyform", state="visible", timeout=10000)
-            page2.fill("#keyinput", API_KEY)
-            page2.click("#keyform button")
-            wait_until(page2, "document.getElementById('total').textContent === '6'")
-            wait_until(page2, "window.uingestDashboard.plotted === 6")
-            assert "shake" in page2.text_content("#plottitle")
-            check_panels_and_layout(page2, tmp_path / "dashboard-open.png", IMU6)
+        # without a key, the page asks for one; then it opens with the newest sample plotted
+        page2 = page.context.browser.new_page(viewport=VIEWPORT)
+        page2.on("pageerror", lambda e: errors.append(str(e)))
+        page2.goto(srv.url + "/")
+        page2.wait_for_selector("#keyform", state="visible", timeout=10000)
+        page2.fill("#keyinput", API_KEY)
+        page2.click("#keyform button")
+        wait_until(page2, "document.getElementById('total').textContent === '6'")
+        wait_until(page2, "window.uingestDashboard.plotted === 6")
+        assert "shake" in page2.text_content("#plottitle")
+        check_panels_and_layout(page2, tmp_path / "dashboard-open.png", IMU6)
 
-            # many axes: a panel each still, taller page (it scrolls down), never wider
-            many = [("ch%d" % i, "V") for i in range(12)]
-            c.post(wobble_body(many, device_name="dev-12"), "many")
-            wait_until(page2, "window.uingestDashboard.plotted === 7")
-            layout = check_panels_and_layout(page2, tmp_path / "dashboard-12.png", many)
-            assert layout["scrollHeight"] > layout["clientHeight"], layout
-            # a one-axis sample: one panel
-            c.post(wobble_body([("audio", "i16")], device_name="dev-mic"), "hum")
-            wait_until(page2, "window.uingestDashboard.plotted === 8")
-            check_panels_and_layout(page2, tmp_path / "dashboard-1.png", [("audio", "i16")])
-            assert not errors, errors
-        finally:
-            browser.close()
+        # many axes: a panel each still, taller page (it scrolls down), never wider
+        many = [("ch%d" % i, "V") for i in range(12)]
+        c.post(wobble_body(many, device_name="dev-12"), "many")
+        wait_until(page2, "window.uingestDashboard.plotted === 7")
+        layout = check_panels_and_layout(page2, tmp_path / "dashboard-12.png", many)
+        assert layout["scrollHeight"] > layout["clientHeight"], layout
+        # a one-axis sample: one panel
+        c.post(wobble_body([("audio", "i16")], device_name="dev-mic"), "hum")
+        wait_until(page2, "window.uingestDashboard.plotted === 8")
+        check_panels_and_layout(page2, tmp_path / "dashboard-1.png", [("audio", "i16")])
+        assert not errors, errors
 
 
 def post_parts(c, parts):
@@ -538,10 +549,6 @@ def post_parts(c, parts):
 def test_sample_view_shows_a_samples_label_files(server):
     """Boxes, key/value labels and structured labels (label files of the /files request) are in the sample
     records and shown as text in the sample view, for an image (not plotted) and for a message."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("playwright is not installed: `make test` installs requirements-dev.txt into .venv")
     srv, c = server()
     boxes = [{"label": "cup", "x": 1, "y": 2, "width": 3, "height": 4}]
     segments = [{"label": "idle", "startIndex": 0, "endIndex": 19}, {"label": "wave", "startIndex": 20, "endIndex": 39}]
@@ -569,26 +576,18 @@ def test_sample_view_shows_a_samples_label_files(server):
         and msg["label_map"] == {"place": "desk"}
     )
     assert c.get_json("/api/dashboard/samples/2")[1]["structured_labels"] == segments
-    with sync_playwright() as p:
-        browser = _browser(p)
-        try:
-            page = browser.new_page(viewport=VIEWPORT)
-            errors = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(srv.url + "/?key=" + API_KEY)
-            wait_until(page, "document.querySelectorAll('#samples tbody tr').length === 2")
-            page.click('#samples tr[data-sample-id="1"]')
-            wait_until(page, "document.getElementById('plotinfo').textContent.includes('not a data acquisition')")
-            assert page.locator("#labelinfo li").all_inner_texts() == ["bounding boxes: cup at (1, 2) 3x4"]
-            page.click('#samples tr[data-sample-id="2"]')
-            wait_until(page, "window.uingestDashboard.plotted === 2")
-            assert page.locator("#labelinfo li").all_inner_texts() == [
-                "label map: place = desk",
-                "structured labels: rows 0-19 idle, rows 20-39 wave",
-            ]
-            assert not errors, errors
-        finally:
-            browser.close()
+    with dashboard_page(srv.url + "/?key=" + API_KEY, console_errors=False) as (page, errors):  # an image: 422
+        wait_until(page, "document.querySelectorAll('#samples tbody tr').length === 2")
+        page.click('#samples tr[data-sample-id="1"]')
+        wait_until(page, "document.getElementById('plotinfo').textContent.includes('not a data acquisition')")
+        assert page.locator("#labelinfo li").all_inner_texts() == ["bounding boxes: cup at (1, 2) 3x4"]
+        page.click('#samples tr[data-sample-id="2"]')
+        wait_until(page, "window.uingestDashboard.plotted === 2")
+        assert page.locator("#labelinfo li").all_inner_texts() == [
+            "label map: place = desk",
+            "structured labels: rows 0-19 idle, rows 20-39 wave",
+        ]
+        assert not errors, errors
 
 
 def test_an_index_line_holding_a_lone_surrogate_does_not_break_the_dashboard(tmp_path):
@@ -620,10 +619,6 @@ def test_an_index_line_holding_a_lone_surrogate_does_not_break_the_dashboard(tmp
 def test_a_unicode_label_is_shown_as_it_was_sent(server):
     """A label sent percent-encoded (as Edge Impulse's uploader and the board send one that is not plain ASCII)
     is shown in the page as the text it is: in the labels table, the samples table and the plot's title."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("playwright is not installed: `make test` installs requirements-dev.txt into .venv")
     import urllib.parse
 
     srv, c = server()
@@ -636,20 +631,12 @@ def test_a_unicode_label_is_shown_as_it_was_sent(server):
     }
     status, _, reply = c.request("POST", "/api/training/data", body_of(), headers)
     assert status == 200, reply
-    with sync_playwright() as p:
-        browser = _browser(p)
-        try:
-            page = browser.new_page(viewport=VIEWPORT)
-            errors = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(srv.url + "/?key=" + API_KEY)
-            wait_until(page, "document.querySelectorAll('#samples tbody tr').length === 1")
-            assert page.locator("#labels tbody tr td").all_inner_texts()[0] == label
-            assert page.locator("#labels tbody tr").get_attribute("data-label") == label
-            assert label in page.locator("#samples tbody tr").inner_text()
-            page.click('#samples tr[data-sample-id="1"]')
-            wait_until(page, "window.uingestDashboard.plotted === 1")
-            assert page.text_content("#plottitle") == "Sample 1: %s (training)" % label
-            assert not errors, errors
-        finally:
-            browser.close()
+    with dashboard_page(srv.url + "/?key=" + API_KEY) as (page, errors):
+        wait_until(page, "document.querySelectorAll('#samples tbody tr').length === 1")
+        assert page.locator("#labels tbody tr td").all_inner_texts()[0] == label
+        assert page.locator("#labels tbody tr").get_attribute("data-label") == label
+        assert label in page.locator("#samples tbody tr").inner_text()
+        page.click('#samples tr[data-sample-id="1"]')
+        wait_until(page, "window.uingestDashboard.plotted === 1")
+        assert page.text_content("#plottitle") == "Sample 1: %s (training)" % label
+        assert not errors, errors
