@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from uingest_tools.loopback import FakeServer, reply
+from uingest_tools.loopback import FakeServer, late_after, reply
 
 KEY = "ei_hostile_api_key_77"
 HKEY = "hostile-hmac-key"
@@ -131,18 +131,6 @@ def test_a_reply_glued_to_the_last_is_never_the_next_reply(mpy, bundle):
     assert second[:3] == ["ACCEPTED", 200, "stored.cbor"]
 
 
-def late_bytes(late):
-    """Answer 200, then, while the connection idles, send late (and keep it open)."""
-
-    def act(conn):
-        conn.sendall(reply(body=b"ok"))
-        time.sleep(0.05)
-        conn.sendall(late)
-        return None
-
-    return act
-
-
 @pytest.mark.parametrize(
     "late",
     [reply(408, b"request timeout"), b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nghost", b"\r\n"],
@@ -152,6 +140,6 @@ def test_bytes_on_an_idle_kept_alive_connection_are_never_the_next_reply(mpy, bu
     """A server that sends something on the kept-alive connection while it idles between posts (uvicorn's and
     our own collector's 408, a stray reply): the next post goes out on a fresh connection and gets its own
     reply (before, a late 408 was taken as the answer and the window dropped as REJECTED)."""
-    [first, second] = run(mpy, bundle, [late_bytes(late), GOOD], pause_ms=300)
+    [first, second] = run(mpy, bundle, [late_after(reply(body=b"ok"), late), GOOD], pause_ms=300)
     assert first[:3] == ["ACCEPTED", 200, "ok"]
     assert second[:3] == ["ACCEPTED", 200, "stored.cbor"]

@@ -12,7 +12,7 @@ from sample_windows import imu
 from uingest import http
 from uingest.upload import post_window
 from uingest_tools.acquisition import decode, verify_signature
-from uingest_tools.loopback import FakeServer, close_after, reply, stall
+from uingest_tools.loopback import FakeServer, close_after, late_after, reply, stall
 
 KEY = "ei_test_api_key_123"
 HKEY = "hmac_key_456"
@@ -135,18 +135,6 @@ def test_bytes_after_a_reply_are_never_the_next_reply(server):
     assert server.connections == 2 and len(server.requests) == 2
 
 
-def late_bytes(late):
-    """Answer 200, then, while the connection idles, send late (and keep the connection open)."""
-
-    def act(conn):
-        conn.sendall(reply(body=b"first"))
-        time.sleep(0.05)
-        conn.sendall(late)
-        return None
-
-    return act
-
-
 @pytest.mark.parametrize(
     "late",
     [reply(408, b"request timeout"), reply(body=b"ghost"), b"\r\n"],
@@ -155,7 +143,7 @@ def late_bytes(late):
 def test_bytes_on_an_idle_kept_alive_connection_are_never_the_next_reply(late):
     """What a server sends while the kept-alive connection idles between posts (a late 408, a stray reply) is
     not this post's reply: the post goes out on a fresh connection (on the unix port: test_hostile_server)."""
-    server = FakeServer([late_bytes(late), reply(body=b"second")])
+    server = FakeServer([late_after(reply(body=b"first"), late), reply(body=b"second")])
     try:
         client = http.Client(server.url, timeout_ms=2000)
         first = post_window(client, imu(20), KEY, label="wave", hmac_key=HKEY, device_name="t")

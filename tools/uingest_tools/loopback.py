@@ -60,6 +60,18 @@ def close_after(data):
     return act
 
 
+def late_after(first, late, pause=0.05):
+    """An action: answer with first, then, while the connection idles, send late (and keep it open)."""
+
+    def act(conn):
+        conn.sendall(first)
+        time.sleep(pause)
+        conn.sendall(late)
+        return None
+
+    return act
+
+
 def stall(seconds, forward=False):
     return ("stall_after" if forward else "stall_before", seconds)
 
