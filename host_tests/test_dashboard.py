@@ -640,3 +640,17 @@ def test_a_unicode_label_is_shown_as_it_was_sent(server):
         wait_until(page, "window.uingestDashboard.plotted === 1")
         assert page.text_content("#plottitle") == "Sample 1: %s (training)" % label
         assert not errors, errors
+
+
+def test_axis_ticks_end_whatever_the_range():
+    """A range of a few float steps (0.1 + 0.2 against 0.3, 1e20 and 16384 over it) made ticks() add a step that no
+    longer moved its value, for ever: a sample like that froze every dashboard that followed the newest."""
+    ranges = [[0.3, 0.1 + 0.2], [1.7e12, 1.7e12 + 0.000244], [1e20, 1e20 + 16384], [0, 10], [-5, 5]]
+    script = os.path.join(os.path.dirname(__file__), "js", "dashboard_ticks.js")
+    js = os.path.join(os.path.dirname(serve.__file__), "dashboard_assets", "dashboard.js")
+    out = subprocess.run(
+        ["node", script, js, json.dumps(ranges)], capture_output=True, text=True, timeout=10, check=True
+    ).stdout.splitlines()
+    found = [json.loads(line) for line in out]
+    assert len(found) == len(ranges) and all(len(t) <= 51 for t in found), found
+    assert found[3] == [0, 5, 10] and found[4] == [-5, 0, 5]

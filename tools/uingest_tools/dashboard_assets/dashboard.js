@@ -303,7 +303,12 @@
     for (const m of [10, 5, 2, 1, 0.5]) {
       const step = m * mag;
       out = [];
-      for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+      // by index, at most 50: v += step can stop moving v where step is under v's precision
+      const first = Math.ceil(lo / step);
+      for (let i = 0; i <= 50 && (first + i) * step <= hi + step * 1e-9; i++) {
+        const v = (first + i) * step;
+        out.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+      }
       if (out.length >= want) break;
     }
     return out;
@@ -347,7 +352,9 @@
     let lo = Infinity, hi = -Infinity;
     for (const v of vals) { if (v < lo) lo = v; if (v > hi) hi = v; }
     if (!isFinite(lo) || !isFinite(hi)) { lo = -1; hi = 1; }
-    const pad = lo === hi ? (Math.abs(lo) * 0.05 || 1) : (hi - lo) * 0.05;
+    // a range of a few float steps (0.1 + 0.2 against 0.3) is drawn as one value: ticks need a step that moves v
+    const flat = hi - lo <= Math.abs(hi) * 1e-9;
+    const pad = flat ? (Math.abs(lo) * 0.05 || 1) : (hi - lo) * 0.05;
     lo -= pad; hi += pad;
     const x = (v) => L + ((v - t0) / (t1 - t0)) * pw;
     const y = (v) => T + (1 - (v - lo) / (hi - lo)) * ph;
