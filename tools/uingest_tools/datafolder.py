@@ -278,9 +278,13 @@ class DataFolder:
                 records.append(record)
         try:
             if records:
-                self._append_index(records)
+                size = self._append_index(records)
                 if self._flush is not None:
-                    self._flush()
+                    try:
+                        self._flush()
+                    except OSError:
+                        self._cut_index(size)  # lines not durable: not left for the next commit's ids to repeat
+                        raise
             for path in removed:
                 os.unlink(path)
         except OSError as e:
@@ -584,10 +588,14 @@ class DataFolder:
         try:
             if size == 0:  # this group made it: the folder as it was
                 os.unlink(self.index_path)
+                self._index_ends_clean = True
                 return
             with open(self.index_path, "r+b", buffering=0) as f:
                 f.truncate(size)
                 os.fsync(f.fileno())
+                f.seek(size - 1)
+                # as it was before the group: a line a crash cut, which the next line must not continue
+                self._index_ends_clean = f.read(1) == b"\n"
         except OSError:
             self._index_ends_clean = False
 
