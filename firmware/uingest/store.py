@@ -198,9 +198,10 @@ class Store:
             except OSError:
                 pass
             raise
-        _sync()
+        # counted before anything else can fail: the entry is in the queue now (oldest() trusts the count)
         self.count += 1
-        self.used += _size(self._path(name))
+        self.used += length + len(head)
+        _sync()
         return name
 
     def _make_room(self, need):
