@@ -185,11 +185,11 @@ class Client:
             p = self._poll
             try:
                 while done < n:
-                    left = time.ticks_diff(self._deadline, time.ticks_ms())
-                    if left <= 0:
-                        raise OSError(110)  # timed out
                     k = s.write(mv[done:] if done else mv)  # pyright: ignore[reportOptionalMemberAccess] (connected)
                     if k is None:  # the socket is full, or TLS's handshake (the first write runs it) waits
+                        left = time.ticks_diff(self._deadline, time.ticks_ms())  # after the write's own time
+                        if left <= 0:
+                            raise OSError(110)  # timed out
                         p.modify(s, 4)  # pyright: ignore[reportOptionalMemberAccess] select.POLLOUT: TLS polls its handshake's way
                         p.ipoll(left)  # pyright: ignore[reportOptionalMemberAccess]
                         p.modify(s, 1)  # pyright: ignore[reportOptionalMemberAccess]

@@ -64,7 +64,9 @@ class Client:
             self._drop("reconnecting", 1000)
         self._deadline = time.ticks_add(time.ticks_ms(), self.timeout_ms)
         try:
-            self._connect()  # TCP and TLS first: the TLS handshake's peak is not the cold path's too
+            # TCP first (CPython: and TLS); MicroPython's TLS handshake runs in the upgrade's first write, with
+            # the cold path loaded: mode both over TLS measured the same smallest heap (124K / 86K) as before
+            self._connect()
             cold("wscold", "handshake", self)
         except Exception as e:  # MemoryError too: loading the cold path
             self._addr = None
