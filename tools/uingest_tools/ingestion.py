@@ -451,11 +451,9 @@ class Ingestion:
             if failed:
                 # Edge Impulse's uploader reads the top-level error of a reply that is not a success (before the
                 # files'): without one it shows a bare "Error"
-                reply["error"] = (
-                    failed[0]["error"]
-                    if len(failed) == 1
-                    else "; ".join("%s: %s" % (r["fileName"], r["error"]) for r in failed)
-                )
+                shown = ["%s: %s" % (r["fileName"] or "(no file name)", r["error"]) for r in failed[:5]]
+                more = " (+%d more: see files)" % (len(failed) - 5) if len(failed) > 5 else ""
+                reply["error"] = failed[0]["error"] if len(failed) == 1 else "; ".join(shown) + more
             return JSONResponse(reply)
         except Rejected as e:
             return JSONResponse({"success": False, "error": e.line}, status_code=e.status)

@@ -183,7 +183,7 @@ def parse_start_sampling(body, sensors: list) -> dict:
     if longest and length > longest * 1000:
         # Studio offers at most this; the device would refuse it after the API said success
         raise Refused(
-            "lengthMs %d is longer than sensor %r records (maxSampleLengthS %g s): lengthMs at most %d"
+            "lengthMs %d is longer than sensor %r records (maxSampleLengthS %g s): lengthMs at most %g"
             % (length, sensor, longest, longest * 1000)
         )
     if offered and 1000 / interval > max(offered) * RATE_SLACK:
