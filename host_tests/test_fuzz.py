@@ -588,6 +588,9 @@ def responses(draw):
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batch=st.lists(responses(), min_size=5, max_size=30))
+# a batch that found a message head cache pinning 200 bytes mid-heap: the fifth Client's 1460-byte buffer
+# no longer fitted the fragmented 64K heap (MemoryError)
+@example(batch=[b"HTTP/1.1 200 \r\nTransfer-Encoding: close\r\n\r\n\x00", b"", b"", b"", b""])
 def test_parser_random_replies(mpy, bundle, batch):
     run_responses(mpy, bundle, batch)
 

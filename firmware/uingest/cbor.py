@@ -149,40 +149,21 @@ def sensors_block(sensors):
     return _cache[1]
 
 
-# The last head's arguments but iat, and its two parts: a board's windows
-# differ in iat alone (compared by identity: a miss only costs the building)
-_last: list = [None] * 9
-
-
 def message_head(alg, iat, device_name, device_type, interval_ms, sensors, width, rows):
     """Message bytes up to the first value, and the offset of the
     64-character signature placeholder in them."""
-    c = _last
-    if not (
-        c[0] is alg
-        and c[1] is (iat is None)
-        and c[2] is device_name
-        and c[3] is device_type
-        and c[4] is interval_ms
-        and c[5] is sensors
-        and c[6] is width
-        and c[7] is rows
-    ):
-        # Keys and fixed parts as literals: {"protected": {"ver": "v1", "alg": ...
-        p = b"\xa3\x69protected" + (b"\xa2" if iat is None else b"\xa3") + b"\x63ver\x62v1\x63alg" + text(alg)
-        q = b"\x67payload" + (b"\xa4" if device_name is None else b"\xa5")
-        if device_name is not None:
-            q += b"\x6bdevice_name" + text(device_name)
-        q += b"\x6bdevice_type" + text(device_type) + b"\x6binterval_ms" + number(interval_ms)
-        q += b"\x67sensors" + sensors_block(sensors)
-        q += b"\x66values" + head(_MT_ARRAY, rows if width > 1 else rows * width)
-        c[:] = (alg, iat is None, device_name, device_type, interval_ms, sensors, width, rows, (p, _ZEROS + q))
-    p, q = c[8]
+    # Keys and fixed parts as literals: {"protected": {"ver": "v1", "alg": ...
+    p = b"\xa3\x69protected" + (b"\xa2" if iat is None else b"\xa3") + b"\x63ver\x62v1\x63alg" + text(alg)
     if iat is not None:
-        p = b"".join((p, b"\x63iat", number(iat), b"\x69signature\x78\x40"))
-    else:
-        p += b"\x69signature\x78\x40"
-    return p + q, len(p)
+        p += b"\x63iat" + number(iat)
+    p += b"\x69signature\x78\x40"
+    sig_at = len(p)
+    q = b"\x67payload" + (b"\xa4" if device_name is None else b"\xa5")
+    if device_name is not None:
+        q += b"\x6bdevice_name" + text(device_name)
+    q += b"\x6bdevice_type" + text(device_type) + b"\x6binterval_ms" + number(interval_ms)
+    q += b"\x67sensors" + sensors_block(sensors) + b"\x66values" + head(_MT_ARRAY, rows if width > 1 else rows * width)
+    return b"".join((p, _ZEROS, q)), sig_at
 
 
 _ZEROS = b"0" * 64
