@@ -154,12 +154,13 @@ def test_bench_runs_and_prints_every_table():
     large = re.search(
         r"uingest serve: one (\d+) MB float32 window \(status (\d+)\) stored in [\d.]+ s, "
         r"the server grew by (-?\d+) MB \(([\d.-]+)x the body\); "
-        r"10 devices' small posts meanwhile: p50 ([\d.]+) ms p99 ([\d.]+) ms",
+        r"10 devices' small posts meanwhile: (?:p50 ([\d.]+) ms p99 ([\d.]+) ms|none overlapped it)",
         out,
     )
     assert large, out[-2000:]
     assert large.group(1) == "2" and large.group(2) == "200"
-    assert float(large.group(4)) < 4 and 0 < float(large.group(5)) <= float(large.group(6))
+    # a 2 MB window may be stored before any small post overlaps it (it printed nan for them)
+    assert float(large.group(4)) < 4 and (large.group(5) is None or 0 < float(large.group(5)) <= float(large.group(6)))
 
 
 class Terminal(io.StringIO):
