@@ -573,29 +573,23 @@ class DataFolder:
                 if self._flush is None:
                     os.fsync(f.fileno())
             except BaseException:
-                try:
-                    f.truncate(size)
-                    os.fsync(f.fileno())
-                except OSError:
-                    self._index_ends_clean = False
+                self._cut_index(size)
                 raise
         self._index_ends_clean = True
         return size
 
     def _cut_index(self, size: int) -> None:
-        """Cut the index back to size: this group's lines were written but the flush that would have made them
-        durable failed (or, when even the cut fails, the next line starts on a line of its own)."""
+        """Cut the index back to size: this group's lines failed to be written or made durable (or, when even
+        the cut fails, the next line starts on a line of its own)."""
         try:
             if size == 0:  # this group made it: the folder as it was
                 os.unlink(self.index_path)
-                self._index_ends_clean = True
-                return
-            with open(self.index_path, "r+b", buffering=0) as f:
-                f.truncate(size)
-                os.fsync(f.fileno())
-                f.seek(size - 1)
-                # as it was before the group: a line a crash cut, which the next line must not continue
-                self._index_ends_clean = f.read(1) == b"\n"
+            else:
+                with open(self.index_path, "r+b", buffering=0) as f:
+                    f.truncate(size)
+                    os.fsync(f.fileno())
+            # as it was before the group: a line a crash cut, which the next line must not continue
+            self._index_ends_clean = _ends_with_newline(self.index_path)
         except OSError:
             self._index_ends_clean = False
 
