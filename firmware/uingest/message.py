@@ -233,7 +233,8 @@ class Message:
         max_length() (float text: up to twice its length, for a moment) and
         copied out. A tight heap wants encode_into() a buffer made once, or
         write(); a file window bigger than the heap needs write()."""
-        buf = bytearray(self.length if self._file or self.signature is not None else self.max_length())
+        n = self.max_length()
+        buf = bytearray(n if self._one_pass(n) else self.length)
         return bytes(memoryview(buf)[: self.encode_into(buf)])
 
 
