@@ -44,11 +44,11 @@ def failed(e):
     # CPython raises ssl.SSLCertVerificationError (an OSError and a
     # ValueError). MicroPython's mbedTLS raises ValueError with the multi-line
     # x509 verify info ("The certificate is not correctly signed by the
-    # trusted CA", ...), also from a handshake run by a write; OSError(-30336,
-    # MBEDTLS_ERR_SSL_CA_CHAIN_REQUIRED) when no CA was loaded at all,
-    # OSError(-9984, MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) without verify
-    # info, OSError(-31232,
-    # MBEDTLS_ERR_SSL_BAD_CERTIFICATE) from tlsip's check.
+    # trusted CA", ...), also from a handshake run by a write;
+    # OSError(-30336, MBEDTLS_ERR_SSL_CA_CHAIN_REQUIRED) when no CA was loaded
+    # at all; OSError(-9984, MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) without
+    # verify info; OSError(-31232, MBEDTLS_ERR_SSL_BAD_CERTIFICATE) from
+    # tlsip's check.
     if isinstance(e, ValueError) or (e.args and e.args[0] in (-9984, -30336, -31232)):
         return OSError("TLS certificate verification failed")
     return e
