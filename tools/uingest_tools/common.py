@@ -80,6 +80,25 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, "%s: %s (%s --help shows every option)\n" % (self.prog, message, self.prog))
 
 
+def number_option(kind, least, strictly: bool = False):
+    """An argparse type: a kind (int: a whole number, or float) of at least least (more than it, strictly): a
+    size of 0 would fail minutes into a run, or say nothing."""
+    noun = "a whole number" if kind is int else "a number"
+
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("expected %s, got %r" % (noun, text))
+        if v < least or (strictly and v == least):
+            raise argparse.ArgumentTypeError(
+                "expected %s %s %g, got %s" % (noun, "more than" if strictly else "of at least", least, text)
+            )
+        return v
+
+    return parse
+
+
 # Where a key comes from, first given wins: the option, then uingest's own variable, then Edge Impulse's (what
 # its CLI and SDKs read). UINGEST_* before EI_*: EI_* is often set for a real Edge Impulse project while
 # UINGEST_* names the key meant for this tool (e.g. ei_demo for a local `uingest serve`).

@@ -53,6 +53,7 @@ from .common import (
     add_key_options,
     fsync_path,
     missing_api_key,
+    number_option,
     one_line,
     resolve_keys,
 )
@@ -546,19 +547,6 @@ def _relay_one(target: Target, api_key: str, data_dir: str, rec: dict):
     return target.post(category, fields, headers)
 
 
-def _positive(kind):
-    def parse(text):
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError("expected a number, got %r" % text)
-        if v < 0 or (kind is int and v < 1):
-            raise argparse.ArgumentTypeError("must be positive, got %r" % text)
-        return v
-
-    return parse
-
-
 def main(argv=None) -> int:
     parser = ArgumentParser(
         prog="uingest relay",
@@ -574,14 +562,17 @@ def main(argv=None) -> int:
     add_key_options(parser, api_key="project API key")
     parser.add_argument("--url", default=DEFAULT_URL, help="ingestion service (default %s)" % DEFAULT_URL)
     parser.add_argument(
-        "--timeout", type=_positive(float), default=DEFAULT_TIMEOUT, help="seconds per socket operation (30)"
+        "--timeout", type=number_option(float, 0), default=DEFAULT_TIMEOUT, help="seconds per socket operation (30)"
     )
     parser.add_argument(
-        "--attempts", type=_positive(int), default=DEFAULT_ATTEMPTS, help="tries per sample on 5xx/network errors (5)"
+        "--attempts",
+        type=number_option(int, 1),
+        default=DEFAULT_ATTEMPTS,
+        help="tries per sample on 5xx/network errors (5)",
     )
     parser.add_argument(
         "--retry-delay",
-        type=_positive(float),
+        type=number_option(float, 0),
         default=DEFAULT_RETRY_DELAY,
         help="first backoff delay in seconds, doubled each retry, at most 60 (1)",
     )
