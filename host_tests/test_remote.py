@@ -26,6 +26,16 @@ HMAC_KEY = "board-hmac-key"
 REQUEST_KEY = "studio-request-key"  # the hmacKey of a sample request: the sample is signed with it
 BOARD = os.path.join(ROOT, "boards", "unix-sim")
 RATE = 200
+# the hello the board sends in these scenarios (JSON or CBOR): its config's device, its one sensor
+HELLO = {
+    "version": 3,
+    "apiKey": API_KEY,
+    "deviceId": "remote-test",
+    "deviceType": "UINGEST_UNIX_SIM",
+    "connection": "ip",
+    "sensors": [{"name": "Accelerometer", "maxSampleLengthS": 5, "frequencies": [RATE]}],
+    "supportsSnapshotStreaming": False,
+}
 
 
 def config(d, ingest_url, remote_url, **kw):
@@ -189,15 +199,7 @@ def stored(data):
 def test_hello_is_version_3_json_with_the_boards_sensor(start_board, ingestion, remote):
     board = start_board(ingestion.url, remote.url)
     assert remote.wait_session(1, 20), board.lines
-    assert remote.hellos[0] == {
-        "version": 3,
-        "apiKey": API_KEY,
-        "deviceId": "remote-test",
-        "deviceType": "UINGEST_UNIX_SIM",
-        "connection": "ip",
-        "sensors": [{"name": "Accelerometer", "maxSampleLengthS": 5, "frequencies": [RATE]}],
-        "supportsSnapshotStreaming": False,
-    }
+    assert remote.hellos[0] == HELLO
     time.sleep(0.5)
     assert remote.connections == 1
     assert stored(ingestion.data) == []  # "remote" records only when asked

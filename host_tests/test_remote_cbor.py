@@ -12,7 +12,7 @@ import struct
 import cbor2
 import pytest
 import test_remote
-from test_remote import API_KEY, HMAC_KEY, RATE, REQUEST_KEY, _wait, replies, request, steps, stored
+from test_remote import API_KEY, HELLO, HMAC_KEY, RATE, REQUEST_KEY, _wait, replies, request, steps, stored
 
 from uingest_tools.acquisition import decode, verify_signature
 
@@ -25,15 +25,7 @@ remote = test_remote.remote
 def test_the_hello_and_every_reply_are_cbor_in_binary_frames(start_board, ingestion, remote):
     board = start_board(ingestion.url, remote.url, remote_format="cbor")
     assert remote.wait_session(1, 20), board.lines
-    assert remote.hellos[0] == {
-        "version": 3,
-        "apiKey": API_KEY,
-        "deviceId": "remote-test",
-        "deviceType": "UINGEST_UNIX_SIM",
-        "connection": "ip",
-        "sensors": [{"name": "Accelerometer", "maxSampleLengthS": 5, "frequencies": [RATE]}],
-        "supportsSnapshotStreaming": False,
-    }
+    assert remote.hellos[0] == HELLO
     assert remote.encoding == "cbor"
     remote.send(request("wave", 4000, "testing"))  # in CBOR: the session's encoding
     msgs = replies(remote)
