@@ -1,5 +1,7 @@
 """serve's remote management against what a hostile-input run found: a deviceId with '/' addressed through
-the Studio-compatible routes, an intervalMs the device's sensor cannot sample."""
+the Studio-compatible routes, an intervalMs the device's sensor cannot sample, a lengthMs longer than it records."""
+
+import contextlib
 
 import edgeimpulse_api as ei
 import pytest
@@ -80,6 +82,29 @@ def test_an_unknown_device_id_with_a_slash_is_studios_refusal_not_a_404(server):
     assert status == 200 and body["success"] is False and "'a/b'" in body["error"], body
 
 
+@contextlib.contextmanager
+def asked_to_sample(server, **changes):
+    """A fake device that said hello, and Studio's answer to a start-sampling for it with SAMPLE's fields
+    changed: (device, status, reply)."""
+    dev = FakeDevice(server.ws_url)
+    try:
+        assert dev.say_hello(API_KEY) == {"hello": True}
+        body = dict(SAMPLE, **changes)
+        status, reply = request(server, "POST", "/v1/api/1/device/AA:BB:CC:00:11:22/start-sampling", body)
+        yield dev, status, reply
+    finally:
+        dev.close()
+
+
+def assert_refused_before_the_device(server, dev, status, reply, *words):
+    """Studio's refusal, as for every bad field, naming each of words; nothing reached the device."""
+    assert status == 200 and reply["success"] is False, reply
+    assert all(w in reply["error"] for w in words), reply
+    with pytest.raises(TimeoutError):
+        dev.recv(timeout=0.3)
+    assert server.remote.snapshot()["devices"][0]["state"] == "idle"
+
+
 # --- intervalMs against the sensor's frequencies (remote_device.SENSORS: Accelerometer 62.5 and 100 Hz,
 # Microphone 16000 Hz)
 
@@ -89,18 +114,8 @@ def test_an_unknown_device_id_with_a_slash_is_studios_refusal_not_a_404(server):
     [("Accelerometer", 0.001, "100 Hz"), ("Accelerometer", 5, "100 Hz"), ("Microphone", 0.01, "16000 Hz")],
 )
 def test_an_interval_faster_than_the_sensor_samples_is_refused_with_the_reason(server, sensor, interval, highest):
-    dev = FakeDevice(server.ws_url)
-    try:
-        assert dev.say_hello(API_KEY) == {"hello": True}
-        body = dict(SAMPLE, sensor=sensor, intervalMs=interval)
-        status, reply = request(server, "POST", "/v1/api/1/device/AA:BB:CC:00:11:22/start-sampling", body)
-        assert status == 200 and reply["success"] is False, reply  # Studio's refusal, as for every bad field
-        assert "intervalMs" in reply["error"] and highest in reply["error"] and sensor in reply["error"], reply
-        with pytest.raises(TimeoutError):  # nothing reached the device
-            dev.recv(timeout=0.3)
-        assert server.remote.snapshot()["devices"][0]["state"] == "idle"
-    finally:
-        dev.close()
+    with asked_to_sample(server, sensor=sensor, intervalMs=interval) as (dev, status, reply):
+        assert_refused_before_the_device(server, dev, status, reply, "intervalMs", highest, sensor)
 
 
 @pytest.mark.parametrize(
@@ -114,46 +129,26 @@ def test_an_interval_faster_than_the_sensor_samples_is_refused_with_the_reason(s
     ],
 )
 def test_an_interval_the_sensor_can_sample_is_passed_on(server, sensor, interval):
-    dev = FakeDevice(server.ws_url)
-    try:
-        assert dev.say_hello(API_KEY) == {"hello": True}
-        body = dict(SAMPLE, sensor=sensor, intervalMs=interval)
-        status, reply = request(server, "POST", "/v1/api/1/device/AA:BB:CC:00:11:22/start-sampling", body)
+    with asked_to_sample(server, sensor=sensor, intervalMs=interval) as (dev, status, reply):
         assert reply["success"] is True, reply
         assert dev.recv()["sample"]["interval"] == interval
-    finally:
-        dev.close()
 
 
 # --- lengthMs against the sensor's maxSampleLengthS (Accelerometer 60 s, Microphone 4 s)
+
+FASTEST = {"Microphone": 1000 / 16000, "Accelerometer": 10}  # an intervalMs each sensor samples at
 
 
 @pytest.mark.parametrize("sensor, length, longest", [("Microphone", 4001, "4 s"), ("Accelerometer", 60001, "60 s")])
 def test_a_length_longer_than_the_sensor_records_is_refused_with_the_reason(server, sensor, length, longest):
     """Studio offers at most the device's maxSampleLengthS; a longer lengthMs reached the board, which refused it
     after serve had said success (the board is the one that knows its RAM and flash)."""
-    dev = FakeDevice(server.ws_url)
-    try:
-        assert dev.say_hello(API_KEY) == {"hello": True}
-        body = dict(SAMPLE, sensor=sensor, lengthMs=length, intervalMs=1000 / 16000 if sensor == "Microphone" else 10)
-        status, reply = request(server, "POST", "/v1/api/1/device/AA:BB:CC:00:11:22/start-sampling", body)
-        assert status == 200 and reply["success"] is False, reply
-        assert "lengthMs" in reply["error"] and longest in reply["error"] and sensor in reply["error"], reply
-        with pytest.raises(TimeoutError):  # nothing reached the device
-            dev.recv(timeout=0.3)
-        assert server.remote.snapshot()["devices"][0]["state"] == "idle"
-    finally:
-        dev.close()
+    with asked_to_sample(server, sensor=sensor, lengthMs=length, intervalMs=FASTEST[sensor]) as (dev, status, reply):
+        assert_refused_before_the_device(server, dev, status, reply, "lengthMs", longest, sensor)
 
 
 @pytest.mark.parametrize("sensor, length", [("Microphone", 4000), ("Accelerometer", 60000)])
 def test_a_length_the_sensor_records_is_passed_on(server, sensor, length):
-    dev = FakeDevice(server.ws_url)
-    try:
-        assert dev.say_hello(API_KEY) == {"hello": True}
-        body = dict(SAMPLE, sensor=sensor, lengthMs=length, intervalMs=1000 / 16000 if sensor == "Microphone" else 10)
-        status, reply = request(server, "POST", "/v1/api/1/device/AA:BB:CC:00:11:22/start-sampling", body)
+    with asked_to_sample(server, sensor=sensor, lengthMs=length, intervalMs=FASTEST[sensor]) as (dev, status, reply):
         assert reply["success"] is True, reply
         assert dev.recv()["sample"]["length"] == length
-    finally:
-        dev.close()
