@@ -45,6 +45,48 @@ def test_keep_alive_many_windows_one_connection(server):
     assert decode(body, "cbor")["payload"]["device_name"] == "t"
 
 
+def test_each_post_carries_its_own_headers_when_one_changes(server):
+    """upload.send formats the header lines once while the key, label, format,
+    file name and the body's content type stay the same: a change in any one
+    is sent at once, and a body in another format (a window queued before the
+    config changed) keeps its own Content-Type."""
+    from email import message_from_bytes
+
+    from uingest import upload
+    from uingest.message import Message
+
+    client = http.Client(server.url, timeout_ms=2000)
+    sends = [
+        dict(label="wave"),
+        dict(label="wave"),
+        dict(label="idle"),
+        dict(label="idle", fmt="json"),
+        dict(label="idle", fmt="json", file_name="x.json"),
+        dict(label="idle", fmt="json", file_name="x.json", body_fmt="cbor"),  # the entry's, not the config's
+        dict(label=None),
+    ]
+    for kw in sends:
+        fmt = kw.get("fmt", "cbor")
+        body = Message(imu(2), kw.get("body_fmt", fmt), HKEY)
+        out = upload.send(client, body, KEY, kw["label"], fmt=fmt, file_name=kw.get("file_name"))
+        assert out.kind == http.ACCEPTED
+    client.close()
+    got = []
+    for head, _ in server.requests:
+        h = message_from_bytes(head.split(b"\r\n", 1)[1])  # the stdlib's parser, not uingest's
+        got.append((h["x-label"], h["Content-Type"], h["x-file-name"], h["x-api-key"]))
+    cbor, json_ = "application/cbor", "application/json"
+    assert got == [
+        ("wave", cbor, "wave.cbor", KEY),
+        ("wave", cbor, "wave.cbor", KEY),
+        ("idle", cbor, "idle.cbor", KEY),
+        ("idle", json_, "idle.json", KEY),
+        ("idle", json_, "x.json", KEY),
+        ("idle", cbor, "x.json", KEY),
+        (None, cbor, "sample.cbor", KEY),
+    ]
+
+
 @pytest.mark.parametrize(
     "server",
     [[close_after(reply(body=b"first")), reply(body=b"second")]],

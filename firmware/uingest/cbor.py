@@ -150,20 +150,33 @@ def sensors_block(sensors):
 
 
 def message_head(alg, iat, device_name, device_type, interval_ms, sensors, width, rows):
-    """Message bytes up to the first value, and the offset of the
-    64-character signature placeholder in them."""
+    """Message bytes up to the first value (a bytearray: the signature is
+    patched into it), and the offset of the 64-character signature
+    placeholder in them."""
     # Keys and fixed parts as literals: {"protected": {"ver": "v1", "alg": ...
-    p = b"\xa3\x69protected" + (b"\xa2" if iat is None else b"\xa3") + b"\x63ver\x62v1\x63alg" + text(alg)
+    # One bytearray grown in place: each bytes + bytes was a new object, 3 KB
+    # of garbage a window.
+    p = bytearray(b"\xa3\x69protected\xa2" if iat is None else b"\xa3\x69protected\xa3")
+    p += b"\x63ver\x62v1\x63alg"
+    p += text(alg)
     if iat is not None:
-        p += b"\x63iat" + number(iat)
+        p += b"\x63iat"
+        p += number(iat)
     p += b"\x69signature\x78\x40"
     sig_at = len(p)
-    q = b"\x67payload" + (b"\xa4" if device_name is None else b"\xa5")
+    p += _ZEROS
+    p += b"\x67payload\xa4" if device_name is None else b"\x67payload\xa5\x6bdevice_name"
     if device_name is not None:
-        q += b"\x6bdevice_name" + text(device_name)
-    q += b"\x6bdevice_type" + text(device_type) + b"\x6binterval_ms" + number(interval_ms)
-    q += b"\x67sensors" + sensors_block(sensors) + b"\x66values" + head(_MT_ARRAY, rows if width > 1 else rows * width)
-    return b"".join((p, _ZEROS, q)), sig_at
+        p += text(device_name)
+    p += b"\x6bdevice_type"
+    p += text(device_type)
+    p += b"\x6binterval_ms"
+    p += number(interval_ms)
+    p += b"\x67sensors"
+    p += sensors_block(sensors)
+    p += b"\x66values"
+    p += head(_MT_ARRAY, rows if width > 1 else rows * width)
+    return p, sig_at
 
 
 _ZEROS = b"0" * 64

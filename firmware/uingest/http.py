@@ -299,8 +299,11 @@ class Client:
                 % (method, self.base_path, path, self._host_header, length)
             ).encode()
         )
-        for k in headers:
-            self.write(("%s: %s\r\n" % (k, headers[k])).encode())
+        if type(headers) is bytes:  # the lines, formatted once (upload.send)
+            self.write(headers)
+        else:
+            for k in headers:
+                self.write(("%s: %s\r\n" % (k, headers[k])).encode())
         self.write(b"\r\n")
         if write_body is not None:
             write_body(self)
@@ -355,7 +358,8 @@ class Client:
         return status, body
 
     def request(self, method, path, headers, length=0, write_body=None):
-        """Send one request; returns (status, body: bytes or bytearray, at most 1 KB).
+        """Send one request (headers: a dict, or their lines as bytes); returns
+        (status, body: bytes or bytearray, at most 1 KB).
         Raises OSError (or ValueError for a garbled response) on failure,
         after closing the connection. A kept-alive connection that the
         server had closed is reopened once, transparently."""
@@ -429,9 +433,13 @@ def _reason(body):
 
 
 def post_message(client, path, headers, body):
-    """POST a body (see above); returns an Outcome, never raises for the network."""
-    h = dict(headers)
-    h["Content-Type"] = body.content_type
+    """POST a body (see above); returns an Outcome, never raises for the network.
+    headers: a dict (sent with the body's Content-Type), or the header lines
+    as bytes, the body's Content-Type among them, sent as they are."""
+    h = headers
+    if type(h) is not bytes:
+        h = dict(headers)
+        h["Content-Type"] = body.content_type
     # Outside the try: an encoder error (a NaN sample, say) is the caller's,
     # not the network's, and must not come back as RETRY.
     length = body.length  # a Message signs in a first pass: Content-Length before the body

@@ -99,8 +99,8 @@ class Message:
 
             codec = jsonw
             self._head, self._sig_at = jsonw.head(alg, iat, device_name, device_type, interval_ms, sensors, width)
+            self._head = bytearray(self._head)  # the signature is patched into it (cbor's head is a bytearray)
             self._tail = jsonw.TAIL
-        self._head = bytearray(self._head)  # the signature is patched into it
         self._max_row = codec.max_row_bytes(width, window.typecode)
         self._fill = _filler(fmt, window.typecode, width)
         # A window in a file (filewindow.FileWindow) has no samples array: its

@@ -3,9 +3,9 @@
 # its label and category into a POST, with a typed outcome.
 from . import http, ingest, message
 
-# api_key, label, fmt, file_name and the headers of the last send: a board sends window after window with the
-# same ones, checked and built once (http.post_message copies them, so they are never changed)
-_last: list = [None, None, None, None, None]
+# api_key, label, fmt, file_name, content type and header lines of the last send: a board sends window after
+# window with the same ones, checked and formatted once (a line each was 10 us and a new object a window)
+_last: list = [None, None, None, None, None, None]
 
 
 def send(client, body, api_key, label=None, category="training", fmt="cbor", file_name=None):
@@ -14,12 +14,12 @@ def send(client, body, api_key, label=None, category="training", fmt="cbor", fil
     headers raise ValueError; the network never raises: the result is an
     http.Outcome (ACCEPTED, RETRY or REJECTED)."""
     c = _last
-    if c[0] == api_key and c[1] == label and c[2] == fmt and c[3] == file_name and c[4] is not None:
-        hdrs = c[4]
-    else:
-        hdrs = ingest.headers(api_key, label=label, file_name=file_name, fmt=fmt)
-        c[0], c[1], c[2], c[3], c[4] = api_key, label, fmt, file_name, hdrs
-    return http.post_message(client, "/api/%s/data" % category, hdrs, body)
+    ct = body.content_type
+    if c[0] != api_key or c[1] != label or c[2] != fmt or c[3] != file_name or c[4] != ct:
+        h = ingest.headers(api_key, label=label, file_name=file_name, fmt=fmt)
+        h["Content-Type"] = ct  # the body's: a window queued in another format keeps its own
+        c[:] = (api_key, label, fmt, file_name, ct, b"".join(("%s: %s\r\n" % (k, h[k])).encode() for k in h))
+    return http.post_message(client, "/api/%s/data" % category, c[5], body)
 
 
 def post_window(
