@@ -316,6 +316,25 @@ def test_raw_crlf_in_label(client, header):
     expect_rejected(client, 400, "", lambda: raw_post(client.port, header, msg_bytes()))
 
 
+def test_a_repeated_header_counts_by_its_first(client):
+    """Two x-label lines: the first is the label (as Starlette's request.headers reads them). Two x-api-key
+    lines: the first decides, whatever the second says."""
+    status, _, _ = raw_post(client.port, b"x-label: first\r\nx-label: second\r\n", msg_bytes())
+    assert status == 200 and [r["label"] for r in client.index()] == ["first"]
+    status, _, reply = raw_post(client.port, b"x-api-key: wrong\r\n", msg_bytes(rows=3))  # after raw_post's own
+    assert status == 200, reply
+    body = msg_bytes(rows=4)
+    head = b"POST /api/training/data HTTP/1.1\r\nHost: x\r\nx-api-key: wrong\r\nx-api-key: %s\r\n" % API_KEY.encode()
+    head += b"x-file-name: idle.2.cbor\r\nContent-Type: application/cbor\r\nContent-Length: %d\r\n" % len(body)
+    with socket.create_connection(("127.0.0.1", client.port), timeout=10) as s:
+        s.sendall(head + b"Connection: close\r\n\r\n" + body)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 401 "), data[:200]
+    assert len(client.index()) == 2
+
+
 def test_obsolete_line_folding_is_refused(client):
     # RFC 9112 5.2: a server refuses an obs-fold with 400 or joins it with a space; the parser (httptools) refuses
     status, _, reply = raw_post(client.port, b"x-label: idle\r\n folded\r\n", msg_bytes())
