@@ -286,3 +286,57 @@ def test_a_failed_flush_while_reconciling_leaves_no_index_line_behind(tmp_path, 
     ids = [r["sample_id"] for r in records]
     assert sorted(r["file"] for r in records) == sorted([first["file"], second["file"]])
     assert len(set(ids)) == len(ids), ids
+
+
+@pytest.mark.parametrize("mode", ["syncfs", "fsync"])
+def test_a_failed_commit_makes_its_rollback_durable(tmp_path, monkeypatch, mode):
+    """The group's files are in place when its index line fails (the flush of it, or the write): the files
+    are removed, and the removal is made durable before the commit fails. Left to the page cache, a crash
+    then would leave files that the next start indexes (as a kill's leftovers) for samples their clients
+    were told failed, stored twice when they are sent again."""
+    if mode == "syncfs" and datafolder.syncfs is None:
+        pytest.skip("no syncfs here")
+    events = []
+    real_unlink, real_fsync_path = os.unlink, datafolder.fsync_path
+
+    def logged_unlink(path, *a, **kw):
+        real_unlink(path, *a, **kw)
+        events.append(("unlink", str(path)))
+
+    def logged_fsync_path(path):
+        real_fsync_path(path)
+        events.append(("fsync", str(path)))
+
+    if mode == "syncfs":
+        real_syncfs = datafolder.syncfs
+        calls = [0]
+
+        def sync(fd):
+            calls[0] += 1
+            events.append(("flush", calls[0]))
+            if calls[0] == 3:  # 1: the probe at start; 2: the group's files; 3: its names and index line
+                raise OSError(errno.EIO, "Input/output error")
+            real_syncfs(fd)
+
+        monkeypatch.setattr(datafolder, "syncfs", sync)
+    else:
+        monkeypatch.setattr(datafolder, "syncfs", None)
+    monkeypatch.setattr(datafolder.os, "unlink", logged_unlink)
+    monkeypatch.setattr(datafolder, "fsync_path", logged_fsync_path)
+    folder = DataFolder(str(tmp_path))
+    if mode == "fsync":
+
+        def failing_append(records):
+            raise OSError(errno.EIO, "Input/output error")
+
+        monkeypatch.setattr(folder, "_append_index", failing_append)
+    with pytest.raises(OSError):
+        folder.commit_all([sample(1), sample(2)])
+    assert os.listdir(tmp_path / "training") == []
+    removed = [i for i, e in enumerate(events) if e[0] == "unlink" and "/training/" in e[1]]
+    assert len(removed) == 2, events
+    if mode == "syncfs":
+        assert any(e[0] == "flush" and i > max(removed) for i, e in enumerate(events)), events
+    else:
+        training = str(tmp_path / "training")
+        assert any(e == ("fsync", training) and i > max(removed) for i, e in enumerate(events)), events

@@ -477,6 +477,19 @@ class DataFolder:
                     os.unlink(final)
                 except OSError:
                     pass
+            # The unlinks on disk too: after a crash the next start would index files left in place (as a
+            # kill's) for samples their clients were told failed, and a retry would store them twice. Best
+            # effort: the disk may be failing.
+            try:
+                if flush is not None:
+                    if placed:
+                        flush()
+                else:
+                    folders = {os.path.dirname(p) for p in placed} | ({self.data_dir} if index_size == 0 else set())
+                    for folder in sorted(folders):
+                        fsync_path(folder)
+            except OSError:
+                pass
             error = self.disk_full() if is_disk_full(e) else e
             for commit in group:
                 self._remove_temps(commit.staged)
