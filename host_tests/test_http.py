@@ -45,46 +45,62 @@ def test_keep_alive_many_windows_one_connection(server):
     assert decode(body, "cbor")["payload"]["device_name"] == "t"
 
 
+HEADER_SENDS = [
+    dict(label="wave"),
+    dict(label="wave"),
+    dict(label="idle"),
+    dict(label="idle", fmt="json"),
+    dict(label="idle", fmt="json", file_name="x.json"),
+    dict(label="idle", fmt="json", file_name="x.json", body_fmt="cbor"),  # the entry's, not the config's
+    dict(label=None),
+]
+CBOR_TYPE, JSON_TYPE = "application/cbor", "application/json"
+HEADERS_SENT = [
+    ("wave", CBOR_TYPE, "wave.cbor", KEY),
+    ("wave", CBOR_TYPE, "wave.cbor", KEY),
+    ("idle", CBOR_TYPE, "idle.cbor", KEY),
+    ("idle", JSON_TYPE, "idle.json", KEY),
+    ("idle", JSON_TYPE, "x.json", KEY),
+    ("idle", CBOR_TYPE, "x.json", KEY),
+    (None, CBOR_TYPE, "sample.cbor", KEY),
+]
+
+
+def headers_sent(server):
+    from email import message_from_bytes
+
+    got = []
+    for head, _ in server.requests:
+        h = message_from_bytes(head.split(b"\r\n", 1)[1])  # the stdlib's parser, not uingest's
+        got.append((h["x-label"], h["Content-Type"], h["x-file-name"], h["x-api-key"]))
+    return got
+
+
 def test_each_post_carries_its_own_headers_when_one_changes(server):
     """upload.send formats the header lines once while the key, label, format,
     file name and the body's content type stay the same: a change in any one
     is sent at once, and a body in another format (a window queued before the
     config changed) keeps its own Content-Type."""
-    from email import message_from_bytes
-
     from uingest import upload
     from uingest.message import Message
 
     client = http.Client(server.url, timeout_ms=2000)
-    sends = [
-        dict(label="wave"),
-        dict(label="wave"),
-        dict(label="idle"),
-        dict(label="idle", fmt="json"),
-        dict(label="idle", fmt="json", file_name="x.json"),
-        dict(label="idle", fmt="json", file_name="x.json", body_fmt="cbor"),  # the entry's, not the config's
-        dict(label=None),
-    ]
-    for kw in sends:
+    for kw in HEADER_SENDS:
         fmt = kw.get("fmt", "cbor")
         body = Message(imu(2), kw.get("body_fmt", fmt), HKEY)
         out = upload.send(client, body, KEY, kw["label"], fmt=fmt, file_name=kw.get("file_name"))
         assert out.kind == http.ACCEPTED
     client.close()
-    got = []
-    for head, _ in server.requests:
-        h = message_from_bytes(head.split(b"\r\n", 1)[1])  # the stdlib's parser, not uingest's
-        got.append((h["x-label"], h["Content-Type"], h["x-file-name"], h["x-api-key"]))
-    cbor, json_ = "application/cbor", "application/json"
-    assert got == [
-        ("wave", cbor, "wave.cbor", KEY),
-        ("wave", cbor, "wave.cbor", KEY),
-        ("idle", cbor, "idle.cbor", KEY),
-        ("idle", json_, "idle.json", KEY),
-        ("idle", json_, "x.json", KEY),
-        ("idle", cbor, "x.json", KEY),
-        (None, cbor, "sample.cbor", KEY),
-    ]
+    assert headers_sent(server) == HEADERS_SENT
+
+
+def test_each_post_carries_its_own_headers_on_micropython(server, mpy, bundle):
+    """The same sends on the unix port, where the lines go out through its sockets."""
+    proc = mpy.run_program(
+        "posts_with_changing_headers.py", server.url, json.dumps(HEADER_SENDS), path=bundle, heap="128K"
+    )
+    assert proc.stdout.decode().split() == ["ACCEPTED"] * len(HEADER_SENDS)
+    assert headers_sent(server) == HEADERS_SENT
 
 
 @pytest.mark.parametrize(
