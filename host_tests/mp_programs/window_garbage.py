@@ -8,14 +8,12 @@ import gc
 import json
 import sys
 
+from sample_windows import imu
 from uingest import http, upload
 from uingest.message import Message
-from uingest.window import Window
 
 URL, N = sys.argv[1], int(sys.argv[2])
-window = Window((("accX", "m/s2"), ("accY", "m/s2"), ("accZ", "m/s2")), 10, 200)
-for i in range(200):
-    window.append((i * 37 % 1000) / 97.3 - 5.0, (i * 53 % 1000) / 123.7 - 4.0, 9.80665 + (i % 7) / 311.0)
+window = imu(200)
 client = http.Client(URL, timeout_ms=5000)
 for n in range(N + 1):
     gc.collect()
