@@ -129,6 +129,12 @@ class _Flusher:
                 raise OSError(*self._error)  # a new one per waiter: each thread's traceback its own
 
 
+def _fsync_folders_of(paths) -> None:
+    """fsync each folder holding one of paths, once: their names (made, renamed or removed) on disk."""
+    for folder in sorted({os.path.dirname(p) for p in paths}):
+        fsync_path(folder)
+
+
 def is_disk_full(e: BaseException) -> bool:
     return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
 
@@ -463,8 +469,7 @@ class DataFolder:
                     records.append(record)
                     commit.outcomes.append(record)
             if flush is None:
-                for folder in sorted({os.path.dirname(p) for p in placed}):
-                    fsync_path(folder)
+                _fsync_folders_of(placed)
             if records:
                 index_size = self._append_index(records)
             if flush is not None and (placed or records):
@@ -485,9 +490,7 @@ class DataFolder:
                     if placed:
                         flush()
                 else:
-                    folders = {os.path.dirname(p) for p in placed} | ({self.data_dir} if index_size == 0 else set())
-                    for folder in sorted(folders):
-                        fsync_path(folder)
+                    _fsync_folders_of(placed + ([self.index_path] if index_size == 0 else []))
             except OSError:
                 pass
             error = self.disk_full() if is_disk_full(e) else e
