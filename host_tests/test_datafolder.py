@@ -340,3 +340,74 @@ def test_a_failed_commit_makes_its_rollback_durable(tmp_path, monkeypatch, mode)
     else:
         training = str(tmp_path / "training")
         assert any(e == ("fsync", training) and i > max(removed) for i, e in enumerate(events)), events
+
+
+def test_commit_each_gives_each_sample_its_own_outcome_in_one_group(tmp_path, monkeypatch):
+    """commit_each (the committer's): a duplicate under disallow_duplicates, in the index or earlier in the group,
+    is refused alone (409); a sample that cannot be staged fails alone; the others are stored in one group: one
+    index write and, where the folder flushes its filesystem, two flushes."""
+    folder = DataFolder(str(tmp_path))
+    folder.commit_all([sample(1)])
+    appends = []
+    real_append = folder._append_index
+    monkeypatch.setattr(folder, "_append_index", lambda records: (appends.append(len(records)), real_append(records)))
+    flushes = folder._flush.count if folder.flushes_its_filesystem else None
+    outcomes = folder.commit_each(
+        [
+            sample(2),
+            sample(1, disallow_duplicates=True),  # in the index
+            sample(3),
+            sample(3, disallow_duplicates=True),  # earlier in this group
+            dict(sample(4), data=None),  # no bytes: its staging fails
+            sample(5),
+        ]
+    )
+    assert [o.status if isinstance(o, Rejected) else type(o).__name__ for o in outcomes] == [
+        "dict", 409, "dict", 409, "TypeError", "dict"
+    ]  # fmt: skip
+    assert appends == [3]
+    if flushes is not None:
+        assert folder._flush.count - flushes == 2
+    index = read_index(str(tmp_path))
+    assert [rec["file_name"] for rec in index] == ["s1.csv", "s2.csv", "s3.csv", "s5.csv"]
+    assert [o["sample_id"] for o in outcomes if isinstance(o, dict)] == [2, 3, 4]
+    assert not [n for n in os.listdir(tmp_path / "training") if n.endswith(".tmp")]
+
+
+def test_commit_each_flushes_the_files_before_their_names_and_the_names_before_it_returns(tmp_path, monkeypatch):
+    if datafolder.syncfs is None:
+        pytest.skip("no syncfs here")
+    events = []
+    real_replace, real_syncfs = os.replace, datafolder.syncfs
+    folder = DataFolder(str(tmp_path))
+    monkeypatch.setattr(datafolder.os, "replace", lambda src, dst: (real_replace(src, dst), events.append("rename")))
+    monkeypatch.setattr(datafolder, "syncfs", lambda fd: (real_syncfs(fd), events.append("flush")))
+    real_append = folder._append_index
+    monkeypatch.setattr(folder, "_append_index", lambda records: (events.append("index"), real_append(records))[1])
+    outcomes = folder.commit_each([sample(i) for i in range(3)])
+    assert all(isinstance(o, dict) for o in outcomes)
+    assert events == ["flush", "rename", "rename", "rename", "index", "flush"]
+
+
+def test_commit_each_a_failed_flush_fails_all_of_them_and_stores_nothing(tmp_path, monkeypatch):
+    if datafolder.syncfs is None:
+        pytest.skip("no syncfs here")
+    folder = DataFolder(str(tmp_path))
+    real_syncfs = datafolder.syncfs
+    for fail_at in (1, 2):  # the flush of the files, then the flush of their names and index lines
+        calls = [0]
+
+        def sync(fd, fail_at=fail_at, calls=calls):
+            calls[0] += 1
+            if calls[0] == fail_at:
+                raise OSError(errno.EIO, "Input/output error")
+            real_syncfs(fd)
+
+        monkeypatch.setattr(datafolder, "syncfs", sync)
+        outcomes = folder.commit_each([sample(i) for i in range(4)])
+        assert all(isinstance(o, OSError) and o.errno == errno.EIO for o in outcomes), outcomes
+        assert read_index(str(tmp_path)) == []
+        assert os.listdir(tmp_path / "training") == []  # no file, no temp
+    monkeypatch.setattr(datafolder, "syncfs", real_syncfs)
+    assert [isinstance(o, dict) for o in folder.commit_each([sample(9)])] == [True]
+    assert [rec["file_name"] for rec in read_index(str(tmp_path))] == ["s9.csv"]

@@ -1136,3 +1136,108 @@ def test_a_label_file_over_its_limit_is_413_and_stores_nothing(client):
     status, reply = client.post_files(parts)
     assert status == 413 and str(LABEL_FILE_MAX) in reply["error"] and reply["success"] is False
     assert client.snapshot() == before
+
+
+def test_the_hot_route_skips_starlettes_stack_and_every_other_request_goes_through_it(make_server, monkeypatch):
+    """POST /api/{category}/data, the route every window takes, goes to its handler straight (serve._Collector);
+    a path or method next to it still goes through Starlette's router and answers as it does."""
+    from starlette.routing import Router
+
+    routed = []
+    through_router = Router.__call__
+
+    async def recording_router(self, scope, receive, send):
+        routed.append((scope["method"], scope["path"]))
+        await through_router(self, scope, receive, send)
+
+    monkeypatch.setattr(Router, "__call__", recording_router)
+    c = make_server(hmac_key=HMAC_KEY)
+    assert c.post_data(msg_bytes())[0] == 200
+    status, _, body = c.post_data(msg_bytes(), category="bogus")
+    assert (status, body) == (404, b"unknown category 'bogus'")
+    assert routed == []  # both straight to the handler
+    key = {"x-api-key": API_KEY, "x-file-name": "a.cbor", "Content-Type": "application/cbor"}
+    for method, path, expected in [
+        ("GET", "/api/training/data", 405),
+        ("POST", "/api/a%2Fb/data", 404),  # the category holds a '/' once decoded
+        ("POST", "/api//data", 404),
+        ("POST", "/api/data", 404),
+        ("POST", "/api/training/data/", 307),  # Starlette's redirect to the path without the slash
+        ("POST", "/api/training/files", 415),
+    ]:
+        assert c.request(method, path, msg_bytes(), key)[0] == expected, path
+    assert [p for _, p in routed] == ["/api/training/data", "/api/a/b/data", "/api//data", "/api/data",
+                                      "/api/training/data/", "/api/training/files"]  # fmt: skip
+    assert len(c.index()) == 1
+
+
+def test_windows_that_arrive_while_the_committer_stores_go_in_one_group_each_with_its_own_reply(
+    make_server, monkeypatch
+):
+    from uingest_tools import datafolder, ingestion
+
+    if datafolder.syncfs is None:
+        pytest.skip("no syncfs here: each window goes to a worker thread of its own")
+    c = make_server(hmac_key=HMAC_KEY)
+    stored = msg_bytes(device_name="stored-before")
+    assert c.post_data(stored)[0] == 200
+    gate, holding = threading.Event(), threading.Event()
+    real_syncfs = datafolder.syncfs
+
+    def held(fd):  # the disk holds the next group's first flush until the test lets it go
+        holding.set()
+        assert gate.wait(10)
+        real_syncfs(fd)
+
+    monkeypatch.setattr(datafolder, "syncfs", held)
+    committer = ingestion._committer
+    batches = committer.batches
+    replies = {}
+
+    def post(name, body, **headers):
+        replies[name] = c.post_data(body, file_name=name + ".cbor", **headers)
+
+    first = threading.Thread(target=post, args=("first", msg_bytes(device_name="first")))
+    first.start()
+    assert holding.wait(10)  # the committer is storing it
+    tampered = bytearray(msg_bytes(device_name="tampered"))
+    tampered[-1] ^= 1  # a value's last byte: still CBOR, no longer what was signed
+    posts = [("good%d" % i, msg_bytes(device_name="good%d" % i), {}) for i in range(4)]
+    posts += [("tampered", bytes(tampered), {}), ("again", stored, {"x-disallow-duplicates": "1"})]
+    threads = [threading.Thread(target=post, args=(n, b), kwargs=h) for n, b, h in posts]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 10
+    while committer._jobs.qsize() < len(posts) and time.monotonic() < deadline:
+        time.sleep(0.005)  # all of them waiting while the first is stored
+    gate.set()
+    for t in [first, *threads]:
+        t.join(10)
+    statuses = {name: reply[0] for name, reply in replies.items()}
+    assert statuses == {"first": 200, "good0": 200, "good1": 200, "good2": 200, "good3": 200, "tampered": 400,
+                        "again": 409}  # fmt: skip
+    assert b"signature" in replies["tampered"][2]
+    assert committer.batches - batches == 2  # the first alone, then the six together
+    assert sorted(r["file_name"] for r in c.index()) == sorted(["idle.01.cbor", "first.cbor"] +
+                                                               ["good%d.cbor" % i for i in range(4)])  # fmt: skip
+    assert_consistent(c)
+
+
+def test_a_window_whose_check_fails_unexpectedly_gets_a_500_and_the_next_is_stored(make_server, monkeypatch, caplog):
+    from uingest_tools import ingestion
+
+    c = make_server(hmac_key=HMAC_KEY)
+    real_validate = ingestion.validate_message
+    calls = [0]
+
+    def validate(*args):
+        calls[0] += 1
+        if calls[0] == 1:
+            raise RuntimeError("a bug in a check")
+        return real_validate(*args)
+
+    monkeypatch.setattr(ingestion, "validate_message", validate)
+    assert c.post_data(msg_bytes())[:3:2] == (500, b"internal server error")
+    assert c.post_data(msg_bytes(device_name="next"))[0] == 200
+    assert len(c.index()) == 1
+    assert "a bug in a check" in caplog.text

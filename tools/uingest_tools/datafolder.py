@@ -339,6 +339,12 @@ class DataFolder:
             "received_at": received.isoformat(timespec="milliseconds"),
         }
 
+    @property
+    def flushes_its_filesystem(self) -> bool:
+        """True when a commit's flush is one syncfs of the folder's filesystem, shared by every file written before
+        it (commit_each then costs two for many samples); False where each file is fsynced on its own."""
+        return self._flush is not None
+
     def spool_file(self):
         """A temp file in the data dir for a body being received: (file object, path)."""
         fd, path = tempfile.mkstemp(dir=self.data_dir, prefix=".upload-", suffix=".tmp")
@@ -383,11 +389,12 @@ class DataFolder:
             raise commit.error
         return commit.outcomes
 
-    def _stage(self, samples: list[dict]) -> list:
+    def _stage(self, samples: list[dict], flush_now: bool = True):
         """Per sample (its sha256, its category, a durable temp file of its bytes in the category's folder, or
         its src_path): on disk through the folder's next flush, or each fsynced when it has none. What takes
         long and needs no lock: a large sample's hash, the writes, the flush or fsyncs. Removes what it made
-        when one fails."""
+        when one fails. Without flush_now, (staged, the flush that is to make them durable or None) and the caller
+        runs that flush (commit_each: one for many samples)."""
         staged = []
         flusher = None  # the flush that is to make the files written durable (none: each was fsynced)
         try:
@@ -424,14 +431,49 @@ class DataFolder:
                         os.fsync(fd)
                 finally:
                     os.close(fd)
-            if flusher is not None:
+            if flusher is not None and flush_now:
                 flusher()  # the files' bytes on disk before any name points at them
         except BaseException as e:
             self._remove_temps(staged)
             if is_disk_full(e):
                 raise self.disk_full() from None
             raise
-        return staged
+        return staged if flush_now else (staged, flusher)
+
+    def commit_each(self, samples: list[dict]) -> list:
+        """Store each of samples on its own, as commit would one after the other, in one group: each one's file
+        written, one flush for all of them, then their names and index lines and one more flush. Returns per
+        sample its record, or the exception that kept it out: Rejected(409) for a duplicate under
+        disallow_duplicates, Rejected(507) for a full disk, else the OSError; a flush that fails fails all of
+        them. For one thread that stores many devices' windows (ingestion's committer): commit_all's group
+        forms from threads that wait on each other for it, here the caller brings the group."""
+        outcomes: list = [None] * len(samples)
+        group: list[tuple[int, _Commit]] = []
+        flushers = []
+        for i, sample in enumerate(samples):
+            try:
+                staged, flusher = self._stage([sample], flush_now=False)
+            except Exception as e:
+                outcomes[i] = e
+                continue
+            group.append((i, _Commit([sample], staged)))
+            if flusher is not None and flusher not in flushers:
+                flushers.append(flusher)
+        try:
+            for flusher in flushers:
+                flusher()  # the files' bytes on disk before any name points at them
+        except Exception as e:
+            error = self.disk_full() if is_disk_full(e) else e
+            for i, commit in group:
+                self._remove_temps(commit.staged)
+                outcomes[i] = error
+            return outcomes
+        if group:
+            with self._lock:
+                self._commit_group([commit for _, commit in group])
+            for i, commit in group:
+                outcomes[i] = commit.error if commit.error is not None else commit.outcomes[0]
+        return outcomes
 
     @staticmethod
     def _remove_temps(staged) -> None:
