@@ -411,3 +411,21 @@ def test_commit_each_a_failed_flush_fails_all_of_them_and_stores_nothing(tmp_pat
     monkeypatch.setattr(datafolder, "syncfs", real_syncfs)
     assert [isinstance(o, dict) for o in folder.commit_each([sample(9)])] == [True]
     assert [rec["file_name"] for rec in read_index(str(tmp_path))] == ["s9.csv"]
+
+
+def test_commit_each_interrupted_leaves_no_temp_file_behind(tmp_path, monkeypatch):
+    folder = DataFolder(str(tmp_path))
+    real_stage = folder._stage
+    staged = [0]
+
+    def stage(samples, flush_now=True):
+        staged[0] += 1
+        if staged[0] == 3:
+            raise KeyboardInterrupt()
+        return real_stage(samples, flush_now)
+
+    monkeypatch.setattr(folder, "_stage", stage)
+    with pytest.raises(KeyboardInterrupt):
+        folder.commit_each([sample(i) for i in range(4)])
+    assert os.listdir(tmp_path / "training") == []  # the two staged before it removed
+    assert read_index(str(tmp_path)) == []

@@ -1223,7 +1223,8 @@ def test_windows_that_arrive_while_the_committer_stores_go_in_one_group_each_wit
     assert_consistent(c)
 
 
-def test_a_window_whose_check_fails_unexpectedly_gets_a_500_and_the_next_is_stored(make_server, monkeypatch, caplog):
+@pytest.mark.parametrize("error", [RuntimeError("a bug in a check"), KeyboardInterrupt()], ids=["Exception", "Base"])
+def test_a_window_whose_check_fails_unexpectedly_gets_a_500_and_the_next_is_stored(make_server, monkeypatch, error):
     from uingest_tools import ingestion
 
     c = make_server(hmac_key=HMAC_KEY)
@@ -1233,11 +1234,33 @@ def test_a_window_whose_check_fails_unexpectedly_gets_a_500_and_the_next_is_stor
     def validate(*args):
         calls[0] += 1
         if calls[0] == 1:
-            raise RuntimeError("a bug in a check")
+            raise error
         return real_validate(*args)
 
     monkeypatch.setattr(ingestion, "validate_message", validate)
-    assert c.post_data(msg_bytes())[:3:2] == (500, b"internal server error")
-    assert c.post_data(msg_bytes(device_name="next"))[0] == 200
+    assert c.post_data(msg_bytes())[::2] == (500, b"internal server error")
+    assert c.post_data(msg_bytes(device_name="next"))[0] == 200  # the server, its loop and its committer go on
     assert len(c.index()) == 1
-    assert "a bug in a check" in caplog.text
+
+
+def test_small_windows_go_to_the_committer_and_the_rest_to_worker_threads(make_server, monkeypatch, tmp_path):
+    """The committer takes /data bodies up to COMMITTER_BODY_MAX where the folder flushes its filesystem; a
+    larger body, and every body where the folder fsyncs each file, goes to a worker thread of its own."""
+    from uingest_tools import datafolder, ingestion
+
+    if datafolder.syncfs is None:
+        pytest.skip("no syncfs here: every window goes to a worker thread")
+    committer = ingestion._committer
+    c = make_server(hmac_key=HMAC_KEY)
+    small, large = msg_bytes(rows=4000), msg_bytes(rows=4500)
+    assert len(small) <= ingestion.COMMITTER_BODY_MAX < len(large)
+    for body, name, by_committer in [(small, "small.cbor", 1), (large, "large.cbor", 0)]:
+        batches = committer.batches
+        assert c.post_data(body, file_name=name)[0] == 200
+        assert committer.batches - batches == by_committer, name
+    monkeypatch.setattr(datafolder, "syncfs", None)  # a folder opened now fsyncs each file
+    fsyncing = make_server(tmp_path / "fsyncing", hmac_key=HMAC_KEY)
+    batches = committer.batches
+    assert fsyncing.post_data(small)[0] == 200
+    assert committer.batches == batches
+    assert len(c.index()) == 2 and len(fsyncing.index()) == 1

@@ -76,3 +76,30 @@ def test_plain_windows_pass_the_quick_test(width, rows, cell):
 )
 def test_doubted_windows_get_the_exact_rules_reason(values, width, reason):
     assert verdict(values, width) == reason
+
+
+def test_shared_references_that_multiply_the_numbers_are_refused_at_once():
+    """CBOR's shared references (cbor2 decodes them) let a 71 KB body name one row of 2000 numbers 2000 times:
+    refused, without checking 4 million numbers. A body whose rows are short of the sensors is not mistaken
+    for one: it gets the exact rule's reason."""
+    import time
+
+    import cbor2
+
+    from uingest_tools.collector_rules import Rejected, validate_message
+
+    row = [1.0] * 2000
+    body = cbor2.dumps(message([row] * 2000, 2000), value_sharing=True)
+    started = time.monotonic()
+    with pytest.raises(Rejected) as refused:
+        validate_message(body, "cbor")
+    assert time.monotonic() - started < 1
+    assert refused.value.status == 400
+    assert "holds 4000000 numbers in a body of %d bytes: CBOR shared references" % len(body) in refused.value.line
+    short_rows = cbor2.dumps(message([[1.0]] * 300, 300))  # 300 rows x 300 sensors > its bytes, 300 numbers
+    assert 300 * 300 > len(short_rows)
+    with pytest.raises(Rejected) as refused:
+        validate_message(short_rows, "cbor")
+    assert refused.value.line == "payload.values[0] has 1 values, expected 300"
+    shared_once = cbor2.dumps(message([[1.0, 2.0]] * 5, 2), value_sharing=True)  # shared, not multiplied
+    assert validate_message(shared_once, "cbor")["rows"] == 5

@@ -152,14 +152,26 @@ def row_problem(r: int, row, width: int):
     return None if cells_ok(cells) else "payload.values[%d] holds a value that is not a finite number" % r
 
 
-def check_structure(msg) -> dict:
+SHARED_CELLS = (
+    "payload.values holds %d numbers in a body of %d bytes: CBOR shared references (tags 28 and 29) are not taken"
+)
+
+
+def check_structure(msg, body_size: int | None = None) -> dict:
     """Raise InvalidMessage unless msg has the protocol's structure; return payload. (A body too large to
-    decode whole gets the same verdict from large_messages.check_large.)"""
+    decode whole gets the same verdict from large_messages.check_large.) body_size: the bytes msg was decoded
+    from. Each number takes at least one, unless CBOR's shared references (which cbor2 decodes) name one row
+    many times: a body of some 100 KB can hold 400 million numbers that way, and checking them would take the
+    collector minutes and gigabytes."""
     p = check_envelope(msg)
     values = p.get("values")
     if not isinstance(values, list) or not values:
         raise InvalidMessage(VALUES_NOT_A_LIST)
     width = len(p["sensors"])
+    if body_size is not None and len(values) * width > body_size:  # rare: count the numbers the rows hold
+        cells = sum(len(row) if type(row) is list else 1 for row in values)
+        if cells > body_size:
+            raise InvalidMessage(SHARED_CELLS % (cells, body_size))
     if _plain_values(values, width):
         return p
     for r, row in enumerate(values):

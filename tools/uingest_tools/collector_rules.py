@@ -332,7 +332,7 @@ def validate_message(body: bytes, fmt: str, hmac_key=None, decode_whole_up_to=DE
             msg, rows = check_large(body, fmt)
         else:
             msg = decode(body, fmt)
-            rows = len(check_structure(msg)["values"])
+            rows = len(check_structure(msg, len(body))["values"])
         payload = msg["payload"]
     except TooLargeToCheck as e:
         raise Rejected(413, str(e))

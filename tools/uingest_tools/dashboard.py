@@ -362,7 +362,7 @@ class Dashboard(RemoteDevices):
         except OSError:
             raise Rejected(404, "the file of sample %d is gone" % rec["sample_id"])
         try:
-            payload = check_structure(decode(body, fmt))
+            payload = check_structure(decode(body, fmt), len(body))
         except InvalidMessage as e:
             raise Rejected(422, "sample %d cannot be read: %s" % (rec["sample_id"], e))
         plot = sample_axes(payload)

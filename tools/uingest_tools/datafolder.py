@@ -450,22 +450,25 @@ class DataFolder:
         outcomes: list = [None] * len(samples)
         group: list[tuple[int, _Commit]] = []
         flushers = []
-        for i, sample in enumerate(samples):
-            try:
-                staged, flusher = self._stage([sample], flush_now=False)
-            except Exception as e:
-                outcomes[i] = e
-                continue
-            group.append((i, _Commit([sample], staged)))
-            if flusher is not None and flusher not in flushers:
-                flushers.append(flusher)
         try:
+            for i, sample in enumerate(samples):
+                try:
+                    staged, flusher = self._stage([sample], flush_now=False)
+                except Exception as e:
+                    outcomes[i] = e
+                    continue
+                group.append((i, _Commit([sample], staged)))
+                if flusher is not None and flusher not in flushers:
+                    flushers.append(flusher)
             for flusher in flushers:
                 flusher()  # the files' bytes on disk before any name points at them
-        except Exception as e:
-            error = self.disk_full() if is_disk_full(e) else e
-            for i, commit in group:
+        except BaseException as e:
+            for _, commit in group:
                 self._remove_temps(commit.staged)
+            if not isinstance(e, Exception):
+                raise
+            error = self.disk_full() if is_disk_full(e) else e
+            for i, _ in group:
                 outcomes[i] = error
             return outcomes
         if group:

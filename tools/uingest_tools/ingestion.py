@@ -165,9 +165,9 @@ class _Committer:
         returns (a commit_each item; it runs in the committer's thread and raises Rejected for a bad window)."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        if self._thread is None:
+        if self._thread is None or not self._thread.is_alive():  # first use, or (a bug) it ended: a new one
             with self._lock:
-                if self._thread is None:
+                if self._thread is None or not self._thread.is_alive():
                     self._thread = threading.Thread(target=self._run, name="uingest-committer", daemon=True)
                     self._thread.start()
         self._jobs.put((folder, check, future, loop))
@@ -176,17 +176,19 @@ class _Committer:
     def _run(self) -> None:
         while True:
             jobs = [self._jobs.get()]
-            while True:
-                try:
-                    jobs.append(self._jobs.get_nowait())
-                except queue.Empty:
-                    break
-            outcomes: list = [None] * len(jobs)
-            try:
+            outcomes: list = []
+            try:  # never the thread's end: every window waiting on it would wait for ever
+                while True:
+                    try:
+                        jobs.append(self._jobs.get_nowait())
+                    except queue.Empty:
+                        break
+                outcomes = [None] * len(jobs)
                 self._store(jobs, outcomes)
-            except BaseException as e:  # never the thread's end: every window waiting on it would hang
+            except BaseException as e:
                 log.exception("error while storing samples")
-                outcomes = [e if o is None else o for o in outcomes]
+                outcomes = outcomes or [None] * len(jobs)
+                outcomes = [_as_error(e) if o is None else o for o in outcomes]
             self.batches += 1
             replies: dict = {}
             for (_, _, future, loop), outcome in zip(jobs, outcomes):
@@ -203,11 +205,21 @@ class _Committer:
         for i, (folder, check, _, _) in enumerate(jobs):
             try:
                 folders.setdefault(folder, []).append((i, check()))
-            except Exception as e:
-                outcomes[i] = e
+            except BaseException as e:  # this window's own reply; the others go on
+                outcomes[i] = _as_error(e)
         for folder, checked in folders.items():
             for (i, _), outcome in zip(checked, folder.commit_each([sample for _, sample in checked])):
                 outcomes[i] = outcome
+
+
+def _as_error(e: BaseException) -> Exception:
+    """e as a request's error: a BaseException that is not an Exception (SystemExit, KeyboardInterrupt) raised in
+    a handler would stop the event loop, so it becomes a RuntimeError (a 500)."""
+    if isinstance(e, Exception):
+        return e
+    error = RuntimeError("storing was interrupted: %r" % e)
+    error.__cause__ = e
+    return error
 
 
 def _settle(settled: list) -> None:

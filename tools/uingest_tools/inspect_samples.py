@@ -122,7 +122,7 @@ def _cbor_end(data: bytes) -> int:
 def read_message(path: str, data: bytes, fmt: str) -> Sample:
     try:
         msg = decode(data, fmt)
-        payload = check_structure(msg)
+        payload = check_structure(msg, len(data))
     except InvalidMessage as e:
         raise NotAMessage(str(e).replace("body is not", "not", 1))
     if fmt == "cbor" and _cbor_end(data) != len(data):
