@@ -404,6 +404,30 @@ def test_large_body_goes_through_a_temp_file(make_server):
     assert_consistent(c)
 
 
+def test_a_large_body_is_stored_into_a_category_folder_on_another_filesystem(make_server, tmp_path):
+    """A category folder that is a link to another disk: the body spooled in the data folder cannot be renamed
+    there (EXDEV), so it is copied, and the spool file removed."""
+    other = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    if other is None or os.stat(other).st_dev == os.stat(str(tmp_path)).st_dev:
+        pytest.skip("no second filesystem here")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir=other) as elsewhere:
+        data = tmp_path / "data"
+        data.mkdir()
+        os.symlink(elsewhere, data / "training")
+        c = make_server(data, memory_limit=512)
+        body = msg_bytes(rows=300)
+        status, _, reply = c.post_data(body, **{"x-label": "big"})
+        assert status == 200, reply
+        with open(os.path.join(elsewhere, reply.decode()), "rb") as f:
+            assert f.read() == body
+        assert c.post_data(msg_bytes(), **{"x-label": "small"})[0] == 200
+        assert [r["label"] for r in c.index()] == ["big", "small"]
+        assert sorted(os.listdir(elsewhere)) == sorted(r["file"].split("/")[1] for r in c.index())
+        assert set(os.listdir(data)) == {"training", "index.jsonl"}  # no spool file left
+
+
 def test_unknown_category_and_method(client):
     expect_rejected(client, 404, "category", lambda: client.post_data(msg_bytes(), category="validation"))
     assert client.request("GET", "/api/training/data")[0] == 405

@@ -201,6 +201,7 @@ class DataFolder:
         self._temps = 0  # temp files named so far
         self._pid = os.getpid()
         self._folders: set = set()  # category folders known to exist
+        self._elsewhere: set = set()  # those of them on another filesystem than the data folder (a link)
         self._hashes: set[str] = set()
         self._next_sample = 1
         self._last_us = 0
@@ -365,9 +366,10 @@ class DataFolder:
         """Store samples, all or none, and append their index lines; return for each its record, or the
         Rejected(409) that kept it out (a duplicate under disallow_duplicates, in the index or earlier in
         samples). Each sample: category, label, ext, data, fields, file_name, and optionally metadata,
-        disallow_duplicates, src_path (a file holding data already: renamed into place), extra (more index
-        fields). Returns only once the files and the index lines are on disk. When that fails nothing of
-        them is stored: Rejected(507) for a full disk, else the OSError.
+        disallow_duplicates, src_path (a file holding data already: renamed into place, or copied and removed where
+        the category's folder is on another filesystem), extra (more index fields). Returns only once the files
+        and the index lines are on disk. When that fails nothing of them is stored: Rejected(507) for a full
+        disk, else the OSError.
 
         Group commit: each sample's file is written to a temp file first, by its own thread and without the
         lock, and made durable: by the next flush of the filesystem (_Flusher: one syncfs shared by every commit
@@ -407,11 +409,12 @@ class DataFolder:
                 flush = self._flush  # after _folder: None when it found the folder on another filesystem
                 flusher = flusher or flush
                 src = sample.get("src_path")
-                if src is not None:
+                if src is not None and category not in self._elsewhere:
                     if flush is None:
                         fsync_path(src)
                     staged.append((sha, category, src, False))
                     continue
+                # else its bytes (a spool file's too: read back whole) go to a temp file of the category's folder
                 with self._waiting_lock:
                     self._temps += 1
                     tmp = os.path.join(folder, ".store-%d-%x.tmp" % (self._pid, self._temps))  # ours alone
@@ -431,6 +434,8 @@ class DataFolder:
                         os.fsync(fd)
                 finally:
                     os.close(fd)
+                if src is not None:
+                    os.unlink(src)  # copied: the spool file is done with
             if flusher is not None and flush_now:
                 flusher()  # the files' bytes on disk before any name points at them
         except BaseException as e:
@@ -595,9 +600,13 @@ class DataFolder:
         folder = os.path.join(self.data_dir, category)
         if category not in self._folders:
             os.makedirs(folder, exist_ok=True)
-            if self._flush is not None and not self._on_own_filesystem(folder):
-                self._flush = None  # its syncfs would not cover that folder: an fsync per file from now on
-                log.info("%s is on another filesystem than %s: an fsync per sample", folder, self.data_dir)
+            if not self._on_own_filesystem(folder):
+                self._elsewhere.add(category)  # a spool file in the data folder cannot be renamed there
+                if self._flush is not None:
+                    self._flush = None  # its syncfs would not cover that folder: an fsync per file from now on
+                    log.info("%s is on another filesystem than %s: an fsync per sample", folder, self.data_dir)
+            else:
+                self._elsewhere.discard(category)
             self._folders.add(category)
         return folder
 
