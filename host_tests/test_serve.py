@@ -1249,9 +1249,12 @@ def test_windows_that_arrive_while_the_committer_stores_go_in_one_group_each_wit
 
 @pytest.mark.parametrize("error", [RuntimeError("a bug in a check"), KeyboardInterrupt()], ids=["Exception", "Base"])
 def test_a_window_whose_check_fails_unexpectedly_gets_a_500_and_the_next_is_stored(make_server, monkeypatch, error):
-    from uingest_tools import ingestion
+    from uingest_tools import datafolder, ingestion
 
+    if datafolder.syncfs is None:
+        pytest.skip("no syncfs here: no committer")
     c = make_server(hmac_key=HMAC_KEY)
+    batches = ingestion._committer.batches
     real_validate = ingestion.validate_message
     calls = [0]
 
@@ -1265,6 +1268,7 @@ def test_a_window_whose_check_fails_unexpectedly_gets_a_500_and_the_next_is_stor
     assert c.post_data(msg_bytes())[::2] == (500, b"internal server error")
     assert c.post_data(msg_bytes(device_name="next"))[0] == 200  # the server, its loop and its committer go on
     assert len(c.index()) == 1
+    assert ingestion._committer.batches - batches == 2  # both went through the committer
 
 
 def test_small_windows_go_to_the_committer_and_the_rest_to_worker_threads(make_server, monkeypatch, tmp_path):
@@ -1288,3 +1292,62 @@ def test_small_windows_go_to_the_committer_and_the_rest_to_worker_threads(make_s
     assert fsyncing.post_data(small)[0] == 200
     assert committer.batches == batches
     assert len(c.index()) == 2 and len(fsyncing.index()) == 1
+
+
+def test_a_stalled_log_output_drops_lines_and_says_how_many_once_it_takes_them_again():
+    """serve.log_off_the_event_loop: the writer thread blocks on the output, the logging thread goes on; over the
+    queue's room the lines are dropped and counted, and the count is written once the output takes lines again."""
+    import io
+
+    writing, release = threading.Event(), threading.Event()
+
+    class StalledOutput(io.StringIO):
+        def write(self, text):
+            writing.set()
+            assert release.wait(10)
+            return super().write(text)
+
+    out = StalledOutput()
+    logger = logging.getLogger("test.stalled_output")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(logging.StreamHandler(out))
+    writer = serve.log_off_the_event_loop(logger, queue_records=5)
+    try:
+        logger.info("line 0")
+        assert writing.wait(10)  # the writer holds line 0, stalled in the output
+        started = time.monotonic()
+        for i in range(1, 20):
+            logger.info("line %d", i)
+        assert time.monotonic() - started < 1  # the logging thread did not wait for the output
+        release.set()
+    finally:
+        writer.stop()
+    lines = out.getvalue().splitlines()
+    assert lines == ["line 0", "14 log lines dropped: the log's output did not take them (paused or not read)"] + [
+        "line %d" % i for i in range(1, 6)
+    ]
+    assert [type(h) for h in logger.handlers] == [logging.StreamHandler]  # given back
+
+
+def test_a_log_output_nobody_reads_does_not_stop_the_collector(tmp_path):
+    """`uingest serve` with its stderr a pipe nobody reads (its buffer fills after some 600 request lines): before,
+    the event loop blocked in the write and every device waited; now requests go on and the server stops when
+    asked."""
+    env = dict(os.environ, UINGEST_API_KEY=API_KEY)
+    proc = start_serve("--data-dir", str(tmp_path / "data"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        c = Client(None, str(tmp_path / "data"), proc.port)
+        conn = http.client.HTTPConnection("127.0.0.1", proc.port, timeout=5)
+        for _ in range(3000):
+            conn.request("GET", "/api/health")
+            assert conn.getresponse().read() == b"ok"
+        conn.close()
+        assert c.post_data(msg_bytes(key=None))[0] == 200
+        proc.terminate()
+        proc.wait(20)  # the log writer gives up on the stalled output after 5 s
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
