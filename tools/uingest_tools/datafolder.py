@@ -378,7 +378,7 @@ class DataFolder:
         one more flush, or an fsync per folder and one of the index. Only then does any of them return. On a
         disk where a sync takes milliseconds that is what lets many devices post at once; a commit that fails
         there fails for every commit of its group (none of them is acknowledged)."""
-        staged = self._stage(samples)
+        staged, _ = self._stage(samples)
         commit = _Commit(samples, staged)
         with self._waiting_lock:
             self._waiting.append(commit)
@@ -391,12 +391,12 @@ class DataFolder:
             raise commit.error
         return commit.outcomes
 
-    def _stage(self, samples: list[dict], flush_now: bool = True):
+    def _stage(self, samples: list[dict], flush_now: bool = True) -> tuple[list, _Flusher | None]:
         """Per sample (its sha256, its category, a durable temp file of its bytes in the category's folder, or
         its src_path): on disk through the folder's next flush, or each fsynced when it has none. What takes
         long and needs no lock: a large sample's hash, the writes, the flush or fsyncs. Removes what it made
-        when one fails. Without flush_now, (staged, the flush that is to make them durable or None) and the caller
-        runs that flush (commit_each: one for many samples)."""
+        when one fails. Returns (staged, the flush still owed them): None once flushed or fsynced; without
+        flush_now the folder's flush, which the caller runs (commit_each: one for many samples)."""
         staged = []
         flusher = None  # the flush that is to make the files written durable (none: each was fsynced)
         try:
@@ -438,12 +438,13 @@ class DataFolder:
                     os.unlink(src)  # copied: the spool file is done with
             if flusher is not None and flush_now:
                 flusher()  # the files' bytes on disk before any name points at them
+                flusher = None
         except BaseException as e:
             self._remove_temps(staged)
             if is_disk_full(e):
                 raise self.disk_full() from None
             raise
-        return staged if flush_now else (staged, flusher)
+        return staged, flusher
 
     def commit_each(self, samples: list[dict]) -> list:
         """Store each of samples on its own, as commit would one after the other, in one group: each one's file
@@ -454,19 +455,18 @@ class DataFolder:
         forms from threads that wait on each other for it, here the caller brings the group."""
         outcomes: list = [None] * len(samples)
         group: list[tuple[int, _Commit]] = []
-        flushers = []
+        flush = None  # the folder's flush, owed to the files staged (None: each was fsynced)
         try:
             for i, sample in enumerate(samples):
                 try:
-                    staged, flusher = self._stage([sample], flush_now=False)
+                    staged, owed = self._stage([sample], flush_now=False)
                 except Exception as e:
                     outcomes[i] = e
                     continue
                 group.append((i, _Commit([sample], staged)))
-                if flusher is not None and flusher not in flushers:
-                    flushers.append(flusher)
-            for flusher in flushers:
-                flusher()  # the files' bytes on disk before any name points at them
+                flush = flush or owed
+            if flush is not None:
+                flush()  # the files' bytes on disk before any name points at them
         except BaseException as e:
             for _, commit in group:
                 self._remove_temps(commit.staged)

@@ -407,7 +407,7 @@ class Ingestion:
             else:  # a large body's check takes long, and fsyncs, one a file, are best run side by side: in a
                 # worker thread of its own, with the others' going on
                 record = await in_worker(lambda: self.folder.commit(**checked()))
-            path = None  # renamed into place
+            path = None  # in place: renamed, or copied and removed
             return PlainTextResponse(os.path.basename(record["file"]))
         except Rejected as e:
             return PlainTextResponse(e.line, status_code=e.status)

@@ -466,20 +466,14 @@ class _LogWriter:
         self._thread.start()
 
     def _run(self) -> None:
-        while True:
-            record = self.records.get()
-            if record is None:
-                return
+        record = self.records.get()
+        while record is not None:  # None: stop()
             self._write_with_count(record)
-            while True:  # what came in meanwhile, then a pause: lines are written in batches
-                try:
-                    record = self.records.get_nowait()
-                except queue.Empty:
-                    break
-                if record is None:
-                    return
-                self._write_with_count(record)
-            time.sleep(LOG_WRITE_EVERY_S)
+            try:
+                record = self.records.get_nowait()
+            except queue.Empty:  # all written: a pause, so that the lines meanwhile are written in one batch
+                time.sleep(LOG_WRITE_EVERY_S)
+                record = self.records.get()
 
     def _write_with_count(self, record) -> None:
         dropped = self.handler.dropped
@@ -518,14 +512,14 @@ def log_off_the_event_loop(logger: logging.Logger | None = None, queue_records: 
     """Move the handlers of logger (the root logger when None) to a writer thread of their own (returned, started;
     stop() it to write out what waits and give them back): the event loop only queues records. A window's request
     line costs the loop less too: the time stamp, the format and the write are the writer's."""
-    root = logger or logging.getLogger()
-    handlers = root.handlers[:]
+    logger = logger or logging.getLogger()
+    handlers = logger.handlers[:]
     records: queue.SimpleQueue = queue.SimpleQueue()
     handler = _DroppingQueueHandler(records, queue_records)
     for h in handlers:
-        root.removeHandler(h)
-    root.addHandler(handler)
-    writer = _LogWriter(records, handler, handlers, root)
+        logger.removeHandler(h)
+    logger.addHandler(handler)
+    writer = _LogWriter(records, handler, handlers, logger)
     writer.start()
     return writer
 
